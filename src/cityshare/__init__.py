@@ -1,0 +1,24 @@
+"""cityshare: residents earn smart credit points by sharing what they own, and spend them in the city."""
+
+from cityshare.domain.ledger import (
+    AccountFlags,
+    CreateAccountResult,
+    CreateTransferResult,
+    Ledger,
+    NewAccount,
+    Transfer,
+    TransferFlags,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AccountFlags",
+    "CreateAccountResult",
+    "CreateTransferResult",
+    "Ledger",
+    "NewAccount",
+    "Transfer",
+    "TransferFlags",
+    "__version__",
+]

@@ -1,0 +1,171 @@
+"""Ledger operations under /api/v1: accounts, transfers, statements, expiry, invariants."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Path, Query
+
+from cityshare.api.deps import OperatorDep, PlatformDep
+from cityshare.api.errors import ApiError
+from cityshare.api.schemas import (
+    AccountIn,
+    AccountOut,
+    BatchResponse,
+    ExpiredOut,
+    InvariantsOut,
+    ItemResult,
+    LedgerName,
+    StatementOut,
+    TransferIn,
+    TransferOut,
+)
+from cityshare.domain import commands
+from cityshare.domain.ledger import MAX_INT, CreateAccountResult, Ledger
+from cityshare.services import ledger as ledger_service
+
+router = APIRouter(prefix="/api/v1", tags=["ledger"], dependencies=[OperatorDep])
+
+PathId = Annotated[int, Path(ge=1, le=MAX_INT)]
+ATOMIC = Query(
+    True,
+    description="All or nothing (default): if any item fails, nothing is written and the "
+    "answer is 422. With false, each item (or linked chain) stands alone and the answer "
+    "lists every item's result.",
+)
+
+
+def _check_batch_size(platform: PlatformDep, n: int) -> None:
+    limit = platform.settings.max_batch
+    if n == 0:
+        raise ApiError(422, "empty_batch", "send at least one item")
+    if n > limit:
+        raise ApiError(413, "batch_too_large", f"{n} items sent; at most {limit} per request")
+
+
+@router.post(
+    "/accounts",
+    response_model=BatchResponse,
+    summary="Open accounts (idempotent by id)",
+    responses={413: {"description": "Too many accounts"}, 422: {"description": "Rejected"}},
+)
+def create_accounts(
+    platform: PlatformDep,
+    accounts: Annotated[list[AccountIn], Body()],
+    atomic: bool = ATOMIC,
+) -> BatchResponse:
+    _check_batch_size(platform, len(accounts))
+    results = platform.bus.handle(
+        commands.CreateAccounts([a.to_domain() for a in accounts], atomic=atomic)
+    )
+    items = [ItemResult(index=i, id=a.id, result=r) for i, (a, r) in enumerate(zip(accounts, results, strict=True))]
+    failed = [item for item in items if item.result not in _ACCOUNT_OK]
+    if failed and atomic:
+        raise ApiError(
+            422,
+            "accounts_rejected",
+            f"{len(failed)} of {len(items)} accounts rejected ({failed[0].result} at index "
+            f"{failed[0].index}); nothing was written",
+            results=[f.model_dump() for f in failed],
+        )
+    created = sum(1 for r in results if r is CreateAccountResult.CREATED)
+    return BatchResponse(created=created, results=items)
+
+
+_ACCOUNT_OK = {CreateAccountResult.CREATED.value, CreateAccountResult.EXISTS.value}
+
+
+@router.get("/accounts", response_model=list[AccountOut], summary="Find accounts")
+def find_accounts(
+    platform: PlatformDep,
+    owner: Annotated[str | None, Query(max_length=64)] = None,
+    ledger: LedgerName | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[AccountOut]:
+    found = ledger_service.find_accounts(
+        platform.uow(), owner=owner, ledger=Ledger[ledger] if ledger else None, limit=limit
+    )
+    return [AccountOut.of(a) for a in found]
+
+
+@router.get("/accounts/{account_id}", response_model=AccountOut, summary="Look up an account")
+def get_account(platform: PlatformDep, account_id: PathId) -> AccountOut:
+    account = ledger_service.get_account(platform.uow(), account_id)
+    if account is None:
+        raise ApiError(404, "account_not_found", f"no account {account_id}")
+    return AccountOut.of(account)
+
+
+@router.get(
+    "/accounts/{account_id}/statement",
+    response_model=StatementOut,
+    summary="An account's history with its running balance, oldest first, paged",
+)
+def get_statement(
+    platform: PlatformDep,
+    account_id: PathId,
+    after: Annotated[int, Query(ge=0, description="Timestamp cursor from `next_after`.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> StatementOut:
+    result = ledger_service.statement(platform.uow(), account_id, after=after, limit=limit)
+    if result is None:
+        raise ApiError(404, "account_not_found", f"no account {account_id}")
+    return StatementOut.of(result)
+
+
+@router.post(
+    "/transfers",
+    response_model=BatchResponse,
+    summary="Post transfers (idempotent by id; linked chains; two-phase)",
+    responses={413: {"description": "Too many transfers"}, 422: {"description": "Rejected"}},
+)
+def create_transfers(
+    platform: PlatformDep,
+    transfers: Annotated[list[TransferIn], Body()],
+    atomic: bool = ATOMIC,
+) -> BatchResponse:
+    _check_batch_size(platform, len(transfers))
+    outcome = platform.bus.handle(
+        commands.CreateTransfers([t.to_domain() for t in transfers], atomic=atomic)
+    )
+    items = [
+        ItemResult(index=i, id=t.id, result=r.value)
+        for i, (t, r) in enumerate(zip(transfers, outcome.results, strict=True))
+    ]
+    if atomic and outcome.failed:
+        failed = [items[i] for i, _ in outcome.failed]
+        raise ApiError(
+            422,
+            "transfers_rejected",
+            f"{len(failed)} of {len(items)} transfers rejected ({failed[0].result} at index "
+            f"{failed[0].index}); nothing was written",
+            results=[f.model_dump() for f in failed],
+        )
+    return BatchResponse(created=outcome.created, results=items)
+
+
+@router.get("/transfers/{transfer_id}", response_model=TransferOut, summary="Look up a transfer")
+def get_transfer(platform: PlatformDep, transfer_id: PathId) -> TransferOut:
+    view = ledger_service.get_transfer(platform.uow(), transfer_id)
+    if view is None:
+        raise ApiError(404, "transfer_not_found", f"no transfer {transfer_id}")
+    return TransferOut.of(view)
+
+
+@router.post(
+    "/ledger/expire",
+    response_model=ExpiredOut,
+    summary="Release pending transfers whose timeout has passed (serve also does this itself)",
+)
+def expire(platform: PlatformDep) -> ExpiredOut:
+    return ExpiredOut(expired=platform.bus.handle(commands.ExpirePendingTransfers()))
+
+
+@router.get(
+    "/ledger/check",
+    response_model=InvariantsOut,
+    summary="Check the ledger's invariants and recompute every balance from the transfers",
+)
+def check(platform: PlatformDep) -> InvariantsOut:
+    return InvariantsOut.of(ledger_service.check_invariants(platform.uow()))
+

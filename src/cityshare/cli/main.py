@@ -1,0 +1,98 @@
+"""`cityshare`: serve the platform, manage its database, inspect the ledger, run benchmarks."""
+
+from __future__ import annotations
+
+import secrets
+
+import typer
+from pydantic import SecretStr
+
+from cityshare import __version__
+from cityshare.cli import bench, db, ledger
+from cityshare.cli.common import DB_OPTION, console, settings_with
+
+app = typer.Typer(
+    name="cityshare",
+    help="cityshare: residents earn smart credit points by sharing what they own, and spend "
+    "or trade them in the city. Run `cityshare COMMAND --help` for each command.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(db.app, name="db")
+app.add_typer(ledger.app, name="ledger")
+app.add_typer(bench.app, name="bench")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"cityshare {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """cityshare: the smart-city sharing platform."""
+
+
+@app.command()
+def serve(
+    host: str = typer.Option(None, help="Interface to listen on (default 127.0.0.1)."),
+    port: int = typer.Option(None, help="TCP port (default 8000)."),
+    database_url: str | None = DB_OPTION,
+    demo: bool = typer.Option(False, "--demo", help="Seed a small demo ledger before serving."),
+    log_level: str = typer.Option(None, help="debug, info, warning or error."),
+) -> None:
+    """Serve the HTTP API (FastAPI + uvicorn). Applies database migrations first.
+
+    Ledger operations need the operator token: set CITYSHARE_OPERATOR_TOKEN. If it is not set,
+    a random token is made for this run and printed here (never logged).
+    """
+    import uvicorn
+
+    from cityshare.api.app import create_app
+    from cityshare.bootstrap import bootstrap
+    from cityshare.logging import configure_logging
+
+    settings = settings_with(database_url)
+    updates: dict[str, object] = {}
+    if host:
+        updates["host"] = host
+    if port:
+        updates["port"] = port
+    if log_level:
+        updates["log_level"] = log_level
+    if settings.operator_token is None:
+        token = secrets.token_urlsafe(24)
+        updates["operator_token"] = SecretStr(token)
+        console.print(
+            f"[bold]No CITYSHARE_OPERATOR_TOKEN set; this run's operator token:[/] {token}"
+        )
+    settings = settings.model_copy(update=updates)
+    configure_logging(settings.log_level)
+    platform = bootstrap(settings)
+    if demo:
+        from cityshare.sim.demo import seed
+
+        seeded = seed(platform)
+        console.print(f"Demo ledger ready ({seeded['created']} new transfers).")
+    console.print(
+        f"cityshare {__version__} on http://{settings.host}:{settings.port} "
+        f"(docs at /docs, database {platform.engine.url.render_as_string(hide_password=True)})"
+    )
+    try:
+        uvicorn.run(
+            create_app(platform),
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level.lower(),
+        )
+    finally:
+        platform.close()
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,634 @@
+"""The double-entry ledger: accounts, transfers and the rules that move value between them.
+
+Modelled on TigerBeetle's data model (DESIGN.md §2), written here in pure Python with no I/O.
+The storage layer loads the accounts and pending transfers a batch touches, calls
+:func:`apply_transfers` once for the whole batch, and writes back what it returns; so the rules
+run in one tight loop per batch rather than one database round trip per transfer.
+
+Amounts are integers in a ledger's minor unit and never floats. Every balance stays within a
+signed 64-bit integer so that SQLite and PostgreSQL store it natively.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+#: The largest id, amount or balance: both SQLite and PostgreSQL store it as a signed 64-bit integer.
+MAX_INT = 2**63 - 1
+NANOSECONDS = 1_000_000_000
+#: Largest pending timeout, in seconds (about 68 years): keeps `timestamp + timeout` in range.
+MAX_TIMEOUT = 2**31 - 1
+
+
+class Ledger(enum.IntEnum):
+    """The assets cityshare keeps, each in its own integer minor unit."""
+
+    CREDIT = 1  #: smart credit points, in milli-points (1 point = 1000)
+    ENERGY = 2  #: watt-hours
+    CARBON = 3  #: grams of CO2 equivalent
+    INR = 4  #: Indian rupees, in paise
+
+    @property
+    def unit(self) -> str:
+        return _UNITS[self]
+
+
+_UNITS = {
+    Ledger.CREDIT: "milli-points",
+    Ledger.ENERGY: "Wh",
+    Ledger.CARBON: "g CO2e",
+    Ledger.INR: "paise",
+}
+
+
+class AccountFlags(enum.IntFlag):
+    NONE = 0
+    #: The account may never spend more than it has received (a resident's wallet).
+    DEBITS_MUST_NOT_EXCEED_CREDITS = 1 << 1
+    #: The account may never receive more than it has given (a bounded issuance account).
+    CREDITS_MUST_NOT_EXCEED_DEBITS = 1 << 2
+
+
+ACCOUNT_FLAGS_MASK = int(
+    AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS
+)
+
+
+class TransferFlags(enum.IntFlag):
+    NONE = 0
+    #: This transfer succeeds or fails together with the next one in the batch.
+    LINKED = 1 << 0
+    #: Reserve the amount (a hold) until a later transfer posts or voids it, or it times out.
+    PENDING = 1 << 1
+    #: Post (all or part of) the pending transfer named by `pending_id`.
+    POST_PENDING_TRANSFER = 1 << 2
+    #: Release the pending transfer named by `pending_id` without moving anything.
+    VOID_PENDING_TRANSFER = 1 << 3
+
+
+TRANSFER_FLAGS_MASK = int(
+    TransferFlags.LINKED
+    | TransferFlags.PENDING
+    | TransferFlags.POST_PENDING_TRANSFER
+    | TransferFlags.VOID_PENDING_TRANSFER
+)
+_LINKED = int(TransferFlags.LINKED)
+_PENDING = int(TransferFlags.PENDING)
+_POST = int(TransferFlags.POST_PENDING_TRANSFER)
+_VOID = int(TransferFlags.VOID_PENDING_TRANSFER)
+_RESOLVING = _POST | _VOID
+_DMNEC = int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS)
+_CMNED = int(AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS)
+
+
+class PendingState(enum.IntEnum):
+    PENDING = 1
+    POSTED = 2
+    VOIDED = 3
+    EXPIRED = 4
+
+
+class CreateAccountResult(enum.StrEnum):
+    CREATED = "created"
+    EXISTS = "exists"
+    EXISTS_WITH_DIFFERENT_FIELDS = "exists_with_different_fields"
+    ID_OUT_OF_RANGE = "id_out_of_range"
+    LEDGER_NOT_FOUND = "ledger_not_found"
+    CODE_OUT_OF_RANGE = "code_out_of_range"
+    RESERVED_FLAG = "reserved_flag"
+    FLAGS_ARE_MUTUALLY_EXCLUSIVE = "flags_are_mutually_exclusive"
+
+
+class CreateTransferResult(enum.StrEnum):
+    CREATED = "created"
+    EXISTS = "exists"
+    EXISTS_WITH_DIFFERENT_FIELDS = "exists_with_different_fields"
+    LINKED_EVENT_FAILED = "linked_event_failed"
+    LINKED_EVENT_CHAIN_OPEN = "linked_event_chain_open"
+    ID_OUT_OF_RANGE = "id_out_of_range"
+    RESERVED_FLAG = "reserved_flag"
+    FLAGS_ARE_MUTUALLY_EXCLUSIVE = "flags_are_mutually_exclusive"
+    AMOUNT_MUST_BE_POSITIVE = "amount_must_be_positive"
+    AMOUNT_OUT_OF_RANGE = "amount_out_of_range"
+    ACCOUNTS_MUST_BE_DIFFERENT = "accounts_must_be_different"
+    LEDGER_NOT_FOUND = "ledger_not_found"
+    CODE_OUT_OF_RANGE = "code_out_of_range"
+    PENDING_ID_MUST_BE_ZERO = "pending_id_must_be_zero"
+    PENDING_ID_MUST_NOT_BE_ZERO = "pending_id_must_not_be_zero"
+    PENDING_ID_MUST_BE_DIFFERENT = "pending_id_must_be_different"
+    TIMEOUT_RESERVED_FOR_PENDING_TRANSFER = "timeout_reserved_for_pending_transfer"
+    TIMEOUT_OUT_OF_RANGE = "timeout_out_of_range"
+    DEBIT_ACCOUNT_NOT_FOUND = "debit_account_not_found"
+    CREDIT_ACCOUNT_NOT_FOUND = "credit_account_not_found"
+    ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER = "accounts_must_have_the_same_ledger"
+    TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS = (
+        "transfer_must_have_the_same_ledger_as_accounts"
+    )
+    PENDING_TRANSFER_NOT_FOUND = "pending_transfer_not_found"
+    PENDING_TRANSFER_NOT_PENDING = "pending_transfer_not_pending"
+    PENDING_TRANSFER_HAS_DIFFERENT_DEBIT_ACCOUNT_ID = (
+        "pending_transfer_has_different_debit_account_id"
+    )
+    PENDING_TRANSFER_HAS_DIFFERENT_CREDIT_ACCOUNT_ID = (
+        "pending_transfer_has_different_credit_account_id"
+    )
+    PENDING_TRANSFER_HAS_DIFFERENT_LEDGER = "pending_transfer_has_different_ledger"
+    PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT = "pending_transfer_has_different_amount"
+    EXCEEDS_PENDING_TRANSFER_AMOUNT = "exceeds_pending_transfer_amount"
+    PENDING_TRANSFER_ALREADY_POSTED = "pending_transfer_already_posted"
+    PENDING_TRANSFER_ALREADY_VOIDED = "pending_transfer_already_voided"
+    PENDING_TRANSFER_EXPIRED = "pending_transfer_expired"
+    OVERFLOWS_DEBITS = "overflows_debits"
+    OVERFLOWS_CREDITS = "overflows_credits"
+    EXCEEDS_CREDITS = "exceeds_credits"
+    EXCEEDS_DEBITS = "exceeds_debits"
+
+
+R = CreateTransferResult
+#: Results after which the transfer is in the ledger (just now, or by an earlier identical call).
+SUCCESSFUL_RESULTS = frozenset({R.CREATED, R.EXISTS})
+
+
+class NewAccount(NamedTuple):
+    """What a client asks for when opening an account; the id is the idempotency key."""
+
+    id: int
+    ledger: int
+    code: int
+    flags: int = 0
+    owner: str | None = None
+    user_data: int = 0
+
+
+@dataclass(slots=True)
+class AccountState:
+    """An account as the engine sees it: immutable apart from its four balances."""
+
+    id: int
+    ledger: int
+    code: int
+    flags: int
+    owner: str | None = None
+    user_data: int = 0
+    debits_pending: int = 0
+    debits_posted: int = 0
+    credits_pending: int = 0
+    credits_posted: int = 0
+    timestamp: int = 0
+
+    @property
+    def balance(self) -> int:
+        """Net posted balance seen from the holder: what came in less what went out."""
+        return self.credits_posted - self.debits_posted
+
+    @property
+    def available(self) -> int:
+        """What a wallet can still spend: posted balance less what is held by pending debits."""
+        return self.credits_posted - self.debits_posted - self.debits_pending
+
+
+class Transfer(NamedTuple):
+    """A request to move `amount` from the debit account to the credit account.
+
+    The `id` is chosen by the client and is the idempotency key: sending the same transfer again
+    answers `exists` and posts nothing. For a post or void of a pending transfer, the account ids,
+    ledger and amount may be left 0 to take them from the pending transfer (amount 0 posts the
+    whole pending amount).
+    """
+
+    id: int
+    debit_account_id: int
+    credit_account_id: int
+    amount: int
+    ledger: int
+    code: int = 0
+    flags: int = 0
+    pending_id: int = 0
+    timeout: int = 0  # seconds; only for pending transfers; 0 = never expires
+    user_data: int = 0
+
+
+class TransferRecord(NamedTuple):
+    """A committed transfer as stored: the resolved request plus what the engine assigned.
+
+    Field order is the column order of the `transfers` table, so a record is a ready row.
+    """
+
+    id: int
+    debit_account_id: int
+    credit_account_id: int
+    amount: int
+    ledger: int
+    code: int
+    flags: int
+    pending_id: int
+    timeout: int
+    user_data: int
+    timestamp: int  # unique and strictly increasing across the ledger, in ns since the epoch
+    debit_account_balance: int  # net posted balance of the debit account right after
+    credit_account_balance: int  # net posted balance of the credit account right after
+
+
+@dataclass(slots=True)
+class PendingHold:
+    """The live state of a pending transfer (the record itself never changes)."""
+
+    transfer: TransferRecord
+    state: int
+    expires_at: int  # ns since the epoch; 0 = never
+
+    def expired_at(self, now_ns: int) -> bool:
+        return self.expires_at != 0 and now_ns >= self.expires_at
+
+
+class PendingChange(NamedTuple):
+    """A pending transfer's state change to write back: (id, new state, resolving transfer)."""
+
+    pending_id: int
+    state: int
+    resolved_by: int
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    """What one batch did: a result per transfer, and the rows to persist if it is committed."""
+
+    results: list[CreateTransferResult]
+    records: list[TransferRecord] = field(default_factory=list)
+    new_holds: list[PendingHold] = field(default_factory=list)
+    pending_changes: list[PendingChange] = field(default_factory=list)
+    touched_accounts: dict[int, AccountState] = field(default_factory=dict)
+    last_timestamp: int = 0
+
+    @property
+    def failed(self) -> list[tuple[int, CreateTransferResult]]:
+        return [(i, r) for i, r in enumerate(self.results) if r not in SUCCESSFUL_RESULTS]
+
+    @property
+    def created(self) -> int:
+        return len(self.records)
+
+    def discard(self) -> None:
+        """Forget every effect (the caller rolls back instead of writing)."""
+        self.records.clear()
+        self.new_holds.clear()
+        self.pending_changes.clear()
+        self.touched_accounts.clear()
+
+
+def validate_new_account(account: NewAccount) -> CreateAccountResult | None:
+    """Return why `account` cannot be created, or None when it is well formed."""
+    if not 0 < account.id <= MAX_INT:
+        return CreateAccountResult.ID_OUT_OF_RANGE
+    if account.ledger not in _LEDGERS:
+        return CreateAccountResult.LEDGER_NOT_FOUND
+    if not 0 <= account.code <= 0xFFFF:
+        return CreateAccountResult.CODE_OUT_OF_RANGE
+    if account.flags & ~ACCOUNT_FLAGS_MASK:
+        return CreateAccountResult.RESERVED_FLAG
+    if account.flags & _DMNEC and account.flags & _CMNED:
+        return CreateAccountResult.FLAGS_ARE_MUTUALLY_EXCLUSIVE
+    return None
+
+
+def same_account(existing: AccountState, account: NewAccount) -> bool:
+    return (
+        existing.ledger == account.ledger
+        and existing.code == account.code
+        and existing.flags == account.flags
+        and existing.owner == account.owner
+        and existing.user_data == account.user_data
+    )
+
+
+_LEDGERS = frozenset(int(ledger) for ledger in Ledger)
+
+
+def _same_transfer(record: TransferRecord, t: Transfer) -> bool:
+    """Is `t` a retry of the stored `record`? Zero fields of a post/void mean "as pending"."""
+    if t.flags & _RESOLVING:
+        return (
+            record.flags == t.flags
+            and record.pending_id == t.pending_id
+            and (t.debit_account_id == 0 or record.debit_account_id == t.debit_account_id)
+            and (t.credit_account_id == 0 or record.credit_account_id == t.credit_account_id)
+            and (t.amount == 0 or record.amount == t.amount)
+            and (t.ledger == 0 or record.ledger == t.ledger)
+            and (t.code == 0 or record.code == t.code)
+            and record.user_data == t.user_data
+        )
+    return record[:10] == t
+
+
+def apply_transfers(
+    transfers: Sequence[Transfer],
+    accounts: dict[int, AccountState],
+    holds: dict[int, PendingHold],
+    existing: dict[int, TransferRecord],
+    *,
+    now_ns: int,
+    last_timestamp: int,
+) -> BatchOutcome:
+    """Apply a batch of transfers in order to the in-memory `accounts` and `holds`.
+
+    `accounts` must hold every account the batch names, `holds` every pending transfer it posts
+    or voids, `existing` every already-stored transfer whose id the batch reuses; missing keys
+    mean "not found". Balances in `accounts` and states in `holds` are updated in place.
+
+    Each transfer succeeds or fails on its own, except inside a linked chain, which succeeds or
+    fails as one: on failure the chain's earlier effects are undone and its members answer
+    `linked_event_failed` (the failing one answers its own reason).
+    """
+    n = len(transfers)
+    results: list[CreateTransferResult] = [R.CREATED] * n
+    outcome = BatchOutcome(results=results)
+    records = outcome.records
+    new_holds = outcome.new_holds
+    pending_changes = outcome.pending_changes
+    touched = outcome.touched_accounts
+    created: dict[int, TransferRecord] = {}
+    # Expiries found on the way stand even if the chain that found them fails.
+    expired: list[PendingChange] = []
+    timestamp = max(now_ns, last_timestamp + 1) - 1
+
+    # Linked-chain bookkeeping: where the open chain starts and how to undo its effects.
+    chain_start = -1
+    chain_failed = False
+    undo_accounts: dict[int, tuple[int, int, int, int]] = {}
+    undo_holds: dict[int, int] = {}
+    chain_marks = (0, 0, 0)
+
+    for i in range(n):
+        t = transfers[i]
+        flags = t.flags
+        linked = flags & _LINKED
+        if linked and chain_start < 0:
+            chain_start = i
+            chain_failed = False
+            undo_accounts = {}
+            undo_holds = {}
+            chain_marks = (len(records), len(new_holds), len(pending_changes))
+        in_chain = chain_start >= 0
+
+        if in_chain and chain_failed:
+            results[i] = R.LINKED_EVENT_FAILED
+            if not linked:
+                chain_start = -1
+            continue
+        if linked and i == n - 1:
+            result: CreateTransferResult | None = R.LINKED_EVENT_CHAIN_OPEN
+        else:
+            result = None
+
+        tid = t.id
+        amount = t.amount
+        if result is not None:
+            pass
+        elif not 0 < tid <= MAX_INT:
+            result = R.ID_OUT_OF_RANGE
+        elif flags & ~TRANSFER_FLAGS_MASK:
+            result = R.RESERVED_FLAG
+        elif (flags & _PENDING and flags & _RESOLVING) or (flags & _RESOLVING == _RESOLVING):
+            result = R.FLAGS_ARE_MUTUALLY_EXCLUSIVE
+        elif not 0 <= amount <= MAX_INT:
+            result = R.AMOUNT_OUT_OF_RANGE
+        elif not 0 <= t.code <= 0xFFFF:
+            result = R.CODE_OUT_OF_RANGE
+        else:
+            prior = created.get(tid) or existing.get(tid)
+            if prior is not None:
+                result = R.EXISTS if _same_transfer(prior, t) else R.EXISTS_WITH_DIFFERENT_FIELDS
+                results[i] = result
+                if result is R.EXISTS:
+                    if in_chain and not linked:
+                        chain_start = -1
+                    continue
+
+        if result is None and flags & _RESOLVING:
+            # Post or void a pending transfer.
+            pid = t.pending_id
+            hold = holds.get(pid)
+            if pid == 0:
+                result = R.PENDING_ID_MUST_NOT_BE_ZERO
+            elif pid == tid:
+                result = R.PENDING_ID_MUST_BE_DIFFERENT
+            elif t.timeout != 0:
+                result = R.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
+            elif hold is None:
+                result = R.PENDING_TRANSFER_NOT_FOUND
+            else:
+                p = hold.transfer
+                if not p.flags & _PENDING:
+                    result = R.PENDING_TRANSFER_NOT_PENDING
+                elif t.debit_account_id and t.debit_account_id != p.debit_account_id:
+                    result = R.PENDING_TRANSFER_HAS_DIFFERENT_DEBIT_ACCOUNT_ID
+                elif t.credit_account_id and t.credit_account_id != p.credit_account_id:
+                    result = R.PENDING_TRANSFER_HAS_DIFFERENT_CREDIT_ACCOUNT_ID
+                elif t.ledger and t.ledger != p.ledger:
+                    result = R.PENDING_TRANSFER_HAS_DIFFERENT_LEDGER
+                elif flags & _VOID and amount and amount != p.amount:
+                    result = R.PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT
+                elif amount > p.amount:
+                    result = R.EXCEEDS_PENDING_TRANSFER_AMOUNT
+                elif hold.state == PendingState.POSTED:
+                    result = R.PENDING_TRANSFER_ALREADY_POSTED
+                elif hold.state == PendingState.VOIDED:
+                    result = R.PENDING_TRANSFER_ALREADY_VOIDED
+                elif hold.state == PendingState.EXPIRED:
+                    result = R.PENDING_TRANSFER_EXPIRED
+                elif hold.expired_at(now_ns):
+                    # Found lapsed before the sweeper got to it: expire it now (outside any
+                    # chain's undo, because expiry happens whether or not this transfer fails).
+                    dr = accounts[p.debit_account_id]
+                    cr = accounts[p.credit_account_id]
+                    dr.debits_pending -= p.amount
+                    cr.credits_pending -= p.amount
+                    touched[dr.id] = dr
+                    touched[cr.id] = cr
+                    hold.state = PendingState.EXPIRED
+                    expired.append(PendingChange(pid, PendingState.EXPIRED, 0))
+                    result = R.PENDING_TRANSFER_EXPIRED
+                else:
+                    dr = accounts[p.debit_account_id]
+                    cr = accounts[p.credit_account_id]
+                    post_amount = (amount or p.amount) if flags & _POST else p.amount
+                    if flags & _POST and (
+                        dr.debits_posted + post_amount > MAX_INT
+                        or cr.credits_posted + post_amount > MAX_INT
+                    ):
+                        result = (
+                            R.OVERFLOWS_DEBITS
+                            if dr.debits_posted + post_amount > MAX_INT
+                            else R.OVERFLOWS_CREDITS
+                        )
+                    else:
+                        if in_chain:
+                            if dr.id not in undo_accounts:
+                                undo_accounts[dr.id] = _snapshot(dr)
+                            if cr.id not in undo_accounts:
+                                undo_accounts[cr.id] = _snapshot(cr)
+                            if pid not in undo_holds:
+                                undo_holds[pid] = hold.state
+                        dr.debits_pending -= p.amount
+                        cr.credits_pending -= p.amount
+                        if flags & _POST:
+                            dr.debits_posted += post_amount
+                            cr.credits_posted += post_amount
+                            hold.state = PendingState.POSTED
+                        else:
+                            hold.state = PendingState.VOIDED
+                        touched[dr.id] = dr
+                        touched[cr.id] = cr
+                        timestamp += 1
+                        record = TransferRecord(
+                            tid,
+                            dr.id,
+                            cr.id,
+                            post_amount,
+                            p.ledger,
+                            t.code or p.code,
+                            flags,
+                            pid,
+                            0,
+                            t.user_data,
+                            timestamp,
+                            dr.credits_posted - dr.debits_posted,
+                            cr.credits_posted - cr.debits_posted,
+                        )
+                        records.append(record)
+                        created[tid] = record
+                        pending_changes.append(PendingChange(pid, hold.state, tid))
+
+        elif result is None:
+            # An ordinary or pending transfer.
+            dr_id = t.debit_account_id
+            cr_id = t.credit_account_id
+            dr_acc = accounts.get(dr_id)
+            cr_acc = accounts.get(cr_id)
+            timeout = t.timeout
+            if amount == 0:
+                result = R.AMOUNT_MUST_BE_POSITIVE
+            elif dr_id == cr_id:
+                result = R.ACCOUNTS_MUST_BE_DIFFERENT
+            elif t.pending_id != 0:
+                result = R.PENDING_ID_MUST_BE_ZERO
+            elif timeout and not flags & _PENDING:
+                result = R.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
+            elif not 0 <= timeout <= MAX_TIMEOUT:
+                result = R.TIMEOUT_OUT_OF_RANGE
+            elif t.ledger not in _LEDGERS:
+                result = R.LEDGER_NOT_FOUND
+            elif dr_acc is None:
+                result = R.DEBIT_ACCOUNT_NOT_FOUND
+            elif cr_acc is None:
+                result = R.CREDIT_ACCOUNT_NOT_FOUND
+            elif dr_acc.ledger != cr_acc.ledger:
+                result = R.ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER
+            elif t.ledger != dr_acc.ledger:
+                result = R.TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS
+            else:
+                dr_out = dr_acc.debits_posted + dr_acc.debits_pending + amount
+                cr_in = cr_acc.credits_posted + cr_acc.credits_pending + amount
+                if dr_out > MAX_INT:
+                    result = R.OVERFLOWS_DEBITS
+                elif cr_in > MAX_INT:
+                    result = R.OVERFLOWS_CREDITS
+                elif dr_acc.flags & _DMNEC and dr_out > dr_acc.credits_posted:
+                    result = R.EXCEEDS_CREDITS
+                elif cr_acc.flags & _CMNED and cr_in > cr_acc.debits_posted:
+                    result = R.EXCEEDS_DEBITS
+                else:
+                    if in_chain:
+                        if dr_id not in undo_accounts:
+                            undo_accounts[dr_id] = _snapshot(dr_acc)
+                        if cr_id not in undo_accounts:
+                            undo_accounts[cr_id] = _snapshot(cr_acc)
+                    if flags & _PENDING:
+                        dr_acc.debits_pending += amount
+                        cr_acc.credits_pending += amount
+                    else:
+                        dr_acc.debits_posted += amount
+                        cr_acc.credits_posted += amount
+                    touched[dr_id] = dr_acc
+                    touched[cr_id] = cr_acc
+                    timestamp += 1
+                    record = TransferRecord(
+                        tid,
+                        dr_id,
+                        cr_id,
+                        amount,
+                        t.ledger,
+                        t.code,
+                        flags,
+                        0,
+                        timeout,
+                        t.user_data,
+                        timestamp,
+                        dr_acc.credits_posted - dr_acc.debits_posted,
+                        cr_acc.credits_posted - cr_acc.debits_posted,
+                    )
+                    records.append(record)
+                    created[tid] = record
+                    if flags & _PENDING:
+                        hold = PendingHold(
+                            record,
+                            PendingState.PENDING,
+                            timestamp + timeout * NANOSECONDS if timeout else 0,
+                        )
+                        holds[tid] = hold
+                        new_holds.append(hold)
+
+        if result is not None:
+            results[i] = result
+            if in_chain:
+                chain_failed = True
+                for j in range(chain_start, i):
+                    results[j] = R.LINKED_EVENT_FAILED
+                for acc_id, snap in undo_accounts.items():
+                    acc = accounts[acc_id]
+                    (
+                        acc.debits_pending,
+                        acc.debits_posted,
+                        acc.credits_pending,
+                        acc.credits_posted,
+                    ) = snap
+                for pid, state in undo_holds.items():
+                    holds[pid].state = state
+                for record in records[chain_marks[0] :]:
+                    del created[record.id]
+                    if record.flags & _PENDING:
+                        del holds[record.id]
+                del records[chain_marks[0] :]
+                del new_holds[chain_marks[1] :]
+                del pending_changes[chain_marks[2] :]
+                if not linked:
+                    chain_start = -1
+        elif in_chain and not linked:
+            chain_start = -1
+
+    pending_changes.extend(expired)
+    outcome.last_timestamp = max(timestamp, last_timestamp)
+    return outcome
+
+
+def _snapshot(acc: AccountState) -> tuple[int, int, int, int]:
+    return (acc.debits_pending, acc.debits_posted, acc.credits_pending, acc.credits_posted)
+
+
+def expire_holds(
+    holds: Iterable[PendingHold], accounts: dict[int, AccountState], now_ns: int
+) -> list[PendingChange]:
+    """Release every hold in `holds` whose timeout has passed; return the state changes."""
+    changes: list[PendingChange] = []
+    for hold in holds:
+        if hold.state != PendingState.PENDING or not hold.expired_at(now_ns):
+            continue
+        p = hold.transfer
+        accounts[p.debit_account_id].debits_pending -= p.amount
+        accounts[p.credit_account_id].credits_pending -= p.amount
+        hold.state = PendingState.EXPIRED
+        changes.append(PendingChange(p.id, PendingState.EXPIRED, 0))
+    return changes

@@ -1,0 +1,63 @@
+"""Shared fixtures: every ledger test runs on SQLite and on a real PostgreSQL it starts itself."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+from services import PostgresServer, postgres_unavailable_reason, require_services
+
+from cityshare.api.app import create_app
+from cityshare.bootstrap import Platform, bootstrap
+from cityshare.clock import ManualClock
+from cityshare.config import Settings
+
+OPERATOR_TOKEN = "test-operator-token"
+_db_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    reason = postgres_unavailable_reason()
+    if reason is not None:
+        if require_services():
+            pytest.fail(f"PostgreSQL is required (CITYSHARE_REQUIRE_SERVICES=1): {reason}")
+        pytest.skip(reason)
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/cityshare.db"
+    server: PostgresServer = request.getfixturevalue("pg_server")
+    return server.create_database(f"t{next(_db_counter)}")
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def platform(database_url: str, clock: ManualClock) -> Iterator[Platform]:
+    settings = Settings(
+        database_url=database_url,
+        operator_token=SecretStr(OPERATOR_TOKEN),
+        max_batch=1000,
+    )
+    p = bootstrap(settings, clock=clock)
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def client(platform: Platform) -> Iterator[TestClient]:
+    app = create_app(platform, sweep_expired=False)
+    with TestClient(app, headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}) as c:
+        yield c

@@ -1,0 +1,141 @@
+"""The ledger through the message bus and unit of work, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from ledger_helpers import ISSUER, account, fund, open_accounts, post
+from sqlalchemy import text
+
+from cityshare.bootstrap import Platform
+from cityshare.clock import ManualClock
+from cityshare.domain import commands
+from cityshare.domain.ledger import Ledger, NewAccount, PendingState, Transfer, TransferFlags
+from cityshare.services import ledger as ledger_service
+
+CREDIT = int(Ledger.CREDIT)
+PENDING = int(TransferFlags.PENDING)
+POST = int(TransferFlags.POST_PENDING_TRANSFER)
+
+
+def test_accounts_are_idempotent_by_id(platform: Platform) -> None:
+    bus = platform.bus
+    first = bus.handle(commands.CreateAccounts([NewAccount(5, CREDIT, 2)]))
+    again = bus.handle(commands.CreateAccounts([NewAccount(5, CREDIT, 2)]))
+    other = bus.handle(commands.CreateAccounts([NewAccount(5, CREDIT, 3)]))
+    assert [r.value for r in first + again + other] == [
+        "created", "exists", "exists_with_different_fields"
+    ]
+
+
+def test_an_atomic_account_batch_with_one_bad_account_creates_none(platform: Platform) -> None:
+    results = platform.bus.handle(
+        commands.CreateAccounts([NewAccount(5, CREDIT, 2), NewAccount(6, 99, 2)])
+    )
+    assert [r.value for r in results] == ["created", "ledger_not_found"]
+    assert ledger_service.get_account(platform.uow(), 5) is None
+
+
+def test_transfers_persist_and_a_retried_batch_changes_nothing(platform: Platform) -> None:
+    open_accounts(platform, [10, 11])
+    fund(platform, 10, 1_000, 1)
+    batch = [Transfer(100 + i, 10, 11, 10 * (i + 1), CREDIT) for i in range(5)]
+    assert post(platform, *batch) == ["created"] * 5
+    assert post(platform, *batch) == ["exists"] * 5
+    assert account(platform, 10).balance == 1_000 - 150
+    assert account(platform, 11).balance == 150
+    assert ledger_service.check_invariants(platform.uow()).ok
+
+
+def test_an_atomic_batch_with_one_failure_writes_nothing(platform: Platform) -> None:
+    open_accounts(platform, [10, 11])
+    fund(platform, 10, 100, 1)
+    results = post(platform, Transfer(2, 10, 11, 50, CREDIT), Transfer(3, 10, 99, 1, CREDIT),
+                   atomic=True)
+    assert results == ["created", "credit_account_not_found"]
+    assert account(platform, 11).balance == 0
+    assert ledger_service.get_transfer(platform.uow(), 2) is None
+
+
+def test_a_statement_pages_through_history_with_running_balance(platform: Platform) -> None:
+    open_accounts(platform, [10, 11])
+    fund(platform, 10, 1_000, 1)
+    post(platform, *[Transfer(100 + i, 10, 11, 1 + i, CREDIT) for i in range(7)])
+    post(platform, Transfer(200, 11, 10, 5, CREDIT))
+    lines = []
+    after = 0
+    while True:
+        page = ledger_service.statement(platform.uow(), 11, after=after, limit=3)
+        assert page is not None
+        lines += page.lines
+        if page.next_after is None:
+            break
+        after = page.next_after
+    assert [x.transfer_id for x in lines] == [*range(100, 107), 200]
+    running = 0
+    for line in lines:
+        running += line.change
+        assert line.balance == running
+    assert lines[-1].direction == "debit" and lines[-1].change == -5
+    assert running == account(platform, 11).balance == 28 - 5
+
+
+def test_holds_expire_by_the_clock_and_release_funds(
+    platform: Platform, clock: ManualClock
+) -> None:
+    open_accounts(platform, [10, 11])
+    fund(platform, 10, 100, 1)
+    assert post(platform, Transfer(2, 10, 11, 70, CREDIT, flags=PENDING, timeout=30)) == ["created"]
+    assert account(platform, 10).available == 30
+    clock.advance(31)
+    assert platform.bus.handle(commands.ExpirePendingTransfers()) == 1
+    assert account(platform, 10).available == 100
+    view = ledger_service.get_transfer(platform.uow(), 2)
+    assert view is not None and view.pending_state is PendingState.EXPIRED
+    late = post(platform, Transfer(3, 0, 0, 0, 0, flags=POST, pending_id=2))
+    assert late == ["pending_transfer_expired"]
+    assert ledger_service.check_invariants(platform.uow()).ok
+
+
+def test_a_lapsed_hold_found_by_a_post_is_expired_in_the_same_commit(
+    platform: Platform, clock: ManualClock
+) -> None:
+    open_accounts(platform, [10, 11])
+    fund(platform, 10, 100, 1)
+    post(platform, Transfer(2, 10, 11, 70, CREDIT, flags=PENDING, timeout=30))
+    clock.advance(60)
+    assert post(platform, Transfer(3, 0, 0, 0, 0, flags=POST, pending_id=2)) == [
+        "pending_transfer_expired"
+    ]
+    assert account(platform, 10).debits_pending == 0
+    assert ledger_service.check_invariants(platform.uow()).ok
+
+
+def test_the_invariant_check_catches_an_edited_balance(platform: Platform) -> None:
+    open_accounts(platform, [10, 11])
+    fund(platform, 10, 100, 1)
+    post(platform, Transfer(2, 10, 11, 40, CREDIT))
+    assert ledger_service.check_invariants(platform.uow()).ok
+    with platform.engine.begin() as conn:
+        conn.execute(text("UPDATE accounts SET credits_posted = credits_posted + 1 WHERE id = 11"))
+    report = ledger_service.check_invariants(platform.uow())
+    assert not report.ok
+    assert any("account 11" in p for p in report.problems)
+    assert any("posted debits" in p for p in report.problems)
+
+
+def test_the_invariant_check_catches_an_edited_transfer_amount(platform: Platform) -> None:
+    open_accounts(platform, [10, 11])
+    fund(platform, 10, 100, 1)
+    post(platform, Transfer(2, 10, 11, 40, CREDIT))
+    with platform.engine.begin() as conn:
+        conn.execute(text("UPDATE transfers SET amount = 4 WHERE id = 2"))
+    report = ledger_service.check_invariants(platform.uow())
+    assert not report.ok and any("account 10" in p for p in report.problems)
+
+
+def test_issuer_balance_goes_negative_but_ledgers_still_balance(platform: Platform) -> None:
+    open_accounts(platform, [10])
+    fund(platform, 10, 500, 1)
+    assert account(platform, ISSUER).balance == -500
+    report = ledger_service.check_invariants(platform.uow())
+    assert report.ok
+    assert report.ledgers[0]["debits_posted"] == report.ledgers[0]["credits_posted"] == 500
