@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
-from services import PostgresServer, postgres_unavailable_reason, require_services
 
 from cityshare.api.app import create_app
 from cityshare.bootstrap import Platform, bootstrap
 from cityshare.clock import ManualClock
 from cityshare.config import Settings
+from services import PostgresServer, postgres_unavailable_reason, require_services
 
 OPERATOR_TOKEN = "test-operator-token"
 _db_counter = itertools.count()

@@ -18,8 +18,9 @@ WALLET = int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS)
 ISSUER = 1
 
 
-def open_accounts(platform: Platform, ids: list[int], *, ledger: int = Ledger.CREDIT,
-                  flags: int = WALLET) -> None:
+def open_accounts(
+    platform: Platform, ids: list[int], *, ledger: int = Ledger.CREDIT, flags: int = WALLET
+) -> None:
     new = [NewAccount(ISSUER, ledger, 1)] + [NewAccount(i, ledger, 2, flags) for i in ids]
     platform.bus.handle(commands.CreateAccounts(new, atomic=False))
 

@@ -1,4 +1,4 @@
-"""cityshare: residents earn smart credit points by sharing what they own, and spend them in the city."""
+"""cityshare: residents earn smart credit points by sharing, and spend them in the city."""
 
 from cityshare.domain.ledger import (
     AccountFlags,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ledger_helpers import ISSUER, account, fund, open_accounts, post
 from sqlalchemy import text
 
 from cityshare.bootstrap import Platform
@@ -10,6 +9,7 @@ from cityshare.clock import ManualClock
 from cityshare.domain import commands
 from cityshare.domain.ledger import Ledger, NewAccount, PendingState, Transfer, TransferFlags
 from cityshare.services import ledger as ledger_service
+from ledger_helpers import ISSUER, account, fund, open_accounts, post
 
 CREDIT = int(Ledger.CREDIT)
 PENDING = int(TransferFlags.PENDING)
@@ -22,7 +22,9 @@ def test_accounts_are_idempotent_by_id(platform: Platform) -> None:
     again = bus.handle(commands.CreateAccounts([NewAccount(5, CREDIT, 2)]))
     other = bus.handle(commands.CreateAccounts([NewAccount(5, CREDIT, 3)]))
     assert [r.value for r in first + again + other] == [
-        "created", "exists", "exists_with_different_fields"
+        "created",
+        "exists",
+        "exists_with_different_fields",
     ]
 
 
@@ -48,8 +50,9 @@ def test_transfers_persist_and_a_retried_batch_changes_nothing(platform: Platfor
 def test_an_atomic_batch_with_one_failure_writes_nothing(platform: Platform) -> None:
     open_accounts(platform, [10, 11])
     fund(platform, 10, 100, 1)
-    results = post(platform, Transfer(2, 10, 11, 50, CREDIT), Transfer(3, 10, 99, 1, CREDIT),
-                   atomic=True)
+    results = post(
+        platform, Transfer(2, 10, 11, 50, CREDIT), Transfer(3, 10, 99, 1, CREDIT), atomic=True
+    )
     assert results == ["created", "credit_account_not_found"]
     assert account(platform, 11).balance == 0
     assert ledger_service.get_transfer(platform.uow(), 2) is None
@@ -74,7 +77,8 @@ def test_a_statement_pages_through_history_with_running_balance(platform: Platfo
     for line in lines:
         running += line.change
         assert line.balance == running
-    assert lines[-1].direction == "debit" and lines[-1].change == -5
+    assert lines[-1].direction == "debit"
+    assert lines[-1].change == -5
     assert running == account(platform, 11).balance == 28 - 5
 
 
@@ -89,7 +93,8 @@ def test_holds_expire_by_the_clock_and_release_funds(
     assert platform.bus.handle(commands.ExpirePendingTransfers()) == 1
     assert account(platform, 10).available == 100
     view = ledger_service.get_transfer(platform.uow(), 2)
-    assert view is not None and view.pending_state is PendingState.EXPIRED
+    assert view is not None
+    assert view.pending_state is PendingState.EXPIRED
     late = post(platform, Transfer(3, 0, 0, 0, 0, flags=POST, pending_id=2))
     assert late == ["pending_transfer_expired"]
     assert ledger_service.check_invariants(platform.uow()).ok
@@ -129,7 +134,8 @@ def test_the_invariant_check_catches_an_edited_transfer_amount(platform: Platfor
     with platform.engine.begin() as conn:
         conn.execute(text("UPDATE transfers SET amount = 4 WHERE id = 2"))
     report = ledger_service.check_invariants(platform.uow())
-    assert not report.ok and any("account 10" in p for p in report.problems)
+    assert not report.ok
+    assert any("account 10" in p for p in report.problems)
 
 
 def test_issuer_balance_goes_negative_but_ledgers_still_balance(platform: Platform) -> None:

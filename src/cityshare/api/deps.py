@@ -30,9 +30,7 @@ def require_operator(
     if expected is None:
         raise ApiError(503, "not_configured", "no operator token is configured on this server")
     if credentials is None:
-        raise ApiError(
-            401, "unauthorized", "send `Authorization: Bearer <operator token>`"
-        )
+        raise ApiError(401, "unauthorized", "send `Authorization: Bearer <operator token>`")
     if not secrets.compare_digest(
         credentials.credentials.encode(), expected.get_secret_value().encode()
     ):

@@ -14,9 +14,7 @@ log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
-    def __init__(
-        self, status: int, code: str, message: str, **extra: Any
-    ) -> None:
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -70,7 +68,8 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             error_body(
                 "invalid_request",
-                f"{where}: {first['message']}" + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""),
+                f"{where}: {first['message']}"
+                + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""),
                 details=details,
             ),
             status_code=422,

@@ -47,7 +47,9 @@ class AccountIn(Strict):
         flags = 0
         for name in self.flags:
             flags |= AccountFlags[name.upper()]
-        return NewAccount(self.id, Ledger[self.ledger], self.code, flags, self.owner, self.user_data)
+        return NewAccount(
+            self.id, Ledger[self.ledger], self.code, flags, self.owner, self.user_data
+        )
 
 
 class TransferIn(Strict):
@@ -126,7 +128,7 @@ class AccountOut(BaseModel):
         ledger = Ledger(a.ledger)
         return cls(
             id=a.id,
-            ledger=ledger.name,  # type: ignore[arg-type]
+            ledger=ledger.name,
             unit=ledger.unit,
             code=a.code,
             flags=_account_flag_names(a.flags),
@@ -167,14 +169,14 @@ class TransferOut(BaseModel):
             debit_account_id=r.debit_account_id,
             credit_account_id=r.credit_account_id,
             amount=r.amount,
-            ledger=Ledger(r.ledger).name,  # type: ignore[arg-type]
+            ledger=Ledger(r.ledger).name,
             code=r.code,
             flags=_transfer_flag_names(r.flags),
             pending_id=r.pending_id,
             timeout=r.timeout,
             user_data=r.user_data,
             timestamp=r.timestamp,
-            pending_state=PendingState(state).name.lower() if state else None,  # type: ignore[arg-type]
+            pending_state=PendingState(state).name.lower() if state else None,
             expires_at=(view.expires_at or None) if state else None,
             resolved_by=(view.resolved_by or None) if state else None,
         )

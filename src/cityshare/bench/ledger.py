@@ -65,7 +65,9 @@ def _setup(platform_: Platform, accounts: int) -> list[int]:
     for start in range(0, len(new), 8_000):
         bus.handle(commands.CreateAccounts(new[start : start + 8_000]))
     funding = [
-        Transfer(FIRST_TRANSFER - accounts - 1 + i, FUNDING_ACCOUNT, w, INITIAL_FUNDS, Ledger.CREDIT)
+        Transfer(
+            FIRST_TRANSFER - accounts - 1 + i, FUNDING_ACCOUNT, w, INITIAL_FUNDS, Ledger.CREDIT
+        )
         for i, w in enumerate(wallets)
     ]
     for start in range(0, len(funding), 8_000):

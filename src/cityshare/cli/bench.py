@@ -29,19 +29,29 @@ def ledger_bench(
     if as_json:
         print_json(
             scenario.run(
-                transfers=transfers, accounts=accounts, batch=batch,
-                database_url=database_url, naive=naive,
+                transfers=transfers,
+                accounts=accounts,
+                batch=batch,
+                database_url=database_url,
+                naive=naive,
             )
         )
         return
     with Progress(
-        TextColumn("transfers"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        TextColumn("transfers"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
         console=console,
     ) as bar:
         task = bar.add_task("transfers", total=transfers)
         result = scenario.run(
-            transfers=transfers, accounts=accounts, batch=batch, database_url=database_url,
-            naive=naive, progress=lambda n: bar.advance(task, n),
+            transfers=transfers,
+            accounts=accounts,
+            batch=batch,
+            database_url=database_url,
+            naive=naive,
+            progress=lambda n: bar.advance(task, n),
         )
     console.print(
         f"[bold]{result['transfers_per_second']:,} transfers/s[/] on {result['backend']} "
@@ -49,6 +59,6 @@ def ledger_bench(
         f"raw {result['raw_insert']}: {result['raw_rows_per_second']:,} rows/s → "
         f"ratio {result['ratio_to_raw']}\n"
         f"one per transaction: {result['naive_transfers_per_second']:,} transfers/s → "
-        f"batching is {result['speedup_over_naive']}× faster\n"
+        f"batching is {result['speedup_over_naive']}x faster\n"
         f"invariants {'ok' if result['invariants_ok'] else 'BROKEN'} · {result['machine']}"
     )

@@ -27,11 +27,22 @@ def check(database_url: str | None = DB_OPTION, as_json: bool = JSON_OPTION) -> 
     if as_json:
         print_json({"ok": report.ok, **asdict(report)})
     else:
-        table = Table("ledger", "debits posted", "credits posted", "debits pending", "credits pending")
+        table = Table(
+            "ledger", "debits posted", "credits posted", "debits pending", "credits pending"
+        )
         for row in report.ledgers:
-            table.add_row(*(str(row[k]) for k in (
-                "ledger", "debits_posted", "credits_posted", "debits_pending", "credits_pending"
-            )))
+            table.add_row(
+                *(
+                    str(row[k])
+                    for k in (
+                        "ledger",
+                        "debits_posted",
+                        "credits_posted",
+                        "debits_pending",
+                        "credits_pending",
+                    )
+                )
+            )
         console.print(table)
         for problem in report.problems:
             console.print(f"[red]✗[/] {problem}")
@@ -87,16 +98,26 @@ def statement(
         raise typer.Exit(1)
     if as_json:
         print_json(
-            {"account_id": account_id, "lines": [asdict(x) for x in result.lines],
-             "next_after": result.next_after}
+            {
+                "account_id": account_id,
+                "lines": [asdict(x) for x in result.lines],
+                "next_after": result.next_after,
+            }
         )
         return
     table = Table("transfer", "kind", "counterparty", "change", "balance", "timestamp")
     for line in result.lines:
         table.add_row(
-            str(line.transfer_id), line.kind, str(line.counterparty),
-            f"{line.change:+d}" if line.change else f"({line.amount} held)" if line.kind == "pending" else "0",
-            str(line.balance), str(line.timestamp),
+            str(line.transfer_id),
+            line.kind,
+            str(line.counterparty),
+            f"{line.change:+d}"
+            if line.change
+            else f"({line.amount} held)"
+            if line.kind == "pending"
+            else "0",
+            str(line.balance),
+            str(line.timestamp),
         )
     console.print(table)
     if result.next_after is not None:

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-#: The largest id, amount or balance: both SQLite and PostgreSQL store it as a signed 64-bit integer.
+#: The largest id, amount or balance: SQLite and PostgreSQL both store a signed 64-bit integer.
 MAX_INT = 2**63 - 1
 NANOSECONDS = 1_000_000_000
 #: Largest pending timeout, in seconds (about 68 years): keeps `timestamp + timeout` in range.

@@ -107,9 +107,7 @@ def create_transfers(cmd: commands.CreateTransfers, uow: AbstractUnitOfWork) -> 
     return outcome
 
 
-def expire_pending_transfers(
-    cmd: commands.ExpirePendingTransfers, uow: AbstractUnitOfWork
-) -> int:
+def expire_pending_transfers(cmd: commands.ExpirePendingTransfers, uow: AbstractUnitOfWork) -> int:
     with uow:
         repo = uow.ledger
         repo.lock_ledger()
@@ -137,7 +135,11 @@ def get_account(uow: AbstractUnitOfWork, account_id: int) -> AccountState | None
 
 
 def find_accounts(
-    uow: AbstractUnitOfWork, *, owner: str | None = None, ledger: int | None = None, limit: int = 100
+    uow: AbstractUnitOfWork,
+    *,
+    owner: str | None = None,
+    ledger: int | None = None,
+    limit: int = 100,
 ) -> list[AccountState]:
     with uow:
         return uow.ledger.find_accounts(owner=owner, ledger=ledger, limit=limit)
@@ -157,7 +159,9 @@ def get_transfer(uow: AbstractUnitOfWork, transfer_id: int) -> TransferView | No
         record = uow.ledger.get_transfer(transfer_id)
         if record is None:
             return None
-        state = uow.ledger.pending_state(transfer_id) if record.flags & TransferFlags.PENDING else None
+        state = (
+            uow.ledger.pending_state(transfer_id) if record.flags & TransferFlags.PENDING else None
+        )
     if state is None:
         return TransferView(record)
     return TransferView(record, PendingState(state[0]), state[1], state[2])

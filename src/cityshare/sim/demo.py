@@ -36,16 +36,19 @@ def seed(platform: Platform) -> dict[str, int]:
         Transfer(1003, CITY_CREDIT, 102, 15_500, credit, 11),
         Transfer(1004, CITY_CREDIT, 103, 8_250, credit, 12),
         # Asha books a parking space: a hold, then the exact fee is posted.
-        Transfer(1005, 101, PARKING_OPERATOR, 5_000, credit, 20, int(TransferFlags.PENDING),
-                 timeout=3600),
-        Transfer(1006, 0, 0, 3_500, 0, 20, int(TransferFlags.POST_PENDING_TRANSFER),
-                 pending_id=1005),
+        Transfer(
+            1005, 101, PARKING_OPERATOR, 5_000, credit, 20, int(TransferFlags.PENDING), timeout=3600
+        ),
+        Transfer(
+            1006, 0, 0, 3_500, 0, 20, int(TransferFlags.POST_PENDING_TRANSFER), pending_id=1005
+        ),
         # Bilal pays Chen for energy: two linked legs that stand or fall together.
         Transfer(1007, 102, 103, 2_000, credit, 30, int(TransferFlags.LINKED)),
         Transfer(1008, 102, CITY_CREDIT, 100, credit, 31),
         # Chen holds points for a transit ride that has not ended yet.
-        Transfer(1009, 103, CITY_CREDIT, 1_500, credit, 40, int(TransferFlags.PENDING),
-                 timeout=86_400),
+        Transfer(
+            1009, 103, CITY_CREDIT, 1_500, credit, 40, int(TransferFlags.PENDING), timeout=86_400
+        ),
     ]
     outcome = bus.handle(commands.CreateTransfers(transfers, atomic=False))
     return {"created": outcome.created, "failed": len(outcome.failed)}

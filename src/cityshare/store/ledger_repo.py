@@ -320,15 +320,15 @@ class LedgerRepository:
             totals.setdefault(account_id, [0, 0, 0, 0])[index] += int(amount)
 
         for account_id, amount in self.conn.execute(
-            select(t.debit_account_id, func.sum(t.amount)).where(posted).group_by(
-                t.debit_account_id
-            )
+            select(t.debit_account_id, func.sum(t.amount))
+            .where(posted)
+            .group_by(t.debit_account_id)
         ):
             add(account_id, 1, amount)
         for account_id, amount in self.conn.execute(
-            select(t.credit_account_id, func.sum(t.amount)).where(posted).group_by(
-                t.credit_account_id
-            )
+            select(t.credit_account_id, func.sum(t.amount))
+            .where(posted)
+            .group_by(t.credit_account_id)
         ):
             add(account_id, 3, amount)
         live = (

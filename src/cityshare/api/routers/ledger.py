@@ -58,7 +58,10 @@ def create_accounts(
     results = platform.bus.handle(
         commands.CreateAccounts([a.to_domain() for a in accounts], atomic=atomic)
     )
-    items = [ItemResult(index=i, id=a.id, result=r) for i, (a, r) in enumerate(zip(accounts, results, strict=True))]
+    items = [
+        ItemResult(index=i, id=a.id, result=r)
+        for i, (a, r) in enumerate(zip(accounts, results, strict=True))
+    ]
     failed = [item for item in items if item.result not in _ACCOUNT_OK]
     if failed and atomic:
         raise ApiError(
@@ -168,4 +171,3 @@ def expire(platform: PlatformDep) -> ExpiredOut:
 )
 def check(platform: PlatformDep) -> InvariantsOut:
     return InvariantsOut.of(ledger_service.check_invariants(platform.uow()))
-

@@ -51,12 +51,8 @@ def upgrade() -> None:
         sa.Column("debit_account_balance", sa.BigInteger, nullable=False),
         sa.Column("credit_account_balance", sa.BigInteger, nullable=False),
     )
-    op.create_index(
-        "ix_transfers_debit_account", "transfers", ["debit_account_id", "timestamp"]
-    )
-    op.create_index(
-        "ix_transfers_credit_account", "transfers", ["credit_account_id", "timestamp"]
-    )
+    op.create_index("ix_transfers_debit_account", "transfers", ["debit_account_id", "timestamp"])
+    op.create_index("ix_transfers_credit_account", "transfers", ["credit_account_id", "timestamp"])
     op.create_table(
         "pending_transfers",
         sa.Column("id", Id, primary_key=True, autoincrement=False),

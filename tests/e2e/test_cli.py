@@ -1,0 +1,145 @@
+"""The `cityshare` command as a user runs it: a real process, a real server, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+
+
+def cityshare(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "cityshare", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
+    if check:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_version_and_help(tmp_path: Path) -> None:
+    assert cityshare("--version", cwd=tmp_path).stdout.startswith("cityshare ")
+    helptext = cityshare("--help", cwd=tmp_path).stdout
+    for command in ("serve", "db", "ledger", "bench"):
+        assert command in helptext
+    assert "--transfers" in cityshare("bench", "ledger", "--help", cwd=tmp_path).stdout
+
+
+def test_db_upgrade_creates_the_default_sqlite_database_in_wal_mode(tmp_path: Path) -> None:
+    cityshare("db", "upgrade", cwd=tmp_path)
+    db = tmp_path / "cityshare.db"
+    assert db.exists()
+    with create_engine(f"sqlite:///{db}").connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("SELECT count(*) FROM ledger_clock")).scalar() == 1
+
+
+def test_ledger_check_fails_loudly_on_a_tampered_database(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/x.db"
+    cityshare(
+        "bench",
+        "ledger",
+        "--transfers",
+        "500",
+        "--accounts",
+        "20",
+        "--naive",
+        "5",
+        "--db",
+        url,
+        "--json",
+        cwd=tmp_path,
+    )
+    ok = json.loads(cityshare("ledger", "check", "--db", url, "--json", cwd=tmp_path).stdout)
+    assert ok["ok"] is True
+    with create_engine(url).begin() as conn:
+        conn.execute(text("UPDATE accounts SET debits_posted = debits_posted - 7 WHERE id = 1000"))
+    bad = cityshare("ledger", "check", "--db", url, cwd=tmp_path, check=False)
+    assert bad.returncode == 1
+    assert "account 1000" in bad.stdout
+
+
+def test_bench_ledger_prints_one_json_object(tmp_path: Path) -> None:
+    out = cityshare(
+        "bench",
+        "ledger",
+        "--transfers",
+        "2000",
+        "--accounts",
+        "50",
+        "--batch",
+        "500",
+        "--naive",
+        "20",
+        "--json",
+        cwd=tmp_path,
+    ).stdout
+    result = json.loads(out)
+    assert result["scenario"] == "ledger"
+    assert result["n"] == 2000
+    assert result["created"] + result["rejected"] == 2000
+    assert result["seconds"] > 0
+    assert result["transfers_per_second"] > 0
+    assert result["raw_rows_per_second"] > 0
+    assert result["invariants_ok"] is True
+    assert not list(tmp_path.glob("cityshare-bench-*")), "the bench left its temporary folder"
+
+
+def test_serve_demo_answers_health_docs_and_the_ledger(tmp_path: Path) -> None:
+    port = free_port()
+    token = "e2e-token"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cityshare", "serve", "--demo", "--port", str(port)],
+        cwd=tmp_path,
+        env={**os.environ, "CITYSHARE_OPERATOR_TOKEN": token},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                health = httpx.get(f"{base}/healthz", timeout=2)
+                break
+            except httpx.TransportError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(
+                        f"serve did not come up: {proc.stdout.read() if proc.stdout else ''}"
+                    )
+                time.sleep(0.2)
+        assert health.json()["status"] == "ok"
+        assert httpx.get(f"{base}/docs").status_code == 200
+        headers = {"Authorization": f"Bearer {token}"}
+        asha = httpx.get(f"{base}/api/v1/accounts/101", headers=headers).json()
+        assert asha["owner"] == "demo-asha"
+        assert asha["balance"] == 42_000 - 3_500
+        assert httpx.get(f"{base}/api/v1/ledger/check", headers=headers).json()["ok"] is True
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    # uvicorn shuts down gracefully, then re-raises the signal it caught.
+    assert proc.returncode in (0, -signal.SIGTERM)

@@ -1,0 +1,374 @@
+"""The ledger over HTTP: the contract, authentication, bad input (a clear 4xx, nothing written)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+WALLET = ["debits_must_not_exceed_credits"]
+
+
+def setup_wallets(client: TestClient) -> None:
+    accounts = [
+        {"id": 1, "ledger": "CREDIT", "code": 1},
+        {"id": 10, "ledger": "CREDIT", "code": 2, "flags": WALLET, "owner": "resident-10"},
+        {"id": 11, "ledger": "CREDIT", "code": 2, "flags": WALLET},
+        {"id": 20, "ledger": "ENERGY", "code": 2},
+    ]
+    r = client.post("/api/v1/accounts", json=accounts)
+    assert r.status_code == 200, r.text
+    fund = client.post(
+        "/api/v1/transfers",
+        json=[
+            {
+                "id": 1,
+                "debit_account_id": 1,
+                "credit_account_id": 10,
+                "amount": 1000,
+                "ledger": "CREDIT",
+            }
+        ],
+    )
+    assert fund.status_code == 200, fund.text
+
+
+def balances(client: TestClient) -> dict[int, int]:
+    return {i: client.get(f"/api/v1/accounts/{i}").json()["balance"] for i in (1, 10, 11)}
+
+
+def test_health_and_openapi_are_public(client: TestClient) -> None:
+    health = client.get("/healthz", headers={"Authorization": ""})
+    assert health.status_code == 200
+    assert health.json()["status"] == "ok"
+    spec = client.get("/openapi.json").json()
+    assert "/api/v1/transfers" in spec["paths"]
+    assert client.get("/docs").status_code == 200
+
+
+@pytest.mark.parametrize("auth", [None, "Bearer wrong", "Basic abc"])
+def test_ledger_operations_need_the_operator_token(client: TestClient, auth: str | None) -> None:
+    headers = {"Authorization": auth} if auth else {"Authorization": ""}
+    r = client.get("/api/v1/accounts/1", headers=headers)
+    assert r.status_code == 401
+    assert r.json()["error"]["code"] == "unauthorized"
+
+
+def test_a_payment_round_trip(client: TestClient) -> None:
+    setup_wallets(client)
+    pay = [
+        {
+            "id": 2,
+            "debit_account_id": 10,
+            "credit_account_id": 11,
+            "amount": 250,
+            "ledger": "CREDIT",
+            "code": 7,
+        }
+    ]
+    r = client.post("/api/v1/transfers", json=pay)
+    assert r.json() == {"created": 1, "results": [{"index": 0, "id": 2, "result": "created"}]}
+    again = client.post("/api/v1/transfers", json=pay)
+    assert again.status_code == 200
+    assert again.json()["results"][0]["result"] == "exists"
+    assert balances(client) == {1: -1000, 10: 750, 11: 250}
+    assert client.get("/api/v1/transfers/2").json()["amount"] == 250
+    statement = client.get("/api/v1/accounts/10/statement").json()
+    assert [(x["change"], x["balance"]) for x in statement["lines"]] == [(1000, 1000), (-250, 750)]
+    found = client.get("/api/v1/accounts", params={"owner": "resident-10"}).json()
+    assert [a["id"] for a in found] == [10]
+    check = client.get("/api/v1/ledger/check").json()
+    assert check["ok"] is True
+
+
+def test_a_hold_then_partial_post_over_http(client: TestClient) -> None:
+    setup_wallets(client)
+    hold = client.post(
+        "/api/v1/transfers",
+        json=[
+            {
+                "id": 5,
+                "debit_account_id": 10,
+                "credit_account_id": 11,
+                "amount": 400,
+                "ledger": "CREDIT",
+                "flags": ["pending"],
+                "timeout": 600,
+            }
+        ],
+    )
+    assert hold.status_code == 200
+    assert client.get("/api/v1/accounts/10").json()["available"] == 600
+    post = client.post(
+        "/api/v1/transfers",
+        json=[{"id": 6, "pending_id": 5, "amount": 150, "flags": ["post_pending_transfer"]}],
+    )
+    assert post.status_code == 200, post.text
+    view = client.get("/api/v1/transfers/5").json()
+    assert view["pending_state"] == "posted"
+    assert view["resolved_by"] == 6
+    assert balances(client)[10] == 850
+
+
+def test_a_failed_linked_chain_over_http_is_reported_per_item(client: TestClient) -> None:
+    setup_wallets(client)
+    r = client.post(
+        "/api/v1/transfers",
+        params={"atomic": "false"},
+        json=[
+            {
+                "id": 7,
+                "debit_account_id": 10,
+                "credit_account_id": 11,
+                "amount": 600,
+                "ledger": "CREDIT",
+                "flags": ["linked"],
+            },
+            {
+                "id": 8,
+                "debit_account_id": 10,
+                "credit_account_id": 11,
+                "amount": 600,
+                "ledger": "CREDIT",
+            },
+            {
+                "id": 9,
+                "debit_account_id": 10,
+                "credit_account_id": 11,
+                "amount": 5,
+                "ledger": "CREDIT",
+            },
+        ],
+    )
+    assert r.status_code == 200
+    assert [x["result"] for x in r.json()["results"]] == [
+        "linked_event_failed",
+        "exceeds_credits",
+        "created",
+    ]
+
+
+BAD_TRANSFERS: list[tuple[str, Any, int, str]] = [
+    (
+        "zero amount",
+        [
+            {
+                "id": 3,
+                "debit_account_id": 10,
+                "credit_account_id": 11,
+                "amount": 0,
+                "ledger": "CREDIT",
+            }
+        ],
+        422,
+        "invalid_request",
+    ),
+    (
+        "negative amount",
+        [
+            {
+                "id": 3,
+                "debit_account_id": 10,
+                "credit_account_id": 11,
+                "amount": -5,
+                "ledger": "CREDIT",
+            }
+        ],
+        422,
+        "invalid_request",
+    ),
+    (
+        "fractional amount",
+        [
+            {
+                "id": 3,
+                "debit_account_id": 10,
+                "credit_account_id": 11,
+                "amount": 1.5,
+                "ledger": "CREDIT",
+            }
+        ],
+        422,
+        "invalid_request",
+    ),
+    (
+        "amount as text",
+        [
+            {
+                "id": 3,
+                "debit_account_id": 10,
+                "credit_account_id": 11,
+                "amount": "10",
+                "ledger": "CREDIT",
+            }
+        ],
+        422,
+        "invalid_request",
+    ),
+    (
+        "huge amount",
+        [
+            {
+                "id": 3,
+                "debit_account_id": 10,
+                "credit_account_id": 11,
+                "amount": 2**64,
+                "ledger": "CREDIT",
+            }
+        ],
+        422,
+        "invalid_request",
+    ),
+    (
+        "unknown field",
+        [
+            {
+                "id": 3,
+                "debit_account_id": 10,
+                "credit_account_id": 11,
+                "amount": 1,
+                "ledger": "CREDIT",
+                "owner": "x",
+            }
+        ],
+        422,
+        "invalid_request",
+    ),
+    (
+        "unknown ledger",
+        [{"id": 3, "debit_account_id": 10, "credit_account_id": 11, "amount": 1, "ledger": "GOLD"}],
+        422,
+        "invalid_request",
+    ),
+    ("not a list", {"id": 3}, 422, "invalid_request"),
+    ("empty batch", [], 422, "empty_batch"),
+    (
+        "unknown account",
+        [
+            {
+                "id": 3,
+                "debit_account_id": 10,
+                "credit_account_id": 11,
+                "amount": 5,
+                "ledger": "CREDIT",
+            },
+            {
+                "id": 4,
+                "debit_account_id": 10,
+                "credit_account_id": 999,
+                "amount": 5,
+                "ledger": "CREDIT",
+            },
+        ],
+        422,
+        "transfers_rejected",
+    ),
+    (
+        "mixed ledgers",
+        [
+            {
+                "id": 3,
+                "debit_account_id": 10,
+                "credit_account_id": 11,
+                "amount": 5,
+                "ledger": "CREDIT",
+            },
+            {
+                "id": 4,
+                "debit_account_id": 10,
+                "credit_account_id": 20,
+                "amount": 5,
+                "ledger": "CREDIT",
+            },
+        ],
+        422,
+        "transfers_rejected",
+    ),
+    (
+        "overdraft",
+        [
+            {
+                "id": 3,
+                "debit_account_id": 10,
+                "credit_account_id": 11,
+                "amount": 1001,
+                "ledger": "CREDIT",
+            }
+        ],
+        422,
+        "transfers_rejected",
+    ),
+    (
+        "oversized batch",
+        [
+            {
+                "id": 100 + i,
+                "debit_account_id": 10,
+                "credit_account_id": 11,
+                "amount": 1,
+                "ledger": "CREDIT",
+            }
+            for i in range(1001)
+        ],
+        413,
+        "batch_too_large",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"), [b[1:] for b in BAD_TRANSFERS], ids=[b[0] for b in BAD_TRANSFERS]
+)
+def test_bad_transfers_get_a_clear_4xx_and_nothing_is_written(
+    client: TestClient, body: Any, status: int, code: str
+) -> None:
+    setup_wallets(client)
+    before = balances(client)
+    r = client.post("/api/v1/transfers", json=body)
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert error["code"] == code
+    assert error["message"]
+    assert balances(client) == before
+    assert client.get("/api/v1/transfers/3").status_code == 404
+    assert client.get("/api/v1/ledger/check").json()["ok"] is True
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b'[{"id": 1,', b"\xff\xfe", b""])
+def test_malformed_json_is_a_400(client: TestClient, raw: bytes) -> None:
+    r = client.post("/api/v1/transfers", content=raw, headers={"Content-Type": "application/json"})
+    assert r.status_code in (400, 422)
+    assert r.json()["error"]["code"] in ("malformed_json", "invalid_request")
+
+
+def test_bad_accounts_are_rejected_whole(client: TestClient) -> None:
+    r = client.post(
+        "/api/v1/accounts",
+        json=[
+            {"id": 50, "ledger": "CREDIT"},
+            {
+                "id": 51,
+                "ledger": "CREDIT",
+                "flags": ["debits_must_not_exceed_credits", "credits_must_not_exceed_debits"],
+            },
+        ],
+    )
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == "accounts_rejected"
+    assert client.get("/api/v1/accounts/50").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/accounts/0", "/api/v1/accounts/abc", f"/api/v1/transfers/{2**64}"]
+)
+def test_bad_ids_in_paths_are_4xx(client: TestClient, path: str) -> None:
+    r = client.get(path)
+    assert 400 <= r.status_code < 500
+    assert "error" in r.json()
+
+
+def test_unknown_ids_are_404(client: TestClient) -> None:
+    assert client.get("/api/v1/accounts/12345").json()["error"]["code"] == "account_not_found"
+    assert client.get("/api/v1/transfers/12345").status_code == 404
+    assert client.get("/api/v1/accounts/12345/statement").status_code == 404
