@@ -145,3 +145,15 @@ def test_issuer_balance_goes_negative_but_ledgers_still_balance(platform: Platfo
     report = ledger_service.check_invariants(platform.uow())
     assert report.ok
     assert report.ledgers[0]["debits_posted"] == report.ledgers[0]["credits_posted"] == 500
+
+
+def test_posting_a_transfer_that_was_never_pending_is_refused(platform: Platform) -> None:
+    open_accounts(platform, [10, 11])
+    fund(platform, 10, 100, 1)
+    post(platform, Transfer(2, 10, 11, 40, CREDIT))
+    assert post(platform, Transfer(3, 0, 0, 0, 0, flags=POST, pending_id=2)) == [
+        "pending_transfer_not_pending"
+    ]
+    assert post(platform, Transfer(4, 0, 0, 0, 0, flags=POST, pending_id=999)) == [
+        "pending_transfer_not_found"
+    ]

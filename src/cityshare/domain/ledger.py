@@ -446,6 +446,10 @@ def apply_transfers(
                     cr = accounts[p.credit_account_id]
                     dr.debits_pending -= p.amount
                     cr.credits_pending -= p.amount
+                    if in_chain:
+                        # A failing chain restores its snapshots: they must not bring the hold back.
+                        _release_in_snapshot(undo_accounts, dr.id, 0, p.amount)
+                        _release_in_snapshot(undo_accounts, cr.id, 2, p.amount)
                     touched[dr.id] = dr
                     touched[cr.id] = cr
                     hold.state = PendingState.EXPIRED
@@ -616,6 +620,16 @@ def apply_transfers(
 
 def _snapshot(acc: AccountState) -> tuple[int, int, int, int]:
     return (acc.debits_pending, acc.debits_posted, acc.credits_pending, acc.credits_posted)
+
+
+def _release_in_snapshot(
+    snapshots: dict[int, tuple[int, int, int, int]], account_id: int, index: int, amount: int
+) -> None:
+    snap = snapshots.get(account_id)
+    if snap is not None:
+        values = list(snap)
+        values[index] -= amount
+        snapshots[account_id] = (values[0], values[1], values[2], values[3])
 
 
 def expire_holds(

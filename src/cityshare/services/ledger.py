@@ -11,6 +11,7 @@ from cityshare.domain.ledger import (
     CreateAccountResult,
     CreateTransferResult,
     Ledger,
+    PendingHold,
     PendingState,
     TransferFlags,
     TransferRecord,
@@ -84,6 +85,10 @@ def create_transfers(cmd: commands.CreateTransfers, uow: AbstractUnitOfWork) -> 
         repo = uow.ledger
         last = repo.lock_ledger()
         holds = repo.load_holds(pending_ids)
+        if len(holds) < len(pending_ids):
+            # Name a stored transfer that was never pending: the rules answer "not pending".
+            for record in repo.load_transfers(pending_ids - holds.keys()).values():
+                holds[record.id] = PendingHold(record, 0, 0)
         for hold in holds.values():
             account_ids.add(hold.transfer.debit_account_id)
             account_ids.add(hold.transfer.credit_account_id)

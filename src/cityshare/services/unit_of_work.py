@@ -61,6 +61,12 @@ class SqlUnitOfWork:
         conn = self.engine.connect()
         if self.write:
             conn = conn.execution_options(**{WRITE: True})
+        elif conn.dialect.name == "postgresql":
+            # Queries that read several tables (statements, invariant checks) must see one
+            # snapshot, as a deferred transaction in SQLite's WAL mode already does.
+            conn = conn.execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True
+            )
         conn.begin()
         self._conn = conn
         self.ledger = LedgerRepository(conn)
