@@ -305,6 +305,8 @@ def same_account(existing: AccountState, account: NewAccount) -> bool:
 
 
 _LEDGERS = frozenset(int(ledger) for ledger in Ledger)
+#: Builds a NamedTuple from a ready tuple without the keyword-handling __new__ (hot loop).
+_new_record = tuple.__new__
 
 
 def _same_transfer(record: TransferRecord, t: Transfer) -> bool:
@@ -559,20 +561,15 @@ def apply_transfers(
                     touched[dr_id] = dr_acc
                     touched[cr_id] = cr_acc
                     timestamp += 1
-                    record = TransferRecord(
-                        tid,
-                        dr_id,
-                        cr_id,
-                        amount,
-                        t.ledger,
-                        t.code,
-                        flags,
-                        0,
-                        timeout,
-                        t.user_data,
-                        timestamp,
-                        dr_acc.credits_posted - dr_acc.debits_posted,
-                        cr_acc.credits_posted - cr_acc.debits_posted,
+                    # t[:10] is the request itself (pending_id is 0 here): the same fields.
+                    record = _new_record(
+                        TransferRecord,
+                        (
+                            *t,
+                            timestamp,
+                            dr_acc.credits_posted - dr_acc.debits_posted,
+                            cr_acc.credits_posted - cr_acc.debits_posted,
+                        ),
                     )
                     records.append(record)
                     created[tid] = record

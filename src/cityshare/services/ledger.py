@@ -74,13 +74,8 @@ _ACCOUNT_OK = frozenset({CreateAccountResult.CREATED, CreateAccountResult.EXISTS
 
 def create_transfers(cmd: commands.CreateTransfers, uow: AbstractUnitOfWork) -> BatchOutcome:
     batch = cmd.transfers
-    account_ids: set[int] = set()
-    pending_ids: set[int] = set()
-    for t in batch:
-        account_ids.add(t.debit_account_id)
-        account_ids.add(t.credit_account_id)
-        if t.flags & _RESOLVING:
-            pending_ids.add(t.pending_id)
+    account_ids = {t.debit_account_id for t in batch} | {t.credit_account_id for t in batch}
+    pending_ids = {t.pending_id for t in batch if t.flags & _RESOLVING}
     with uow:
         repo = uow.ledger
         last = repo.lock_ledger()
