@@ -143,3 +143,14 @@ def test_serve_demo_answers_health_docs_and_the_ledger(tmp_path: Path) -> None:
         proc.wait(timeout=30)
     # uvicorn shuts down gracefully, then re-raises the signal it caught.
     assert proc.returncode in (0, -signal.SIGTERM)
+
+
+@pytest.mark.parametrize("bad_id", ["0", str(2**64), "abc"])
+def test_ledger_account_rejects_ids_out_of_range_with_a_usage_error(
+    tmp_path: Path, bad_id: str
+) -> None:
+    result = cityshare(
+        "ledger", "account", bad_id, "--db", f"sqlite:///{tmp_path}/x.db", cwd=tmp_path, check=False
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr

@@ -372,3 +372,13 @@ def test_unknown_ids_are_404(client: TestClient) -> None:
     assert client.get("/api/v1/accounts/12345").json()["error"]["code"] == "account_not_found"
     assert client.get("/api/v1/transfers/12345").status_code == 404
     assert client.get("/api/v1/accounts/12345/statement").status_code == 404
+
+
+def test_an_oversized_body_is_refused_before_it_is_read(client: TestClient) -> None:
+    r = client.post(
+        "/api/v1/transfers",
+        content=b"[" + b" " * (2 * 1024 * 1024) + b"]",
+        headers={"Content-Type": "application/json"},
+    )
+    assert r.status_code == 413
+    assert r.json()["error"]["code"] == "payload_too_large"

@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from cityshare import __version__
 from cityshare.api.deps import PlatformDep
-from cityshare.api.errors import ApiError, install_error_handlers
+from cityshare.api.errors import ApiError, error_body, install_error_handlers
 from cityshare.api.routers import ledger
 from cityshare.api.schemas import Health
 from cityshare.bootstrap import Platform
@@ -65,6 +66,22 @@ def create_app(platform: Platform, *, sweep_expired: bool = True) -> FastAPI:
     )
     app.state.platform = platform
     install_error_handlers(app)
+    # Refuse oversized bodies before reading them: a full batch of the largest transfers is well
+    # under 1 KiB per item.
+    max_body = platform.settings.max_batch * 1024 + 4096
+
+    @app.middleware("http")
+    async def _limit_body(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > max_body):
+            return JSONResponse(
+                error_body("payload_too_large", f"request bodies are limited to {max_body} bytes"),
+                status_code=413,
+            )
+        return await call_next(request)
+
     app.include_router(ledger.router)
 
     @app.get("/healthz", response_model=Health, tags=["health"], summary="Liveness and database")

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from cityshare.cli.common import DB_OPTION, JSON_OPTION, console, open_platform, print_json
 from cityshare.domain import commands
-from cityshare.domain.ledger import Ledger
+from cityshare.domain.ledger import MAX_INT, Ledger
 from cityshare.services import ledger as ledger_service
 
 app = typer.Typer(help="Inspect and check the double-entry ledger.", no_args_is_help=True)
@@ -53,7 +53,7 @@ def check(database_url: str | None = DB_OPTION, as_json: bool = JSON_OPTION) -> 
 
 @app.command()
 def account(
-    account_id: int = typer.Argument(..., help="Account id."),
+    account_id: int = typer.Argument(..., min=1, max=MAX_INT, help="Account id."),
     database_url: str | None = DB_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -81,8 +81,10 @@ def account(
 
 @app.command()
 def statement(
-    account_id: int = typer.Argument(..., help="Account id."),
-    after: int = typer.Option(0, help="Timestamp cursor (from the previous page)."),
+    account_id: int = typer.Argument(..., min=1, max=MAX_INT, help="Account id."),
+    after: int = typer.Option(
+        0, min=0, max=MAX_INT, help="Timestamp cursor (from the previous page)."
+    ),
     limit: int = typer.Option(50, min=1, max=1000, help="Lines per page."),
     database_url: str | None = DB_OPTION,
     as_json: bool = JSON_OPTION,
