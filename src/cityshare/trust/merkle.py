@@ -1,0 +1,208 @@
+"""Merkle trees as in RFC 6962 / RFC 9162 (Certificate Transparency): hashes, proofs, checks.
+
+leaf hash = SHA-256(0x00 || data), node hash = SHA-256(0x01 || left || right). Proofs are built
+from a :class:`SubtreeSource`, which answers the hash of any *perfect* subtree (2^level leaves
+starting at a multiple of 2^level). A store that keeps those nodes, as the audit log does, then
+answers any proof with O(log n) lookups; :class:`MemoryTree` is the in-memory one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Protocol
+
+HASH_SIZE = 32
+EMPTY_ROOT = hashlib.sha256(b"").digest()
+
+
+class ProofError(ValueError):
+    """A proof, a root or a size that does not check out."""
+
+
+def leaf_hash(data: bytes) -> bytes:
+    return hashlib.sha256(b"\x00" + data).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def _split(n: int) -> int:
+    """The largest power of two strictly below n (n >= 2)."""
+    return 1 << ((n - 1).bit_length() - 1)
+
+
+class SubtreeSource(Protocol):
+    def perfect(self, level: int, index: int) -> bytes:
+        """Hash of leaves [index * 2^level, (index + 1) * 2^level)."""
+        ...
+
+
+def range_hash(source: SubtreeSource, lo: int, hi: int) -> bytes:
+    """MTH(D[lo:hi]) for a range that starts on a boundary RFC 6962's recursion produces."""
+    n = hi - lo
+    if n <= 0:
+        raise ValueError("empty range")
+    if n & (n - 1) == 0 and lo % n == 0:
+        return source.perfect(n.bit_length() - 1, lo // n)
+    k = _split(n)
+    return node_hash(range_hash(source, lo, lo + k), range_hash(source, lo + k, hi))
+
+
+def root(source: SubtreeSource, size: int) -> bytes:
+    return EMPTY_ROOT if size == 0 else range_hash(source, 0, size)
+
+
+def inclusion_proof(source: SubtreeSource, index: int, size: int) -> list[bytes]:
+    """PATH(index, D[0:size]) of RFC 6962 §2.1.1."""
+    if not 0 <= index < size:
+        raise ProofError(f"leaf {index} is not in a tree of size {size}")
+    path: list[bytes] = []
+    lo, hi, m = 0, size, index
+    while hi - lo > 1:
+        k = _split(hi - lo)
+        if m < k:
+            path.append(range_hash(source, lo + k, hi))
+            hi = lo + k
+        else:
+            path.append(range_hash(source, lo, lo + k))
+            lo, m = lo + k, m - k
+    path.reverse()
+    return path
+
+
+def consistency_proof(source: SubtreeSource, size1: int, size2: int) -> list[bytes]:
+    """PROOF(size1, D[0:size2]) of RFC 6962 §2.1.2."""
+    if not 0 < size1 <= size2:
+        raise ProofError(f"no consistency proof from size {size1} to size {size2}")
+    proof: list[bytes] = []
+    lo, hi, m, complete = 0, size2, size1, True
+    while m != hi - lo:
+        k = _split(hi - lo)
+        if m <= k:
+            proof.append(range_hash(source, lo + k, hi))
+            hi = lo + k
+        else:
+            proof.append(range_hash(source, lo, lo + k))
+            lo, m, complete = lo + k, m - k, False
+    if not complete:
+        proof.append(range_hash(source, lo, hi))
+    proof.reverse()
+    return proof
+
+
+def _check_hashes(proof: Sequence[bytes]) -> None:
+    for h in proof:
+        if len(h) != HASH_SIZE:
+            raise ProofError("a proof hash is not 32 bytes")
+
+
+def verify_inclusion(
+    index: int, size: int, leaf: bytes, proof: Sequence[bytes], expected_root: bytes
+) -> None:
+    """Check that `leaf` (a leaf hash) is at `index` of the tree of `size` with that root.
+
+    RFC 9162 §2.1.3.2. Raises :class:`ProofError` when it is not.
+    """
+    if len(leaf) != HASH_SIZE:
+        raise ProofError("the leaf hash is not 32 bytes")
+    if not 0 <= index < size:
+        raise ProofError(f"leaf {index} is not in a tree of size {size}")
+    _check_hashes(proof)
+    fn, sn, r = index, size - 1, leaf
+    for p in proof:
+        if sn == 0:
+            raise ProofError("the proof is too long")
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            r = node_hash(r, p)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise ProofError("the proof is too short")
+    if r != expected_root:
+        raise ProofError("the proof does not lead to the root")
+
+
+def verify_consistency(
+    size1: int, size2: int, root1: bytes, root2: bytes, proof: Sequence[bytes]
+) -> None:
+    """Check that the tree of `size2` with `root2` extends the tree of `size1` with `root1`.
+
+    RFC 9162 §2.1.4.2. A proof from the empty tree proves nothing and is refused.
+    """
+    if size1 == 0:
+        raise ProofError("a consistency proof from the empty tree is meaningless")
+    if size2 < size1:
+        raise ProofError(f"size {size2} is smaller than size {size1}")
+    if size1 == size2:
+        if proof:
+            raise ProofError("trees of equal size need an empty proof")
+        if root1 != root2:
+            raise ProofError("trees of equal size have different roots")
+        return
+    if not proof:
+        raise ProofError("the proof is empty")
+    _check_hashes(proof)
+    path = list(proof)
+    if size1 & (size1 - 1) == 0:
+        path.insert(0, root1)
+    fn, sn = size1 - 1, size2 - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            raise ProofError("the proof is too long")
+        if fn & 1 or fn == sn:
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise ProofError("the proof is too short")
+    if fr != root1:
+        raise ProofError("the proof does not lead to the first root")
+    if sr != root2:
+        raise ProofError("the proof does not lead to the second root")
+
+
+class MemoryTree:
+    """An append-only tree in memory that keeps every perfect subtree's hash."""
+
+    def __init__(self) -> None:
+        self.levels: list[list[bytes]] = [[]]
+
+    @property
+    def size(self) -> int:
+        return len(self.levels[0])
+
+    def append(self, leaf: bytes) -> int:
+        """Add a leaf *hash*; return its index."""
+        index = self.size
+        self.levels[0].append(leaf)
+        level, i, h = 0, index, leaf
+        while i & 1:
+            h = node_hash(self.levels[level][i - 1], h)
+            level, i = level + 1, i >> 1
+            if len(self.levels) == level:
+                self.levels.append([])
+            self.levels[level].append(h)
+        return index
+
+    def perfect(self, level: int, index: int) -> bytes:
+        return self.levels[level][index]
+
+    def root(self, size: int | None = None) -> bytes:
+        return root(self, self.size if size is None else size)
