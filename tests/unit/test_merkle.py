@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from cityshare.trust.merkle import (
     EMPTY_ROOT,
+    Frontier,
     MemoryTree,
     ProofError,
     consistency_proof,
@@ -126,3 +127,19 @@ def test_every_consistency_proof_verifies_and_a_rewritten_history_does_not(
     if m < n:
         with pytest.raises(ProofError):
             verify_consistency(m, n, tree.root(m), forged.root(), consistency_proof(forged, m, n))
+
+
+@given(st.integers(0, 200), st.lists(st.integers(1, 40), max_size=6))
+def test_a_frontier_appends_batches_like_the_whole_tree(start: int, batches: list[int]) -> None:
+    tree, _ = tree_of(start)
+    frontier = Frontier.of(tree, start)
+    assert frontier.root() == tree.root()
+    for n in batches:
+        leaves = [leaf_hash(f"more {tree.size + i}".encode()) for i in range(n)]
+        created = frontier.append(leaves)
+        for leaf in leaves:
+            tree.append(leaf)
+        assert frontier.root() == tree.root()
+        for level, index, h in created:
+            assert tree.perfect(level, index) == h
+        assert sum(1 for level, _, _ in created if level == 0) == n

@@ -183,6 +183,7 @@ class MemoryTree:
 
     def __init__(self) -> None:
         self.levels: list[list[bytes]] = [[]]
+        self._frontier = Frontier()
 
     @property
     def size(self) -> int:
@@ -190,19 +191,63 @@ class MemoryTree:
 
     def append(self, leaf: bytes) -> int:
         """Add a leaf *hash*; return its index."""
-        index = self.size
-        self.levels[0].append(leaf)
-        level, i, h = 0, index, leaf
-        while i & 1:
-            h = node_hash(self.levels[level][i - 1], h)
-            level, i = level + 1, i >> 1
+        for level, _, h in self._frontier.append([leaf]):
             if len(self.levels) == level:
                 self.levels.append([])
             self.levels[level].append(h)
-        return index
+        return self.size - 1
 
     def perfect(self, level: int, index: int) -> bytes:
         return self.levels[level][index]
 
     def root(self, size: int | None = None) -> bytes:
         return root(self, self.size if size is None else size)
+
+
+class Frontier:
+    """The right edge of a tree: one perfect subtree hash per set bit of its size.
+
+    Enough to append leaves and compute the root without reading the rest of the tree, which
+    is how the audit log appends a commit batch: load the frontier, append, store new nodes.
+    """
+
+    def __init__(self, size: int = 0, nodes: Sequence[bytes] = ()) -> None:
+        if len(nodes) != size.bit_count():
+            raise ValueError("a frontier has one node per set bit of the size")
+        self.size = size
+        #: Hashes of the perfect subtrees, largest (leftmost) first.
+        self.nodes = list(nodes)
+
+    @classmethod
+    def of(cls, source: SubtreeSource, size: int) -> Frontier:
+        nodes, start = [], 0
+        for level in range(size.bit_length() - 1, -1, -1):
+            if size >> level & 1:
+                nodes.append(source.perfect(level, start >> level))
+                start += 1 << level
+        return cls(size, nodes)
+
+    def append(self, leaves: Sequence[bytes]) -> list[tuple[int, int, bytes]]:
+        """Add leaf hashes; return every new perfect subtree as (level, index, hash)."""
+        created: list[tuple[int, int, bytes]] = []
+        nodes = self.nodes
+        size = self.size
+        for leaf in leaves:
+            h, level, index = leaf, 0, size
+            created.append((0, index, h))
+            while index & 1:
+                h = node_hash(nodes.pop(), h)
+                level, index = level + 1, index >> 1
+                created.append((level, index, h))
+            nodes.append(h)
+            size += 1
+        self.size = size
+        return created
+
+    def root(self) -> bytes:
+        if not self.nodes:
+            return EMPTY_ROOT
+        h = self.nodes[-1]
+        for left in reversed(self.nodes[:-1]):
+            h = node_hash(left, h)
+        return h
