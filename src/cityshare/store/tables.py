@@ -11,10 +11,12 @@ from sqlalchemy import (
     Column,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     SmallInteger,
     String,
     Table,
+    Text,
     text,
 )
 
@@ -82,4 +84,37 @@ ledger_clock = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("last_timestamp", BigInteger, nullable=False),
+)
+
+log_leaves = Table(
+    "log_leaves",
+    metadata,
+    Column("idx", Id, primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary(32), nullable=False),
+    Column("data", LargeBinary, nullable=False),
+)
+
+#: Perfect Merkle subtrees of level >= 1, keyed by (level << 48) | index.
+log_nodes = Table(
+    "log_nodes",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary(32), nullable=False),
+)
+
+#: One row: how many leaves the log has.
+log_head = Table(
+    "log_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("size", BigInteger, nullable=False),
+)
+
+log_checkpoints = Table(
+    "log_checkpoints",
+    metadata,
+    Column("size", Id, primary_key=True, autoincrement=False),
+    Column("root", LargeBinary(32), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
 )

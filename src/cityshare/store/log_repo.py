@@ -1,0 +1,158 @@
+"""Audit log storage: leaves, perfect subtree nodes and the head, appended in bulk.
+
+An append runs inside the caller's transaction (the same one as the records it logs), so a
+record and its leaf commit together or not at all. Proofs fetch every node they need in one
+query: the proof is first planned against a recording source, then computed from the rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection
+
+from cityshare.trust import merkle
+
+LEVEL_SHIFT = 48
+T = TypeVar("T")
+
+
+def node_key(level: int, index: int) -> int:
+    return (level << LEVEL_SHIFT) | index
+
+
+class _Recorder:
+    """A SubtreeSource that notes which perfect subtrees a computation asks for."""
+
+    def __init__(self) -> None:
+        self.wanted: set[tuple[int, int]] = set()
+
+    def perfect(self, level: int, index: int) -> bytes:
+        self.wanted.add((level, index))
+        return bytes(merkle.HASH_SIZE)
+
+
+class _Fetched:
+    def __init__(self, nodes: dict[tuple[int, int], bytes]) -> None:
+        self.nodes = nodes
+
+    def perfect(self, level: int, index: int) -> bytes:
+        return self.nodes[(level, index)]
+
+
+class LogRepository:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.sqlite = conn.dialect.name == "sqlite"
+
+    def _cursor(self) -> Any:
+        return self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+
+    def _sql(self, sql: str) -> str:
+        return sql if self.sqlite else sql.replace("?", "%s")
+
+    def _in(self, column: str) -> str:
+        if self.sqlite:
+            return f"{column} IN (SELECT value FROM json_each(?))"
+        return f"{column} = ANY(%s::bigint[])"
+
+    def _ids(self, ids: Iterable[int]) -> Any:
+        return json.dumps(list(ids)) if self.sqlite else list(ids)
+
+    def size(self) -> int:
+        cur = self._cursor()
+        try:
+            cur.execute("SELECT size FROM log_head WHERE id = 1")
+            row = cur.fetchone()
+        finally:
+            cur.close()
+        if row is None:
+            raise RuntimeError("the log head row is missing: run `cityshare db upgrade`")
+        return int(row[0])
+
+    def fetch_perfect(self, wanted: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """Hashes of the perfect subtrees named by (level, index), in at most two queries."""
+        leaves = [index for level, index in wanted if level == 0]
+        nodes = [node_key(level, index) for level, index in wanted if level > 0]
+        found: dict[tuple[int, int], bytes] = {}
+        cur = self._cursor()
+        try:
+            if leaves:
+                cur.execute(
+                    f"SELECT idx, hash FROM log_leaves WHERE {self._in('idx')}",
+                    (self._ids(leaves),),
+                )
+                for idx, h in cur.fetchall():
+                    found[(0, idx)] = bytes(h)
+            if nodes:
+                cur.execute(
+                    f"SELECT id, hash FROM log_nodes WHERE {self._in('id')}", (self._ids(nodes),)
+                )
+                mask = (1 << LEVEL_SHIFT) - 1
+                for key, h in cur.fetchall():
+                    found[(key >> LEVEL_SHIFT, key & mask)] = bytes(h)
+        finally:
+            cur.close()
+        return found
+
+    def computed(self, compute: Callable[[merkle.SubtreeSource], T]) -> T:
+        """Run `compute` (a proof or root) against the stored tree with one round of reads."""
+        recorder = _Recorder()
+        compute(recorder)
+        nodes = self.fetch_perfect(recorder.wanted)
+        missing = recorder.wanted - nodes.keys()
+        if missing:
+            raise RuntimeError(f"the audit log is missing {len(missing)} tree nodes")
+        return compute(_Fetched(nodes))
+
+    def append(self, entries: Sequence[bytes]) -> tuple[int, int]:
+        """Append leaves (already-encoded entries); return (index of the first, new size).
+
+        The caller holds the ledger's write lock, so appends are serialised.
+        """
+        size = self.size()
+        if not entries:
+            return size, size
+        frontier = self.computed(lambda source: merkle.Frontier.of(source, size))
+        hashes = [merkle.leaf_hash(e) for e in entries]
+        created = frontier.append(hashes)
+        cur = self._cursor()
+        try:
+            cur.executemany(
+                self._sql("INSERT INTO log_leaves (idx, hash, data) VALUES (?, ?, ?)"),
+                [(size + i, h, e) for i, (h, e) in enumerate(zip(hashes, entries, strict=True))],
+            )
+            cur.executemany(
+                self._sql("INSERT INTO log_nodes (id, hash) VALUES (?, ?)"),
+                [(node_key(level, index), h) for level, index, h in created if level > 0],
+            )
+            cur.execute(self._sql("UPDATE log_head SET size = ? WHERE id = 1"), (frontier.size,))
+        finally:
+            cur.close()
+        return size, frontier.size
+
+    def root(self, size: int) -> bytes:
+        if size == 0:
+            return merkle.EMPTY_ROOT
+        return self.computed(lambda source: merkle.root(source, size))
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        return self.computed(lambda source: merkle.inclusion_proof(source, index, size))
+
+    def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
+        return self.computed(lambda source: merkle.consistency_proof(source, size1, size2))
+
+    def entries(self, start: int, end: int) -> list[tuple[int, bytes]]:
+        cur = self._cursor()
+        try:
+            cur.execute(
+                self._sql(
+                    "SELECT idx, data FROM log_leaves WHERE idx >= ? AND idx < ? ORDER BY idx"
+                ),
+                (start, end),
+            )
+            return [(int(i), bytes(d)) for i, d in cur.fetchall()]
+        finally:
+            cur.close()
