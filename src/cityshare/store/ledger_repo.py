@@ -7,11 +7,10 @@ processing would cost more than the database does. Everything else uses SQLAlche
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, func, literal, select, union_all
+from sqlalchemy import func, literal, select, union_all
 
 from cityshare.domain.ledger import (
     AccountState,
@@ -21,6 +20,7 @@ from cityshare.domain.ledger import (
     PendingState,
     TransferRecord,
 )
+from cityshare.store.driver import DriverRepository
 from cityshare.store.tables import accounts, ledger_clock, pending_transfers, transfers
 
 ACCOUNT_COLUMNS = (
@@ -34,30 +34,8 @@ TRANSFER_COLUMNS = (
 _T_COLUMNS = ", ".join("t." + c.strip() for c in TRANSFER_COLUMNS.split(","))
 
 
-class LedgerRepository:
+class LedgerRepository(DriverRepository):
     """Reads and writes ledger rows on one open connection inside one transaction."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.sqlite = conn.dialect.name == "sqlite"
-        self._p = "?" if self.sqlite else "%s"
-
-    # -- driver-level helpers --------------------------------------------------------------
-
-    def _cursor(self) -> Any:
-        return self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-
-    def _sql(self, sql: str) -> str:
-        return sql if self.sqlite else sql.replace("?", "%s")
-
-    def _in_ids(self, column: str) -> str:
-        """A predicate `column IN <one parameter holding a list of ids>` for this dialect."""
-        if self.sqlite:
-            return f"{column} IN (SELECT value FROM json_each(?))"
-        return f"{column} = ANY(%s::bigint[])"
-
-    def _ids_param(self, ids: Collection[int]) -> Any:
-        return json.dumps(list(ids)) if self.sqlite else list(ids)
 
     def _fetch_by_ids(self, sql: str, ids: Collection[int]) -> list[Any]:
         if not ids:

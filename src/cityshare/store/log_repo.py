@@ -7,12 +7,10 @@ query: the proof is first planned against a recording source, then computed from
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from sqlalchemy import Connection
-
+from cityshare.store.driver import DriverRepository
 from cityshare.trust import merkle
 
 LEVEL_SHIFT = 48
@@ -42,24 +40,8 @@ class _Fetched:
         return self.nodes[(level, index)]
 
 
-class LogRepository:
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.sqlite = conn.dialect.name == "sqlite"
-
-    def _cursor(self) -> Any:
-        return self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-
-    def _sql(self, sql: str) -> str:
-        return sql if self.sqlite else sql.replace("?", "%s")
-
-    def _in(self, column: str) -> str:
-        if self.sqlite:
-            return f"{column} IN (SELECT value FROM json_each(?))"
-        return f"{column} = ANY(%s::bigint[])"
-
-    def _ids(self, ids: Iterable[int]) -> Any:
-        return json.dumps(list(ids)) if self.sqlite else list(ids)
+class LogRepository(DriverRepository):
+    """Appends to and reads the audit log inside the caller's transaction."""
 
     def size(self) -> int:
         cur = self._cursor()
@@ -81,14 +63,15 @@ class LogRepository:
         try:
             if leaves:
                 cur.execute(
-                    f"SELECT idx, hash FROM log_leaves WHERE {self._in('idx')}",
-                    (self._ids(leaves),),
+                    f"SELECT idx, hash FROM log_leaves WHERE {self._in_ids('idx')}",
+                    (self._ids_param(leaves),),
                 )
                 for idx, h in cur.fetchall():
                     found[(0, idx)] = bytes(h)
             if nodes:
                 cur.execute(
-                    f"SELECT id, hash FROM log_nodes WHERE {self._in('id')}", (self._ids(nodes),)
+                    f"SELECT id, hash FROM log_nodes WHERE {self._in_ids('id')}",
+                    (self._ids_param(nodes),),
                 )
                 mask = (1 << LEVEL_SHIFT) - 1
                 for key, h in cur.fetchall():
