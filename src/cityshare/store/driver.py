@@ -7,7 +7,7 @@ these helpers hide the two drivers' differences (placeholders, "id in a list" pr
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from sqlalchemy import Connection
@@ -35,3 +35,26 @@ class DriverRepository:
 
     def _ids_param(self, ids: Iterable[int]) -> Any:
         return json.dumps(list(ids)) if self.sqlite else list(ids)
+
+    def _fetch_by_ids(self, sql: str, ids: Collection[int]) -> list[Any]:
+        """Rows of `sql`, whose one parameter is the list `ids` (see `_in_ids`)."""
+        if not ids:
+            return []
+        cur = self._cursor()
+        try:
+            cur.execute(sql, (self._ids_param(ids),))
+            return list(cur.fetchall())
+        finally:
+            cur.close()
+
+    def _single_value(self, sql: str, missing: str) -> int:
+        """The one integer a one-row table holds (a clock, a head); `missing` if it is gone."""
+        cur = self._cursor()
+        try:
+            cur.execute(sql)
+            row = cur.fetchone()
+        finally:
+            cur.close()
+        if row is None:
+            raise RuntimeError(f"{missing}: run `cityshare db upgrade`")
+        return int(row[0])

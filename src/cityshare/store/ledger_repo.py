@@ -8,7 +8,6 @@ processing would cost more than the database does. Everything else uses SQLAlche
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
-from typing import Any
 
 from sqlalchemy import func, literal, select, union_all
 
@@ -37,16 +36,6 @@ _T_COLUMNS = ", ".join("t." + c.strip() for c in TRANSFER_COLUMNS.split(","))
 class LedgerRepository(DriverRepository):
     """Reads and writes ledger rows on one open connection inside one transaction."""
 
-    def _fetch_by_ids(self, sql: str, ids: Collection[int]) -> list[Any]:
-        if not ids:
-            return []
-        cur = self._cursor()
-        try:
-            cur.execute(sql, (self._ids_param(ids),))
-            return list(cur.fetchall())
-        finally:
-            cur.close()
-
     # -- the write lock and clock ----------------------------------------------------------
 
     def lock_ledger(self) -> int:
@@ -56,15 +45,10 @@ class LedgerRepository(DriverRepository):
         TigerBeetle) and never deadlock; on SQLite, BEGIN IMMEDIATE already holds the lock.
         """
         lock = "" if self.sqlite else " FOR UPDATE"
-        cur = self._cursor()
-        try:
-            cur.execute(f"SELECT last_timestamp FROM ledger_clock WHERE id = 1{lock}")
-            row = cur.fetchone()
-        finally:
-            cur.close()
-        if row is None:
-            raise RuntimeError("the ledger clock row is missing: run `cityshare db upgrade`")
-        return int(row[0])
+        return self._single_value(
+            f"SELECT last_timestamp FROM ledger_clock WHERE id = 1{lock}",
+            "the ledger clock row is missing",
+        )
 
     def set_last_timestamp(self, timestamp: int) -> None:
         self.conn.execute(

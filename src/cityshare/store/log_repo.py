@@ -44,40 +44,24 @@ class LogRepository(DriverRepository):
     """Appends to and reads the audit log inside the caller's transaction."""
 
     def size(self) -> int:
-        cur = self._cursor()
-        try:
-            cur.execute("SELECT size FROM log_head WHERE id = 1")
-            row = cur.fetchone()
-        finally:
-            cur.close()
-        if row is None:
-            raise RuntimeError("the log head row is missing: run `cityshare db upgrade`")
-        return int(row[0])
+        return self._single_value(
+            "SELECT size FROM log_head WHERE id = 1", "the log head row is missing"
+        )
 
     def fetch_perfect(self, wanted: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         """Hashes of the perfect subtrees named by (level, index), in at most two queries."""
         leaves = [index for level, index in wanted if level == 0]
         nodes = [node_key(level, index) for level, index in wanted if level > 0]
         found: dict[tuple[int, int], bytes] = {}
-        cur = self._cursor()
-        try:
-            if leaves:
-                cur.execute(
-                    f"SELECT idx, hash FROM log_leaves WHERE {self._in_ids('idx')}",
-                    (self._ids_param(leaves),),
-                )
-                for idx, h in cur.fetchall():
-                    found[(0, idx)] = bytes(h)
-            if nodes:
-                cur.execute(
-                    f"SELECT id, hash FROM log_nodes WHERE {self._in_ids('id')}",
-                    (self._ids_param(nodes),),
-                )
-                mask = (1 << LEVEL_SHIFT) - 1
-                for key, h in cur.fetchall():
-                    found[(key >> LEVEL_SHIFT, key & mask)] = bytes(h)
-        finally:
-            cur.close()
+        for idx, h in self._fetch_by_ids(
+            f"SELECT idx, hash FROM log_leaves WHERE {self._in_ids('idx')}", leaves
+        ):
+            found[(0, idx)] = bytes(h)
+        mask = (1 << LEVEL_SHIFT) - 1
+        for key, h in self._fetch_by_ids(
+            f"SELECT id, hash FROM log_nodes WHERE {self._in_ids('id')}", nodes
+        ):
+            found[(key >> LEVEL_SHIFT, key & mask)] = bytes(h)
         return found
 
     def computed(self, compute: Callable[[merkle.SubtreeSource], T]) -> T:
