@@ -382,3 +382,13 @@ def test_an_oversized_body_is_refused_before_it_is_read(client: TestClient) -> N
     )
     assert r.status_code == 413
     assert r.json()["error"]["code"] == "payload_too_large"
+
+
+@pytest.mark.parametrize("after", [2**63, 2**64, -1, "soon"])
+def test_a_statement_cursor_out_of_range_is_a_4xx_not_a_crash(
+    client: TestClient, after: object
+) -> None:
+    setup_wallets(client)
+    r = client.get("/api/v1/accounts/10/statement", params={"after": after})
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == "invalid_request"

@@ -107,7 +107,9 @@ def get_account(platform: PlatformDep, account_id: PathId) -> AccountOut:
 def get_statement(
     platform: PlatformDep,
     account_id: PathId,
-    after: Annotated[int, Query(ge=0, description="Timestamp cursor from `next_after`.")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=MAX_INT, description="Timestamp cursor from `next_after`.")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> StatementOut:
     result = ledger_service.statement(platform.uow(), account_id, after=after, limit=limit)
