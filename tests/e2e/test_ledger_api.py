@@ -392,3 +392,15 @@ def test_a_statement_cursor_out_of_range_is_a_4xx_not_a_crash(
     r = client.get("/api/v1/accounts/10/statement", params={"after": after})
     assert r.status_code == 422
     assert r.json()["error"]["code"] == "invalid_request"
+
+
+def test_openapi_documents_the_error_shape_the_api_really_answers(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    post = spec["paths"]["/api/v1/transfers"]["post"]["responses"]
+    for status in ("401", "413", "422"):
+        ref = post[status]["content"]["application/json"]["schema"]["$ref"]
+        assert ref.endswith("/ErrorOut")
+    assert "HTTPValidationError" not in spec.get("components", {}).get("schemas", {})
+    rejected = client.post("/api/v1/transfers", json=[{"id": 1}]).json()
+    assert set(rejected) == {"error"}
+    assert {"code", "message"} <= set(rejected["error"])

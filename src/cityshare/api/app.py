@@ -15,7 +15,7 @@ from cityshare import __version__
 from cityshare.api.deps import PlatformDep
 from cityshare.api.errors import ApiError, error_body, install_error_handlers
 from cityshare.api.routers import ledger
-from cityshare.api.schemas import Health
+from cityshare.api.schemas import Health, error_responses
 from cityshare.bootstrap import Platform
 from cityshare.domain import commands
 
@@ -84,7 +84,13 @@ def create_app(platform: Platform, *, sweep_expired: bool = True) -> FastAPI:
 
     app.include_router(ledger.router)
 
-    @app.get("/healthz", response_model=Health, tags=["health"], summary="Liveness and database")
+    @app.get(
+        "/healthz",
+        response_model=Health,
+        tags=["health"],
+        summary="Liveness and database",
+        responses=error_responses(503),
+    )
     def healthz(platform: PlatformDep) -> Health:
         try:
             with platform.engine.connect() as conn:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
@@ -247,3 +247,32 @@ class Health(BaseModel):
     status: Literal["ok"]
     version: str
     database: str
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable, machine-readable reason, e.g. `transfers_rejected`.")
+    message: str
+    details: list[dict[str, Any]] | None = Field(
+        None, description="For invalid requests: where and what, one entry per problem."
+    )
+    results: list[ItemResult] | None = Field(
+        None, description="For rejected batches: the items that failed and why."
+    )
+
+
+class ErrorOut(BaseModel):
+    """Every error the API answers has this shape."""
+
+    error: ErrorDetail
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    descriptions = {
+        400: "Malformed JSON",
+        401: "Missing or wrong operator token",
+        404: "Not found",
+        413: "Batch or body too large",
+        422: "Invalid request, or a rejected batch (nothing was written)",
+        503: "Not configured or database unavailable",
+    }
+    return {s: {"model": ErrorOut, "description": descriptions[s]} for s in statuses}

@@ -19,12 +19,18 @@ from cityshare.api.schemas import (
     StatementOut,
     TransferIn,
     TransferOut,
+    error_responses,
 )
 from cityshare.domain import commands
 from cityshare.domain.ledger import MAX_INT, CreateAccountResult, Ledger
 from cityshare.services import ledger as ledger_service
 
-router = APIRouter(prefix="/api/v1", tags=["ledger"], dependencies=[OperatorDep])
+router = APIRouter(
+    prefix="/api/v1",
+    tags=["ledger"],
+    dependencies=[OperatorDep],
+    responses=error_responses(400, 401, 404, 413, 422, 503),
+)
 
 PathId = Annotated[int, Path(ge=1, le=MAX_INT)]
 ATOMIC = Query(
@@ -47,7 +53,6 @@ def _check_batch_size(platform: PlatformDep, n: int) -> None:
     "/accounts",
     response_model=BatchResponse,
     summary="Open accounts (idempotent by id)",
-    responses={413: {"description": "Too many accounts"}, 422: {"description": "Rejected"}},
 )
 def create_accounts(
     platform: PlatformDep,
@@ -122,7 +127,6 @@ def get_statement(
     "/transfers",
     response_model=BatchResponse,
     summary="Post transfers (idempotent by id; linked chains; two-phase)",
-    responses={413: {"description": "Too many transfers"}, 422: {"description": "Rejected"}},
 )
 def create_transfers(
     platform: PlatformDep,
