@@ -14,9 +14,11 @@ from cityshare.api.app import create_app
 from cityshare.bootstrap import Platform, bootstrap
 from cityshare.clock import ManualClock
 from cityshare.config import Settings
+from cityshare.trust import note
 from services import PostgresServer, postgres_unavailable_reason, require_services
 
 OPERATOR_TOKEN = "test-operator-token"
+LOG_KEY = note.Signer.generate("test.cityshare.local/log")
 _db_counter = itertools.count()
 
 
@@ -49,6 +51,7 @@ def platform(database_url: str, clock: ManualClock) -> Iterator[Platform]:
     settings = Settings(
         database_url=database_url,
         operator_token=SecretStr(OPERATOR_TOKEN),
+        log_key=SecretStr(LOG_KEY.skey),
         max_batch=1000,
     )
     p = bootstrap(settings, clock=clock)

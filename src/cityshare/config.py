@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,6 +28,26 @@ class Settings(BaseSettings):
     )
     expiry_sweep_seconds: float = Field(
         1.0, gt=0, description="How often `serve` releases pending transfers whose timeout passed."
+    )
+    key_dir: Path | None = Field(
+        None,
+        description="Where the platform keeps keys it generated itself (mode 0600) when no key "
+        "is given in settings: the audit log's signing key, the token signing key. Default: "
+        "a `keys` folder beside the SQLite database file, or ./keys for PostgreSQL.",
+    )
+    log_key: SecretStr | None = Field(
+        None,
+        description="The audit log's signing key, a signed-note private key "
+        "(PRIVATE+KEY+<name>+<id>+<base64>); if unset, <key_dir>/log.skey (made on first use).",
+    )
+    log_name: str = Field(
+        "cityshare.local/audit-log",
+        description="Name (and checkpoint origin) of a log key generated on first use.",
+    )
+    witness_keys: str = Field(
+        "",
+        description="Verifier keys (vkeys, whitespace-separated) of the witnesses whose "
+        "cosignatures of checkpoints the log accepts and serves.",
     )
 
 

@@ -15,6 +15,7 @@ from cityshare import __version__
 from cityshare.api.deps import PlatformDep
 from cityshare.api.errors import ApiError, error_body, install_error_handlers
 from cityshare.api.routers import ledger
+from cityshare.api.routers import log as log_router
 from cityshare.api.schemas import Health, error_responses
 from cityshare.bootstrap import Platform
 from cityshare.domain import commands
@@ -27,8 +28,12 @@ they own and spend or trade them inside the city. Every value moves through one 
 ledger (TigerBeetle's model): integer amounts in minor units, client-chosen transfer ids as
 idempotency keys, linked chains, and two-phase (pending → post/void/expire) transfers.
 
-Operations under `/api/v1` need `Authorization: Bearer <operator token>`. Errors are JSON
-`{"error": {"code": "...", "message": "..."}}`.
+Every committed record is also a leaf of an append-only Merkle log (RFC 6962/9162) published
+as signed checkpoints (C2SP tlog-checkpoint) under `/api/v1/log`, so an auditor's replica can
+prove the history was never rewritten.
+
+Operations under `/api/v1` need `Authorization: Bearer <operator token>`; checkpoints, the log
+key and proofs are public. Errors are JSON `{"error": {"code": "...", "message": "..."}}`.
 """
 
 
@@ -83,6 +88,7 @@ def create_app(platform: Platform, *, sweep_expired: bool = True) -> FastAPI:
         return await call_next(request)
 
     app.include_router(ledger.router)
+    app.include_router(log_router.router)
 
     @app.get(
         "/healthz",

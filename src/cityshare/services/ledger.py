@@ -21,6 +21,7 @@ from cityshare.domain.ledger import (
     validate_new_account,
 )
 from cityshare.services.unit_of_work import AbstractUnitOfWork
+from cityshare.trust import entries
 
 _RESOLVING = int(TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDING_TRANSFER)
 
@@ -65,6 +66,9 @@ def create_accounts(
             timestamp = max(uow.clock.now_ns(), last + 1)
             uow.ledger.insert_accounts(to_create, timestamp)
             uow.ledger.set_last_timestamp(timestamp + len(to_create) - 1)
+            uow.log.append(
+                [entries.encode_account(a, timestamp + i) for i, a in enumerate(to_create)]
+            )
         uow.commit()
     return results
 
@@ -101,6 +105,13 @@ def create_transfers(cmd: commands.CreateTransfers, uow: AbstractUnitOfWork) -> 
             repo.save_pending_changes(outcome.pending_changes)
             repo.save_balances(outcome.touched_accounts.values())
             repo.set_last_timestamp(outcome.last_timestamp)
+            # Holds found lapsed while resolving are released before the batch's transfers.
+            lapsed = [
+                entries.encode_hold_expired(c.pending_id, holds[c.pending_id].expires_at)
+                for c in outcome.pending_changes
+                if c.state == PendingState.EXPIRED
+            ]
+            uow.log.append(lapsed + entries.encode_transfers(outcome.records))
             uow.commit()
             if outcome.records:
                 uow.add_event(events.TransfersCommitted(outcome.created, outcome.last_timestamp))
@@ -121,6 +132,10 @@ def expire_pending_transfers(cmd: commands.ExpirePendingTransfers, uow: Abstract
         changes = expire_holds(holds, accounts, now)
         repo.save_pending_changes(changes)
         repo.save_balances(accounts.values())
+        expires_at = {h.transfer.id: h.expires_at for h in holds}
+        uow.log.append(
+            [entries.encode_hold_expired(c.pending_id, expires_at[c.pending_id]) for c in changes]
+        )
         uow.commit()
         uow.add_event(events.PendingTransfersExpired(len(changes)))
     return len(changes)

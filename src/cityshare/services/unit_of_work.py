@@ -17,10 +17,13 @@ from cityshare.clock import Clock, SystemClock
 from cityshare.domain.events import Event
 from cityshare.store.db import WRITE
 from cityshare.store.ledger_repo import LedgerRepository
+from cityshare.store.log_repo import LogRepository, StoredCheckpoint
+from cityshare.trust import note
 
 
 class AbstractUnitOfWork(Protocol):
     ledger: LedgerRepository
+    log: LogRepository
     clock: Clock
 
     def __enter__(self) -> AbstractUnitOfWork: ...
@@ -50,10 +53,23 @@ _RETRYABLE_SQLSTATES = {"40001", "40P01"}
 
 
 class SqlUnitOfWork:
-    def __init__(self, engine: Engine, clock: Clock | None = None, *, write: bool = True) -> None:
+    """A transaction on `engine`. A writer that appended to the audit log signs a checkpoint
+    of the new tree with `log_signer` inside the same transaction, as the last thing before
+    it commits: each commit is one "block" of the log, and its checkpoint cannot be missing.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Clock | None = None,
+        *,
+        write: bool = True,
+        log_signer: note.Signer | None = None,
+    ) -> None:
         self.engine = engine
         self.clock = clock or SystemClock()
         self.write = write
+        self.log_signer = log_signer
         self._conn: Connection | None = None
         self._events: list[Event] = []
 
@@ -70,6 +86,7 @@ class SqlUnitOfWork:
         conn.begin()
         self._conn = conn
         self.ledger = LedgerRepository(conn)
+        self.log = LogRepository(conn)
         self._events = []
         return self
 
@@ -93,10 +110,26 @@ class SqlUnitOfWork:
 
     def commit(self) -> None:
         assert self._conn is not None, "commit outside `with uow:`"
+        if self.log.appended is not None:
+            self._sign_checkpoint()
         self._conn.commit()
+
+    def _sign_checkpoint(self) -> None:
+        frontier = self.log.appended
+        assert frontier is not None
+        if self.log_signer is None:
+            raise RuntimeError("this unit of work appends to the audit log but has no log key")
+        root = frontier.root()
+        body = note.Checkpoint(self.log_signer.name, frontier.size, root).text()
+        signed = note.sign_note(body, self.log_signer)
+        self.log.insert_checkpoint(
+            StoredCheckpoint(frontier.size, root, signed, self.clock.now_ns())
+        )
+        self.log.appended = None
 
     def rollback(self) -> None:
         assert self._conn is not None, "rollback outside `with uow:`"
+        self.log.appended = None
         self._conn.rollback()
 
     def add_event(self, event: Event) -> None:

@@ -8,9 +8,13 @@ query: the proof is first planned against a recording source, then computed from
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Row, select
 
 from cityshare.store.driver import DriverRepository
+from cityshare.store.tables import log_checkpoints, log_cosignatures
 from cityshare.trust import merkle
 
 LEVEL_SHIFT = 48
@@ -40,8 +44,22 @@ class _Fetched:
         return self.nodes[(level, index)]
 
 
+@dataclass(frozen=True, slots=True)
+class StoredCheckpoint:
+    size: int
+    root: bytes
+    #: The signed note as the log signed it (cosignatures are kept apart and added on reads).
+    note: str
+    timestamp: int
+
+
 class LogRepository(DriverRepository):
     """Appends to and reads the audit log inside the caller's transaction."""
+
+    def __init__(self, conn: Connection) -> None:
+        super().__init__(conn)
+        #: The tree's right edge after this transaction's appends (None if it appended nothing).
+        self.appended: merkle.Frontier | None = None
 
     def size(self) -> int:
         return self._single_value(
@@ -85,6 +103,7 @@ class LogRepository(DriverRepository):
         frontier = self.computed(lambda source: merkle.Frontier.of(source, size))
         hashes = [merkle.leaf_hash(e) for e in entries]
         created = frontier.append(hashes)
+        self.appended = frontier
         cur = self._cursor()
         try:
             cur.executemany(
@@ -123,3 +142,57 @@ class LogRepository(DriverRepository):
             return [(int(i), bytes(d)) for i, d in cur.fetchall()]
         finally:
             cur.close()
+
+    # -- checkpoints and cosignatures ------------------------------------------------------
+
+    def insert_checkpoint(self, checkpoint: StoredCheckpoint) -> None:
+        self.conn.execute(
+            log_checkpoints.insert().values(
+                size=checkpoint.size,
+                root=checkpoint.root,
+                note=checkpoint.note,
+                timestamp=checkpoint.timestamp,
+            )
+        )
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        row = self.conn.execute(
+            select(log_checkpoints).order_by(log_checkpoints.c.size.desc()).limit(1)
+        ).first()
+        return None if row is None else _checkpoint(row)
+
+    def checkpoint(self, size: int) -> StoredCheckpoint | None:
+        row = self.conn.execute(
+            select(log_checkpoints).where(log_checkpoints.c.size == size)
+        ).first()
+        return None if row is None else _checkpoint(row)
+
+    def checkpoints(self) -> list[StoredCheckpoint]:
+        rows = self.conn.execute(select(log_checkpoints).order_by(log_checkpoints.c.size))
+        return [_checkpoint(r) for r in rows]
+
+    def cosignatures(self, size: int) -> list[str]:
+        """Signature lines witnesses added to the checkpoint of `size`, ordered by witness name."""
+        rows = self.conn.execute(
+            select(log_cosignatures.c.line)
+            .where(log_cosignatures.c.size == size)
+            .order_by(log_cosignatures.c.witness)
+        )
+        return [row.line for row in rows]
+
+    def save_cosignature(self, size: int, witness: str, line: str, timestamp: int) -> None:
+        """Keep a witness's newest cosignature of the checkpoint of `size` (one per witness)."""
+        self.conn.execute(
+            log_cosignatures.delete().where(
+                (log_cosignatures.c.size == size) & (log_cosignatures.c.witness == witness)
+            )
+        )
+        self.conn.execute(
+            log_cosignatures.insert().values(
+                size=size, witness=witness, line=line, timestamp=timestamp
+            )
+        )
+
+
+def _checkpoint(row: Row[Any]) -> StoredCheckpoint:
+    return StoredCheckpoint(row.size, bytes(row.root), row.note, row.timestamp)

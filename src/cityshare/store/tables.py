@@ -118,3 +118,13 @@ log_checkpoints = Table(
     Column("note", Text, nullable=False),
     Column("timestamp", BigInteger, nullable=False),
 )
+
+#: Witness cosignatures (C2SP tlog-cosignature) of a checkpoint, one line per witness key.
+log_cosignatures = Table(
+    "log_cosignatures",
+    metadata,
+    Column("size", BigInteger, primary_key=True, autoincrement=False),
+    Column("witness", String(200), primary_key=True),
+    Column("line", Text, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+)

@@ -1,0 +1,123 @@
+"""The audit log under /api/v1/log, modelled on Certificate Transparency (RFC 6962 §4).
+
+Checkpoints, the verifier key and proofs are hashes and signatures only, so anyone may fetch
+them. Entries are the records themselves (who paid whom), so only an operator reads them.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, Field
+
+from cityshare.api.deps import OperatorDep, PlatformDep
+from cityshare.api.errors import ApiError
+from cityshare.api.schemas import error_responses
+from cityshare.domain.ledger import MAX_INT
+from cityshare.services import audit_log
+
+router = APIRouter(prefix="/api/v1/log", tags=["audit log"])
+
+Size = Annotated[int, Query(ge=0, le=MAX_INT)]
+NOTE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/plain": {}}, "description": "A C2SP signed note"}
+}
+
+
+class EntriesOut(BaseModel):
+    start: int = Field(description="Index of the first entry returned.")
+    entries: list[str] = Field(description="Leaf data, base64; see `cityshare.trust.entries`.")
+
+
+class ProofOut(BaseModel):
+    proof: list[str] = Field(description="Hashes, base64, in RFC 9162 order.")
+
+
+def _b64(items: list[bytes]) -> list[str]:
+    return [base64.b64encode(item).decode() for item in items]
+
+
+@router.get(
+    "/checkpoint",
+    response_class=PlainTextResponse,
+    summary="The latest signed checkpoint (C2SP tlog-checkpoint), with witness cosignatures",
+    responses=NOTE,
+)
+def checkpoint(platform: PlatformDep) -> PlainTextResponse:
+    view = audit_log.latest_checkpoint(platform.uow(), platform.log_signer)
+    return PlainTextResponse(view.note)
+
+
+@router.get(
+    "/checkpoints/{size}",
+    response_class=PlainTextResponse,
+    summary="The checkpoint the log signed at this size, with its cosignatures",
+    responses={**NOTE, **error_responses(404, 422)},
+)
+def checkpoint_at(
+    platform: PlatformDep, size: Annotated[int, Path(ge=1, le=MAX_INT)]
+) -> PlainTextResponse:
+    view = audit_log.checkpoint_at(platform.uow(), size)
+    if view is None:
+        raise ApiError(404, "not_found", f"the log signed no checkpoint at size {size}")
+    return PlainTextResponse(view.note)
+
+
+@router.get(
+    "/key",
+    response_class=PlainTextResponse,
+    summary="The log's verifier key (signed-note vkey)",
+    responses={200: {"content": {"text/plain": {}}}},
+)
+def key(platform: PlatformDep) -> PlainTextResponse:
+    return PlainTextResponse(platform.log_signer.verifier.vkey + "\n")
+
+
+@router.get(
+    "/entries",
+    response_model=EntriesOut,
+    dependencies=[OperatorDep],
+    summary="Entries [start, end), at most 1000 per call",
+    responses=error_responses(401, 422),
+)
+def entries(
+    platform: PlatformDep,
+    start: Size,
+    end: Annotated[int, Query(ge=1, le=MAX_INT, description="Exclusive.")],
+) -> EntriesOut:
+    try:
+        data = audit_log.entries(platform.uow(), start, end)
+    except audit_log.LogRangeError as exc:
+        raise ApiError(422, "out_of_range", str(exc)) from exc
+    return EntriesOut(start=start, entries=_b64(data))
+
+
+@router.get(
+    "/proof/inclusion",
+    response_model=ProofOut,
+    summary="Inclusion proof of leaf `index` in the tree of `size`",
+    responses=error_responses(422),
+)
+def inclusion(platform: PlatformDep, index: Size, size: Size) -> ProofOut:
+    try:
+        proof = audit_log.inclusion_proof(platform.uow(), index, size)
+    except audit_log.LogRangeError as exc:
+        raise ApiError(422, "out_of_range", str(exc)) from exc
+    return ProofOut(proof=_b64(proof))
+
+
+@router.get(
+    "/proof/consistency",
+    response_model=ProofOut,
+    summary="Consistency proof between the trees of sizes `first` and `second`",
+    responses=error_responses(422),
+)
+def consistency(platform: PlatformDep, first: Size, second: Size) -> ProofOut:
+    try:
+        proof = audit_log.consistency_proof(platform.uow(), first, second)
+    except audit_log.LogRangeError as exc:
+        raise ApiError(422, "out_of_range", str(exc)) from exc
+    return ProofOut(proof=_b64(proof))
