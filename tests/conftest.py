@@ -15,6 +15,7 @@ from cityshare.bootstrap import Platform, bootstrap
 from cityshare.clock import ManualClock
 from cityshare.config import Settings
 from cityshare.trust import note
+from identity_helpers import ISSUER_KEY
 from services import PostgresServer, postgres_unavailable_reason, require_services
 
 OPERATOR_TOKEN = "test-operator-token"
@@ -52,6 +53,7 @@ def platform(database_url: str, clock: ManualClock) -> Iterator[Platform]:
         database_url=database_url,
         operator_token=SecretStr(OPERATOR_TOKEN),
         log_key=SecretStr(LOG_KEY.skey),
+        issuer_keys=ISSUER_KEY.verifier.vkey,
         max_batch=1000,
     )
     p = bootstrap(settings, clock=clock)

@@ -44,6 +44,28 @@ class Settings(BaseSettings):
         "cityshare.local/audit-log",
         description="Name (and checkpoint origin) of a log key generated on first use.",
     )
+    issuer_keys: str = Field(
+        "",
+        description="Verifier keys (vkeys, whitespace-separated) of the identity issuers whose "
+        "enrolment assertions the platform accepts (`cityshare issuer key` prints one).",
+    )
+    sector: str = Field(
+        "cityshare",
+        description="The sector (assertion audience) residents' pseudonyms are derived for.",
+    )
+    token_key: SecretStr | None = Field(
+        None,
+        description="Signing key of bearer tokens (signed-note private key); if unset, "
+        "<key_dir>/token.skey (made on first use).",
+    )
+    token_ttl_seconds: int = Field(
+        3600, ge=60, le=7 * 86400, description="How long a resident's or device's token lasts."
+    )
+    pseudonym_secret: SecretStr | None = Field(
+        None,
+        description="Secret (at least 32 characters) keying the per-counterparty pseudonyms of "
+        "vehicles; if unset, <key_dir>/pseudonym.secret (made on first use).",
+    )
     witness_keys: str = Field(
         "",
         description="Verifier keys (vkeys, whitespace-separated) of the witnesses whose "

@@ -269,8 +269,10 @@ class ErrorOut(BaseModel):
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     descriptions = {
         400: "Malformed JSON",
-        401: "Missing or wrong operator token",
+        401: "Missing, expired or forged bearer token",
+        403: "Your role or purposes do not allow this",
         404: "Not found",
+        409: "Conflicts with what exists (an assertion used twice, a key in use)",
         413: "Batch or body too large",
         422: "Invalid request, or a rejected batch (nothing was written)",
         503: "Not configured or database unavailable",

@@ -11,6 +11,7 @@ from cityshare.domain.ledger import (
     CreateAccountResult,
     CreateTransferResult,
     Ledger,
+    NewAccount,
     PendingHold,
     PendingState,
     TransferFlags,
@@ -32,44 +33,52 @@ _RESOLVING = int(TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDIN
 def create_accounts(
     cmd: commands.CreateAccounts, uow: AbstractUnitOfWork
 ) -> list[CreateAccountResult]:
-    new = list(cmd.accounts)
-    results: list[CreateAccountResult] = []
     with uow:
         last = uow.ledger.lock_ledger()
-        existing = uow.ledger.load_accounts({a.id for a in new})
-        seen: dict[int, int] = {}
-        to_create = []
-        for i, account in enumerate(new):
-            problem = validate_new_account(account)
-            if problem is None:
-                prior = existing.get(account.id)
-                if prior is not None:
-                    problem = (
-                        CreateAccountResult.EXISTS
-                        if same_account(prior, account)
-                        else CreateAccountResult.EXISTS_WITH_DIFFERENT_FIELDS
-                    )
-                elif account.id in seen:
-                    problem = (
-                        CreateAccountResult.EXISTS
-                        if new[seen[account.id]] == account
-                        else CreateAccountResult.EXISTS_WITH_DIFFERENT_FIELDS
-                    )
-            if problem is None:
-                seen[account.id] = i
-                to_create.append(account)
-            results.append(problem or CreateAccountResult.CREATED)
-        failed = any(r not in _ACCOUNT_OK for r in results)
-        if failed and cmd.atomic:
-            return results
-        if to_create:
-            timestamp = max(uow.clock.now_ns(), last + 1)
-            uow.ledger.insert_accounts(to_create, timestamp)
-            uow.ledger.set_last_timestamp(timestamp + len(to_create) - 1)
-            uow.log.append(
-                [entries.encode_account(a, timestamp + i) for i, a in enumerate(to_create)]
-            )
+        results = open_accounts(uow, list(cmd.accounts), last_timestamp=last, atomic=cmd.atomic)
         uow.commit()
+    return results
+
+
+def open_accounts(
+    uow: AbstractUnitOfWork, new: list[NewAccount], *, last_timestamp: int, atomic: bool
+) -> list[CreateAccountResult]:
+    """Create accounts (and their log leaves) inside the caller's locked, open transaction.
+
+    Other capabilities open accounts this way in their own transactions (enrolling a resident
+    opens their wallets); the caller commits. With `atomic`, nothing is written if any fails.
+    """
+    existing = uow.ledger.load_accounts({a.id for a in new})
+    seen: dict[int, int] = {}
+    to_create = []
+    results: list[CreateAccountResult] = []
+    for i, account in enumerate(new):
+        problem = validate_new_account(account)
+        if problem is None:
+            prior = existing.get(account.id)
+            if prior is not None:
+                problem = (
+                    CreateAccountResult.EXISTS
+                    if same_account(prior, account)
+                    else CreateAccountResult.EXISTS_WITH_DIFFERENT_FIELDS
+                )
+            elif account.id in seen:
+                problem = (
+                    CreateAccountResult.EXISTS
+                    if new[seen[account.id]] == account
+                    else CreateAccountResult.EXISTS_WITH_DIFFERENT_FIELDS
+                )
+        if problem is None:
+            seen[account.id] = i
+            to_create.append(account)
+        results.append(problem or CreateAccountResult.CREATED)
+    failed = any(r not in _ACCOUNT_OK for r in results)
+    if (failed and atomic) or not to_create:
+        return results
+    timestamp = max(uow.clock.now_ns(), last_timestamp + 1)
+    uow.ledger.insert_accounts(to_create, timestamp)
+    uow.ledger.set_last_timestamp(timestamp + len(to_create) - 1)
+    uow.log.append([entries.encode_account(a, timestamp + i) for i, a in enumerate(to_create)])
     return results
 
 
@@ -158,6 +167,12 @@ def find_accounts(
 ) -> list[AccountState]:
     with uow:
         return uow.ledger.find_accounts(owner=owner, ledger=ledger, limit=limit)
+
+
+def account_owners(uow: AbstractUnitOfWork, account_ids: list[int]) -> list[str | None]:
+    with uow:
+        found = uow.ledger.load_accounts(set(account_ids))
+    return [found[i].owner if i in found else None for i in account_ids]
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from cityshare.clock import Clock, SystemClock
 from cityshare.domain.events import Event
 from cityshare.store.db import WRITE
+from cityshare.store.identity_repo import IdentityRepository
 from cityshare.store.ledger_repo import LedgerRepository
 from cityshare.store.log_repo import LogRepository, StoredCheckpoint
 from cityshare.trust import note
@@ -24,6 +25,7 @@ from cityshare.trust import note
 class AbstractUnitOfWork(Protocol):
     ledger: LedgerRepository
     log: LogRepository
+    identity: IdentityRepository
     clock: Clock
 
     def __enter__(self) -> AbstractUnitOfWork: ...
@@ -87,6 +89,7 @@ class SqlUnitOfWork:
         self._conn = conn
         self.ledger = LedgerRepository(conn)
         self.log = LogRepository(conn)
+        self.identity = IdentityRepository(conn)
         self._events = []
         return self
 

@@ -9,6 +9,7 @@ restarts without anyone pasting secrets around.
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -46,6 +47,37 @@ def load_or_create_signer(path: Path, name: str) -> note.Signer:
         f.flush()
         os.fsync(f.fileno())
     return signer
+
+
+def secret_from(setting: SecretStr | None, path: Path) -> bytes:
+    """A symmetric secret from settings, else from `path` (32 random bytes made on first use)."""
+    if setting is not None:
+        value = setting.get_secret_value().encode()
+        if len(value) < 32:
+            raise KeyStoreError("a configured secret is at least 32 characters")
+        return value
+    try:
+        return _read_secret(path)
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _read_secret(path)
+    secret = secrets.token_bytes(32)
+    with os.fdopen(fd, "wb") as f:
+        f.write(secret)
+        f.flush()
+        os.fsync(f.fileno())
+    return secret
+
+
+def _read_secret(path: Path) -> bytes:
+    value = path.read_bytes()
+    if len(value) < 32:
+        raise KeyStoreError(f"{path} holds fewer than 32 bytes")
+    return value
 
 
 def _read_signer(path: Path) -> note.Signer:

@@ -6,7 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Query
 
-from cityshare.api.deps import OperatorDep, PlatformDep
+from cityshare.access.policy import Purpose
+from cityshare.access.tokens import Principal
+from cityshare.api.access import record_reads
+from cityshare.api.deps import LedgerWriterDep, OperatorDep, PlatformDep, PrincipalDep
 from cityshare.api.errors import ApiError
 from cityshare.api.schemas import (
     AccountIn,
@@ -23,13 +26,14 @@ from cityshare.api.schemas import (
 )
 from cityshare.domain import commands
 from cityshare.domain.ledger import MAX_INT, CreateAccountResult, Ledger
+from cityshare.domain.residents import resident_of
 from cityshare.services import ledger as ledger_service
 
 router = APIRouter(
     prefix="/api/v1",
     tags=["ledger"],
     dependencies=[OperatorDep],
-    responses=error_responses(400, 401, 404, 413, 422, 503),
+    responses=error_responses(400, 401, 403, 404, 413, 422, 503),
 )
 
 PathId = Annotated[int, Path(ge=1, le=MAX_INT)]
@@ -38,6 +42,11 @@ ATOMIC = Query(
     description="All or nothing (default): if any item fails, nothing is written and the "
     "answer is 422. With false, each item (or linked chain) stands alone and the answer "
     "lists every item's result.",
+)
+READ_PURPOSE = Query(
+    Purpose.BILLING,
+    description="Why you read: recorded in the resident's access log when the account is "
+    "a resident's, and it must be a purpose your credential grants.",
 )
 
 
@@ -52,6 +61,7 @@ def _check_batch_size(platform: PlatformDep, n: int) -> None:
 @router.post(
     "/accounts",
     response_model=BatchResponse,
+    dependencies=[LedgerWriterDep],
     summary="Open accounts (idempotent by id)",
 )
 def create_accounts(
@@ -86,22 +96,42 @@ _ACCOUNT_OK = {CreateAccountResult.CREATED.value, CreateAccountResult.EXISTS.val
 @router.get("/accounts", response_model=list[AccountOut], summary="Find accounts")
 def find_accounts(
     platform: PlatformDep,
+    principal: PrincipalDep,
     owner: Annotated[str | None, Query(max_length=64)] = None,
     ledger: LedgerName | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    purpose: Purpose = READ_PURPOSE,
 ) -> list[AccountOut]:
     found = ledger_service.find_accounts(
         platform.uow(), owner=owner, ledger=Ledger[ledger] if ledger else None, limit=limit
     )
+    _record(platform, principal, purpose, [(a.owner, f"account {a.id}") for a in found])
     return [AccountOut.of(a) for a in found]
 
 
 @router.get("/accounts/{account_id}", response_model=AccountOut, summary="Look up an account")
-def get_account(platform: PlatformDep, account_id: PathId) -> AccountOut:
+def get_account(
+    platform: PlatformDep,
+    principal: PrincipalDep,
+    account_id: PathId,
+    purpose: Purpose = READ_PURPOSE,
+) -> AccountOut:
     account = ledger_service.get_account(platform.uow(), account_id)
     if account is None:
         raise ApiError(404, "account_not_found", f"no account {account_id}")
+    _record(platform, principal, purpose, [(account.owner, f"account {account_id}")])
     return AccountOut.of(account)
+
+
+def _record(
+    platform: PlatformDep,
+    principal: Principal,
+    purpose: Purpose,
+    reads: list[tuple[str | None, str]],
+) -> None:
+    """Accounts of residents are personal data: record the read (see api/access.py)."""
+    resident_reads = [(resident_of(owner), what) for owner, what in reads]
+    record_reads(platform, principal, purpose, [(rid, what) for rid, what in resident_reads if rid])
 
 
 @router.get(
@@ -111,21 +141,27 @@ def get_account(platform: PlatformDep, account_id: PathId) -> AccountOut:
 )
 def get_statement(
     platform: PlatformDep,
+    principal: PrincipalDep,
     account_id: PathId,
     after: Annotated[
         int, Query(ge=0, le=MAX_INT, description="Timestamp cursor from `next_after`.")
     ] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    purpose: Purpose = READ_PURPOSE,
 ) -> StatementOut:
     result = ledger_service.statement(platform.uow(), account_id, after=after, limit=limit)
     if result is None:
         raise ApiError(404, "account_not_found", f"no account {account_id}")
+    _record(
+        platform, principal, purpose, [(result.account.owner, f"statement of account {account_id}")]
+    )
     return StatementOut.of(result)
 
 
 @router.post(
     "/transfers",
     response_model=BatchResponse,
+    dependencies=[LedgerWriterDep],
     summary="Post transfers (idempotent by id; linked chains; two-phase)",
 )
 def create_transfers(
@@ -154,16 +190,27 @@ def create_transfers(
 
 
 @router.get("/transfers/{transfer_id}", response_model=TransferOut, summary="Look up a transfer")
-def get_transfer(platform: PlatformDep, transfer_id: PathId) -> TransferOut:
+def get_transfer(
+    platform: PlatformDep,
+    principal: PrincipalDep,
+    transfer_id: PathId,
+    purpose: Purpose = READ_PURPOSE,
+) -> TransferOut:
     view = ledger_service.get_transfer(platform.uow(), transfer_id)
     if view is None:
         raise ApiError(404, "transfer_not_found", f"no transfer {transfer_id}")
+    record = view.record
+    owners = ledger_service.account_owners(
+        platform.uow(), [record.debit_account_id, record.credit_account_id]
+    )
+    _record(platform, principal, purpose, [(o, f"transfer {transfer_id}") for o in owners])
     return TransferOut.of(view)
 
 
 @router.post(
     "/ledger/expire",
     response_model=ExpiredOut,
+    dependencies=[LedgerWriterDep],
     summary="Release pending transfers whose timeout has passed (serve also does this itself)",
 )
 def expire(platform: PlatformDep) -> ExpiredOut:
