@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Engine, make_url
 
+from cityshare.access.tokens import TokenService
 from cityshare.clock import Clock, SystemClock
 from cityshare.config import Settings, get_settings
 from cityshare.domain import commands
-from cityshare.services import ledger
+from cityshare.domain.identity import check_sector
+from cityshare.services import audit_log, identity, ledger
 from cityshare.services.messagebus import MessageBus
 from cityshare.services.unit_of_work import SqlUnitOfWork
 from cityshare.store import migrate
 from cityshare.store.db import make_engine
-from cityshare.trust import keys, note
+from cityshare.trust import cosignature, keys, note
+
+TOKEN_KEY_NAME = "cityshare.local/tokens"
 
 
 @dataclass
@@ -25,6 +30,11 @@ class Platform:
     clock: Clock
     bus: MessageBus
     log_signer: note.Signer
+    tokens: TokenService
+    #: Keys the per-counterparty pseudonyms of vehicles (never leaves the platform).
+    pseudonym_secret: bytes
+    #: Witnesses (e.g. digital twins) whose cosignatures of checkpoints the log keeps.
+    witnesses: list[cosignature.CosignatureVerifier] = field(default_factory=list)
 
     def uow(self) -> SqlUnitOfWork:
         """A read-only unit of work for queries."""
@@ -45,6 +55,13 @@ def bootstrap(
     url = database_url or settings.database_url
     key_dir = settings.key_dir or default_key_dir(url)
     log_signer = keys.signer_from(settings.log_key, key_dir / "log.skey", settings.log_name)
+    tokens = TokenService(
+        keys.signer_from(settings.token_key, key_dir / "token.skey", TOKEN_KEY_NAME)
+    )
+    pseudonym_secret = keys.secret_from(settings.pseudonym_secret, key_dir / "pseudonym.secret")
+    issuers = keys.parse_verifiers(settings.issuer_keys)
+    check_sector(settings.sector)  # a bad setting fails here, not on the first enrolment
+    witnesses = parse_witness_keys(settings.witness_keys)
     engine = make_engine(url)
     if upgrade:
         migrate.upgrade(engine)
@@ -55,9 +72,32 @@ def bootstrap(
             commands.CreateAccounts: ledger.create_accounts,
             commands.CreateTransfers: ledger.create_transfers,
             commands.ExpirePendingTransfers: ledger.expire_pending_transfers,
+            commands.EnrolResident: functools.partial(
+                identity.enrol_resident, issuers=issuers, sector=settings.sector
+            ),
+            commands.RegisterDevice: identity.register_device,
+            commands.RevokeDevice: identity.revoke_device,
+            commands.RotateDeviceKey: identity.rotate_device_key,
+            commands.RecordAccess: identity.record_access,
+            commands.AddCosignatures: functools.partial(
+                audit_log.add_cosignatures,
+                log_verifier=log_signer.verifier,
+                witnesses=witnesses,
+            ),
         },
     )
-    return Platform(settings, engine, clock, bus, log_signer)
+    return Platform(
+        settings, engine, clock, bus, log_signer, tokens, pseudonym_secret, witnesses=witnesses
+    )
+
+
+def parse_witness_keys(text: str) -> list[cosignature.CosignatureVerifier]:
+    """The witness keys of `CITYSHARE_WITNESS_KEYS`; a bad one stops the platform from starting
+    (a silently ignored witness would make every cosignature it posts look refused)."""
+    try:
+        return cosignature.parse_verifiers(text)
+    except note.NoteError as exc:
+        raise keys.KeyStoreError(f"CITYSHARE_WITNESS_KEYS holds an unusable key: {exc}") from exc
 
 
 def default_key_dir(database_url: str) -> Path:

@@ -32,3 +32,57 @@ class ExpirePendingTransfers(Command):
     """Release the holds whose timeout has passed (at most `limit` in one transaction)."""
 
     limit: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class EnrolResident(Command):
+    """Accept an issuer's signed enrolment assertion: create the resident (and wallets) on first
+    sight, record the enrolment (current VID and attributes) every time."""
+
+    assertion: str
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterDevice(Command):
+    owner_id: int
+    kind: str
+    public_key: bytes
+    label: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeDevice(Command):
+    owner_id: int
+    device_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RotateDeviceKey(Command):
+    """Add a new key to a device and revoke the keys it had."""
+
+    owner_id: int
+    device_id: str
+    public_key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRequest:
+    """One read of one resident's personal data, as it is recorded."""
+
+    resident_id: int
+    principal: str
+    role: str
+    purpose: str
+    what: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordAccess(Command):
+    requests: Sequence[AccessRequest]
+
+
+@dataclass(frozen=True, slots=True)
+class AddCosignatures(Command):
+    """Keep the witness cosignatures carried by `note`, a checkpoint the log itself signed."""
+
+    note: str

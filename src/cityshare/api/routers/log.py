@@ -1,7 +1,10 @@
 """The audit log under /api/v1/log, modelled on Certificate Transparency (RFC 6962 §4).
 
 Checkpoints, the verifier key and proofs are hashes and signatures only, so anyone may fetch
-them. Entries are the records themselves (who paid whom), so only an operator reads them.
+them. Entries are the records themselves (who paid whom), so only the audit purpose (auditors,
+regulators, administrators) reads them, and each read is recorded for the residents it names.
+Witnesses post their cosignatures of checkpoints without a token: the signature of a
+configured witness key is the credential.
 """
 
 from __future__ import annotations
@@ -9,13 +12,17 @@ from __future__ import annotations
 import base64
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
-from cityshare.api.deps import OperatorDep, PlatformDep
+from cityshare.access.policy import Purpose
+from cityshare.api.access import record_reads
+from cityshare.api.deps import PlatformDep, PrincipalDep, require_purpose
 from cityshare.api.errors import ApiError
 from cityshare.api.schemas import error_responses
+from cityshare.domain import commands
 from cityshare.domain.ledger import MAX_INT
 from cityshare.services import audit_log
 
@@ -34,6 +41,15 @@ class EntriesOut(BaseModel):
 
 class ProofOut(BaseModel):
     proof: list[str] = Field(description="Hashes, base64, in RFC 9162 order.")
+
+
+class CosignaturesOut(BaseModel):
+    size: int = Field(description="Tree size of the cosigned checkpoint.")
+    accepted: list[str] = Field(description="Witnesses whose cosignature was verified and kept.")
+
+
+#: A checkpoint note with a hundred signature lines is about 12 KiB.
+MAX_COSIGNED_NOTE_BYTES = 16 * 1024
 
 
 def _b64(items: list[bytes]) -> list[str]:
@@ -79,19 +95,28 @@ def key(platform: PlatformDep) -> PlainTextResponse:
 @router.get(
     "/entries",
     response_model=EntriesOut,
-    dependencies=[OperatorDep],
-    summary="Entries [start, end), at most 1000 per call",
-    responses=error_responses(401, 422),
+    summary="Entries [start, end), at most 1000 per call (the audit purpose; recorded)",
+    responses=error_responses(401, 403, 422),
 )
 def entries(
     platform: PlatformDep,
+    principal: PrincipalDep,
     start: Size,
     end: Annotated[int, Query(ge=1, le=MAX_INT, description="Exclusive.")],
 ) -> EntriesOut:
+    # Entries are the records themselves (who enrolled, who paid whom): an auditor's read.
+    require_purpose(principal, Purpose.AUDIT)
     try:
         data = audit_log.entries(platform.uow(), start, end)
     except audit_log.LogRangeError as exc:
         raise ApiError(422, "out_of_range", str(exc)) from exc
+    stop = start + len(data)
+    record_reads(
+        platform,
+        principal,
+        Purpose.AUDIT,
+        [(rid, f"audit log entries {start}-{stop}") for rid in audit_log.residents_named(data)],
+    )
     return EntriesOut(start=start, entries=_b64(data))
 
 
@@ -121,3 +146,41 @@ def consistency(platform: PlatformDep, first: Size, second: Size) -> ProofOut:
     except audit_log.LogRangeError as exc:
         raise ApiError(422, "out_of_range", str(exc)) from exc
     return ProofOut(proof=_b64(proof))
+
+
+@router.post(
+    "/cosignatures",
+    response_model=CosignaturesOut,
+    summary="Add witness cosignatures (C2SP tlog-cosignature) to a checkpoint the log signed",
+    description="The body (text/plain, at most 16 KiB) is the checkpoint note as the log "
+    "signed it, carrying one or more witness signature lines. Lines from witness keys in "
+    "`CITYSHARE_WITNESS_KEYS` are verified and kept (one per witness and size) and then served "
+    "with the checkpoint; other lines are ignored. No token: the signature is the credential.",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+    responses=error_responses(413, 422),
+)
+async def add_cosignatures(platform: PlatformDep, request: Request) -> CosignaturesOut:
+    # Read at most the limit, whether or not the client sent a Content-Length.
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_COSIGNED_NOTE_BYTES:
+            raise ApiError(
+                413,
+                "payload_too_large",
+                f"a cosigned checkpoint is at most {MAX_COSIGNED_NOTE_BYTES} bytes",
+            )
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(422, "cosignature_rejected", "the body is not UTF-8 text") from exc
+    try:
+        added = await run_in_threadpool(platform.bus.handle, commands.AddCosignatures(note=text))
+    except audit_log.CosignatureRejected as exc:
+        raise ApiError(422, "cosignature_rejected", str(exc)) from exc
+    return CosignaturesOut(size=added.size, accepted=added.accepted)

@@ -1,0 +1,477 @@
+"""The digital twin as an auditor runs it: a real `cityshare serve`, real `cityshare twin`
+processes, and a primary that lies — rewriting its history with its own key, or shrinking."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from cityshare.store.db import make_engine
+from cityshare.store.log_repo import LogRepository
+from cityshare.trust import entries, merkle, note
+from cityshare.trust.cosignature import CosignatureVerifier
+
+TOKEN = "twin-e2e-token"
+WITNESS = "twin.test/witness"
+CITYSHARE = (sys.executable, "-m", "cityshare")
+
+
+def cityshare(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cityshare", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        timeout=300,
+    )
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Primary:
+    """A `cityshare serve` on SQLite in a folder of its own; restartable on the same files."""
+
+    folder: Path
+    witness_keys: str = ""
+    proc: subprocess.Popen[str] | None = None
+    port: int = 0
+
+    @property
+    def db(self) -> Path:
+        return self.folder / "primary.db"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.port = free_port()
+        env = {
+            **os.environ,
+            "CITYSHARE_OPERATOR_TOKEN": TOKEN,
+            "CITYSHARE_WITNESS_KEYS": self.witness_keys,
+            "CITYSHARE_EXPIRY_SWEEP_SECONDS": "0.2",
+        }
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "cityshare",
+                "serve",
+                "--port",
+                str(self.port),
+                "--db",
+                f"sqlite:///{self.db}",
+            ],
+            cwd=self.folder,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{self.url}/healthz", timeout=2)
+                return
+            except httpx.TransportError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    output = self.proc.stdout.read() if self.proc.stdout else ""
+                    self.stop()
+                    pytest.fail(f"serve did not come up: {output}")
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
+            self.proc = None
+
+    def api(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
+        )
+
+
+@pytest.fixture
+def primary_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "primary"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def twin_dir(tmp_path: Path) -> Path:
+    return tmp_path / "twin"
+
+
+def init_twin(twin_dir: Path, cwd: Path) -> str:
+    out = ok(cityshare("twin", "init", "--dir", str(twin_dir), "--name", WITNESS, cwd=cwd)).stdout
+    match = re.search(r"CITYSHARE_WITNESS_KEYS=(\S+)", out)
+    assert match, out
+    return match.group(1)
+
+
+@pytest.fixture
+def witnessed(primary_folder: Path, twin_dir: Path) -> Iterator[tuple[Primary, str]]:
+    vkey = init_twin(twin_dir, primary_folder.parent)
+    primary = Primary(primary_folder, witness_keys=vkey)
+    primary.start()
+    try:
+        yield primary, vkey
+    finally:
+        primary.stop()
+
+
+def sync(twin_dir: Path, primary: Primary, *extra: str) -> subprocess.CompletedProcess[str]:
+    return cityshare(
+        "twin",
+        "sync",
+        "--from",
+        primary.url,
+        "--dir",
+        str(twin_dir),
+        *extra,
+        cwd=twin_dir.parent,
+        env={"CITYSHARE_OPERATOR_TOKEN": TOKEN},
+    )
+
+
+def sync_json(twin_dir: Path, primary: Primary, *extra: str) -> dict[str, Any]:
+    result = ok(sync(twin_dir, primary, "--json", *extra))
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+def post(client: httpx.Client, path: str, body: list[dict[str, Any]]) -> None:
+    response = client.post(path, json=body)
+    assert response.status_code == 200, response.text
+
+
+def transfer(tid: int, debit: int, credit: int, amount: int, **more: Any) -> dict[str, Any]:
+    return {
+        "id": tid,
+        "debit_account_id": debit,
+        "credit_account_id": credit,
+        "amount": amount,
+        "ledger": "CREDIT",
+        **more,
+    }
+
+
+def first_history(primary: Primary) -> None:
+    wallet = {"flags": ["debits_must_not_exceed_credits"]}
+    with primary.api() as api:
+        post(
+            api,
+            "/api/v1/accounts",
+            [
+                {"id": 1, "ledger": "CREDIT", "code": 1},
+                {"id": 10, "ledger": "CREDIT", "code": 2, **wallet},
+                {"id": 11, "ledger": "CREDIT", "code": 2, **wallet},
+                {"id": 12, "ledger": "CREDIT", "code": 2, **wallet},
+            ],
+        )
+        for i in range(5):
+            post(api, "/api/v1/transfers", [transfer(100 + i, 1, 10 + i % 3, 1_000 * (i + 1))])
+        post(
+            api,
+            "/api/v1/transfers",
+            [
+                transfer(200, 10, 11, 600, flags=["pending"], timeout=600),
+                transfer(201, 11, 12, 300, flags=["pending"]),
+                transfer(202, 12, 10, 50, flags=["pending"], timeout=1),
+            ],
+        )
+        post(
+            api,
+            "/api/v1/transfers",
+            [
+                {"id": 203, "pending_id": 200, "amount": 450, "flags": ["post_pending_transfer"]},
+                {"id": 204, "pending_id": 201, "flags": ["void_pending_transfer"]},
+            ],
+        )
+        # Let the server's sweeper release hold 202 (and log it).
+        deadline = time.monotonic() + 20
+        while api.get("/api/v1/transfers/202").json().get("pending_state") != "expired":
+            assert time.monotonic() < deadline, "the hold did not expire"
+            time.sleep(0.2)
+
+
+def more_history(primary: Primary, first_id: int, n: int = 3) -> None:
+    with primary.api() as api:
+        for i in range(n):
+            post(api, "/api/v1/transfers", [transfer(first_id + i, 1, 11, 7 + i)])
+
+
+def checkpoint(primary: Primary) -> str:
+    return httpx.get(f"{primary.url}/api/v1/log/checkpoint", timeout=10).text
+
+
+def test_sync_cosign_and_verify_against_a_live_primary(
+    witnessed: tuple[Primary, str], twin_dir: Path
+) -> None:
+    primary, vkey = witnessed
+    first_history(primary)
+    size = note.Checkpoint.parse(checkpoint(primary).split("\n\n")[0] + "\n").size
+
+    first = sync(twin_dir, primary, "--json")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "on first use" in first.stderr
+    report = json.loads(first.stdout)
+    assert (report["previous_size"], report["size"], report["fetched"]) == (0, size, size)
+    assert report["pinned_on_first_use"] is True
+    assert report["accepted"] == [WITNESS]
+    assert (twin_dir / "checkpoint").read_text().startswith(report["origin"] + "\n")
+    assert oct((twin_dir / "witness.skey").stat().st_mode & 0o777) == "0o600"
+
+    # The primary now serves the twin's cosignature with its checkpoint, and it verifies.
+    served = checkpoint(primary)
+    log_verifier = note.Verifier.parse(report["log_key"])
+    opened = note.open_note(served, log_verifier)
+    [line] = opened.other_signatures
+    assert line.startswith(f"— {WITNESS} ")
+    assert CosignatureVerifier.parse(vkey).verify(opened.text, line) <= time.time() + 1
+
+    more_history(primary, 300)
+    second = sync_json(twin_dir, primary)
+    assert second["previous_size"] == size
+    assert second["size"] == size + 3
+    assert second["fetched"] == 3
+    assert second["pinned_on_first_use"] is False
+    again = sync_json(twin_dir, primary)  # nothing new: idempotent, cosigns afresh
+    assert (again["size"], again["fetched"], again["accepted"]) == (size + 3, 0, [WITNESS])
+    assert len(note.open_note(checkpoint(primary), log_verifier).other_signatures) == 1
+
+    result = cityshare("twin", "verify", "--dir", str(twin_dir), "--json", cwd=twin_dir.parent)
+    assert result.returncode == 0, result.stdout + result.stderr
+    verified = json.loads(result.stdout)
+    assert verified["ok"] is True
+    assert verified["size"] == size + 3
+    assert verified["entries"]["holds_expired"] == 1
+    with primary.api() as api:
+        for account in verified["accounts"]:
+            theirs = api.get(f"/api/v1/accounts/{account['id']}").json()
+            for key in (
+                "debits_pending",
+                "debits_posted",
+                "credits_pending",
+                "credits_posted",
+                "balance",
+                "owner",
+            ):
+                assert account[key] == theirs[key], (account["id"], key)
+        assert api.get("/api/v1/ledger/check").json()["ok"] is True
+    assert {a["id"] for a in verified["accounts"]} == {1, 10, 11, 12}
+
+    human = ok(cityshare("twin", "verify", "--dir", str(twin_dir), cwd=twin_dir.parent)).stdout
+    assert "CREDIT" in human
+    assert "ledger replays clean" in human
+
+
+def rewrite_history(db: Path, key_file: Path) -> tuple[int, int]:
+    """What a dishonest operator with full control of the primary does: change an old transfer,
+    then make everything it stores agree again — the leaf, every tree node and the head, every
+    checkpoint (re-signed with the log's own key) — and drop the witness cosignatures that no
+    longer verify. Returns (index of the changed leaf, new amount)."""
+    signer = note.Signer.parse(key_file.read_text().strip())
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT idx, data FROM log_leaves ORDER BY idx").fetchall()
+    leaves = [bytes(data) for _, data in rows]
+    index = next(
+        i
+        for i, data in enumerate(leaves)
+        if isinstance(entries.decode(data), entries.TransferRecord)
+    )
+    record = entries.decode(leaves[index])
+    assert isinstance(record, entries.TransferRecord)
+    forged = record._replace(amount=record.amount + 1_000_000)
+    leaves[index] = entries.encode_transfer(forged)
+
+    engine = make_engine(f"sqlite:///{db}")
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text("UPDATE transfers SET amount = :a WHERE id = :id"),
+                {"a": forged.amount, "id": forged.id},
+            )
+            # Rebuild the whole tree the way the primary stores it.
+            conn.execute(text("DELETE FROM log_leaves"))
+            conn.execute(text("DELETE FROM log_nodes"))
+            conn.execute(text("UPDATE log_head SET size = 0 WHERE id = 1"))
+            LogRepository(conn).append(leaves)
+            tree = merkle.MemoryTree()
+            for data in leaves:
+                tree.append(merkle.leaf_hash(data))
+            sizes = [row[0] for row in conn.execute(text("SELECT size FROM log_checkpoints"))]
+            for size in sizes:
+                root = tree.root(size)
+                signed = note.sign_note(note.Checkpoint(signer.name, size, root).text(), signer)
+                conn.execute(
+                    text("UPDATE log_checkpoints SET root = :r, note = :n WHERE size = :s"),
+                    {"r": root, "n": signed, "s": size},
+                )
+            conn.execute(text("DELETE FROM log_cosignatures"))
+    finally:
+        engine.dispose()
+    return index, forged.amount
+
+
+def test_a_rewritten_history_is_caught_even_with_every_hash_and_signature_redone(
+    witnessed: tuple[Primary, str], twin_dir: Path
+) -> None:
+    primary, _ = witnessed
+    first_history(primary)
+    trusted = sync_json(twin_dir, primary)
+    trusted_size = trusted["size"]
+    trusted_file = (twin_dir / "checkpoint").read_text()
+
+    primary.stop()
+    index, _ = rewrite_history(primary.db, primary.folder / "keys" / "log.skey")
+    primary.start()
+    # The primary is self-consistent: its re-signed checkpoint verifies with its key and its
+    # entries hash to that root. Only a copy of the past it cannot rewrite can tell.
+    with primary.api() as api:
+        log_verifier = note.Verifier.parse(api.get("/api/v1/log/key").text.strip())
+        opened = note.open_note(api.get("/api/v1/log/checkpoint").text, log_verifier)
+        served = api.get("/api/v1/log/entries", params={"start": 0, "end": 1000}).json()
+    tree = merkle.MemoryTree()
+    for item in served["entries"]:
+        tree.append(merkle.leaf_hash(base64.b64decode(item)))
+    assert tree.size == trusted_size
+    assert tree.root() == note.Checkpoint.parse(opened.text).root_hash
+    assert tree.root() != base64.b64decode(trusted["root"])
+    more_history(primary, 400)
+    new_size = trusted_size + 3
+
+    result = sync(twin_dir, primary)
+    assert result.returncode != 0
+    message = " ".join(result.stderr.split())
+    assert "tampering detected" in message
+    assert f"new checkpoint of size {new_size} is inconsistent" in message
+    assert f"checkpoint of size {trusted_size} this twin trusts" in message
+    assert "Traceback" not in result.stderr
+    # Nothing new was trusted, and the replica still verifies on its own.
+    assert (twin_dir / "checkpoint").read_text() == trusted_file
+    verified = json.loads(
+        ok(
+            cityshare("twin", "verify", "--dir", str(twin_dir), "--json", cwd=twin_dir.parent)
+        ).stdout
+    )
+    assert (verified["ok"], verified["size"]) == (True, trusted_size)
+    # And it keeps refusing: a rerun reaches the same verdict.
+    assert sync(twin_dir, primary).returncode != 0
+    assert index < trusted_size
+
+
+def test_a_shrunk_log_is_refused_and_an_unconfigured_witness_is_only_a_warning(
+    primary_folder: Path, twin_dir: Path
+) -> None:
+    init_twin(twin_dir, primary_folder.parent)
+    primary = Primary(primary_folder)  # the twin's key is not configured here
+    primary.start()
+    try:
+        first_history(primary)
+        result = sync(twin_dir, primary)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "did not keep this twin's cosignature" in " ".join(result.stderr.split())
+        trusted = sync_json(twin_dir, primary)["size"]
+        trusted_file = (twin_dir / "checkpoint").read_text()
+        primary.stop()
+
+        with sqlite3.connect(primary.db) as conn:
+            sizes = [r[0] for r in conn.execute("SELECT size FROM log_checkpoints ORDER BY size")]
+            keep = sizes[-3]  # roll back two commits
+            conn.execute("DELETE FROM log_checkpoints WHERE size > ?", (keep,))
+            conn.execute("DELETE FROM log_leaves WHERE idx >= ?", (keep,))
+            conn.execute("UPDATE log_head SET size = ? WHERE id = 1", (keep,))
+        primary.start()
+
+        refused = sync(twin_dir, primary)
+        assert refused.returncode != 0
+        message = " ".join(refused.stderr.split())
+        assert f"the log shrank: its checkpoint is of size {keep}" in message
+        assert f"already trusts a checkpoint of size {trusted}" in message
+        assert (twin_dir / "checkpoint").read_text() == trusted_file
+    finally:
+        primary.stop()
+
+
+def test_a_wrong_log_key_is_refused(witnessed: tuple[Primary, str], tmp_path: Path) -> None:
+    primary, _ = witnessed
+    first_history(primary)
+    real_key = httpx.get(f"{primary.url}/api/v1/log/key").text.strip()
+    impostor = note.Signer.generate(real_key.split("+")[0]).verifier.vkey
+
+    fresh = tmp_path / "fresh-twin"
+    init_twin(fresh, tmp_path)
+    result = sync(fresh, primary, "--log-key", impostor)
+    assert result.returncode != 0
+    assert "does not verify with the log key" in " ".join(result.stderr.split())
+    assert not (fresh / "checkpoint").exists()
+
+    # With the right key it syncs; afterwards the pinned key cannot be swapped.
+    ok(sync(fresh, primary, "--log-key", real_key))
+    swapped = sync(fresh, primary, "--log-key", impostor)
+    assert swapped.returncode != 0
+    assert "already trusts the log key" in " ".join(swapped.stderr.split())
+
+
+def test_sync_without_a_token_or_against_garbage_fails_clearly(
+    witnessed: tuple[Primary, str], twin_dir: Path, tmp_path: Path
+) -> None:
+    primary, _ = witnessed
+    first_history(primary)
+    env_without_token = {k: v for k, v in os.environ.items() if k != "CITYSHARE_OPERATOR_TOKEN"}
+    no_token = subprocess.run(
+        [*CITYSHARE, "twin", "sync", "--from", primary.url, "--dir", str(twin_dir)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**env_without_token, "COLUMNS": "200"},
+        timeout=300,
+    )
+    assert no_token.returncode == 1
+    assert "--token" in no_token.stderr
+    assert not (twin_dir / "checkpoint").exists()
+
+    # Nothing listening there.
+    nowhere = sync(twin_dir, Primary(tmp_path, port=free_port()))
+    assert nowhere.returncode == 1
+    assert "cannot reach the primary" in nowhere.stderr
+    assert "Traceback" not in nowhere.stderr + no_token.stderr

@@ -1,0 +1,264 @@
+"""The twin's sync against a real primary app behind a meddling transport: entries changed in
+transit, garbage answers, a sync cut off half way, a replica edited on disk."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from cityshare.bootstrap import Platform
+from cityshare.domain import commands
+from cityshare.domain.ledger import Ledger, NewAccount
+from cityshare.trust import note, twin
+from conftest import OPERATOR_TOKEN
+from ledger_helpers import fund, open_accounts
+
+Meddler = Callable[[httpx.Request, httpx.Response], httpx.Response]
+
+
+def passthrough(_: httpx.Request, response: httpx.Response) -> httpx.Response:
+    return response
+
+
+class Proxy:
+    """An httpx client whose answers come from the real app, then pass through `meddle`."""
+
+    def __init__(self, app_client: TestClient) -> None:
+        self.app_client = app_client
+        self.meddle: Meddler = passthrough
+
+    def _handle(self, request: httpx.Request) -> httpx.Response:
+        answer = self.app_client.request(
+            request.method,
+            request.url.raw_path.decode(),
+            content=request.content,
+            headers=dict(request.headers),
+        )
+        response = httpx.Response(
+            answer.status_code, headers=answer.headers, content=answer.content
+        )
+        return self.meddle(request, response)
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(transport=httpx.MockTransport(self._handle), base_url="http://primary")
+
+
+@pytest.fixture
+def proxy(client: TestClient) -> Proxy:
+    return Proxy(client)
+
+
+@pytest.fixture
+def twin_dir(tmp_path: Path) -> Path:
+    twin.init(tmp_path / "twin")
+    return tmp_path / "twin"
+
+
+@pytest.fixture
+def http(proxy: Proxy) -> Iterator[httpx.Client]:
+    with proxy.client() as c:
+        yield c
+
+
+def run_sync(http: httpx.Client, twin_dir: Path, platform: Platform) -> twin.SyncReport:
+    return twin.sync(
+        http, twin_dir, log_key=platform.log_signer.verifier.vkey, token=OPERATOR_TOKEN
+    )
+
+
+def history(platform: Platform, accounts: int = 5) -> None:
+    open_accounts(platform, list(range(10, 10 + accounts)))
+    fund(platform, 10, 1_000, transfer_id=1)
+
+
+def trusted_size(twin_dir: Path) -> int | None:
+    replica = twin.Replica(twin_dir / twin.REPLICA_FILE)
+    try:
+        trusted = replica.trusted()
+        return None if trusted is None else trusted.size
+    finally:
+        replica.close()
+
+
+def replace_json(response: httpx.Response, body: object) -> httpx.Response:
+    return httpx.Response(response.status_code, content=json.dumps(body).encode())
+
+
+def test_an_entry_changed_in_transit_is_caught_by_the_root_check(
+    platform: Platform, proxy: Proxy, http: httpx.Client, twin_dir: Path
+) -> None:
+    history(platform)
+
+    def flip_a_byte(request: httpx.Request, response: httpx.Response) -> httpx.Response:
+        if request.url.path.endswith("/entries"):
+            body = response.json()
+            data = bytearray(base64.b64decode(body["entries"][2]))
+            data[-1] ^= 1
+            body["entries"][2] = base64.b64encode(bytes(data)).decode()
+            return replace_json(response, body)
+        return response
+
+    proxy.meddle = flip_a_byte
+    with pytest.raises(twin.TamperError, match="do not hash to the root of its checkpoint"):
+        run_sync(http, twin_dir, platform)
+    assert trusted_size(twin_dir) is None
+    assert not (twin_dir / twin.CHECKPOINT_FILE).exists()
+
+    proxy.meddle = passthrough
+    report = run_sync(http, twin_dir, platform)
+    assert report.fetched == report.size == 7
+    assert twin.verify(twin_dir).ok
+
+
+def test_a_same_size_checkpoint_with_another_root_is_caught(
+    platform: Platform, proxy: Proxy, http: httpx.Client, twin_dir: Path
+) -> None:
+    history(platform)
+    size = run_sync(http, twin_dir, platform).size
+    signer = platform.log_signer
+    forged = note.sign_note(note.Checkpoint(signer.name, size, bytes(32)).text(), signer)
+
+    def fork(request: httpx.Request, response: httpx.Response) -> httpx.Response:
+        if request.url.path.endswith("/checkpoint"):
+            return httpx.Response(200, content=forged.encode())
+        return response
+
+    proxy.meddle = fork
+    with pytest.raises(twin.TamperError, match=f"checkpoint of size {size} has root"):
+        run_sync(http, twin_dir, platform)
+
+
+@pytest.mark.parametrize(
+    ("path", "garbage", "message"),
+    [
+        ("/checkpoint", b"hello", "does not verify"),
+        ("/checkpoint", b"\xff\xfe\x00", "not UTF-8"),
+        ("/entries", b"<html>", "not JSON"),
+        ("/entries", b'{"start": 0}', "is not"),
+        ("/entries", b'{"start": 3, "entries": ["AA=="]}', "is not"),
+        ("/entries", b'{"start": 0, "entries": []}', "is not"),
+        ("/entries", b'{"start": 0, "entries": ["!!"]}', "not base64"),
+        ("/entries", b'{"start": 0, "entries": [' + b'"AA==",' * 8 + b'"AA=="]}', "is not"),
+        ("/consistency", b'{"proof": ["AAAA"]}', "32-byte"),
+        ("/consistency", b'{"proof": "x"}', "is not"),
+        ("/consistency", b"[]", "is not"),
+    ],
+)
+def test_garbage_from_the_primary_fails_the_sync_and_trusts_nothing_new(
+    platform: Platform,
+    proxy: Proxy,
+    http: httpx.Client,
+    twin_dir: Path,
+    path: str,
+    garbage: bytes,
+    message: str,
+) -> None:
+    history(platform)
+    if path == "/consistency":
+        run_sync(http, twin_dir, platform)  # a proof is only asked for from a trusted size
+        fund(platform, 11, 5, transfer_id=2)
+    before = trusted_size(twin_dir)
+
+    def junk(request: httpx.Request, response: httpx.Response) -> httpx.Response:
+        if request.url.path.endswith(path):
+            return httpx.Response(200, content=garbage)
+        return response
+
+    proxy.meddle = junk
+    with pytest.raises(twin.TwinError, match=message):
+        run_sync(http, twin_dir, platform)
+    assert trusted_size(twin_dir) == before
+
+
+def test_error_statuses_are_reported_with_the_primarys_reason(
+    platform: Platform, proxy: Proxy, http: httpx.Client, twin_dir: Path
+) -> None:
+    history(platform)
+
+    def refuse(request: httpx.Request, response: httpx.Response) -> httpx.Response:
+        if request.url.path.endswith("/checkpoint"):
+            body = {"error": {"code": "maintenance", "message": "back soon"}}
+            return httpx.Response(503, content=json.dumps(body).encode())
+        return response
+
+    proxy.meddle = refuse
+    with pytest.raises(twin.TwinError, match="503 \\(maintenance: back soon\\)"):
+        run_sync(http, twin_dir, platform)
+
+
+def test_a_sync_cut_off_half_way_leaves_nothing_and_simply_reruns(
+    platform: Platform, proxy: Proxy, http: httpx.Client, twin_dir: Path
+) -> None:
+    platform.bus.handle(
+        commands.CreateAccounts([NewAccount(i, Ledger.CREDIT, 2) for i in range(100, 1_500)])
+    )
+    history(platform)
+    calls: list[str] = []
+
+    def cut(request: httpx.Request, response: httpx.Response) -> httpx.Response:
+        if request.url.path.endswith("/entries"):
+            calls.append(str(request.url.params["start"]))
+            if request.url.params["start"] == "1000":
+                raise httpx.ReadError("connection reset", request=request)
+        return response
+
+    proxy.meddle = cut
+    with pytest.raises(twin.TwinError, match="cannot reach the primary"):
+        run_sync(http, twin_dir, platform)
+    assert calls == ["0", "1000"]
+    assert trusted_size(twin_dir) is None
+    with sqlite3.connect(twin_dir / twin.REPLICA_FILE) as conn:
+        assert conn.execute("SELECT count(*) FROM leaves").fetchone() == (0,)
+
+    proxy.meddle = passthrough
+    progress: list[tuple[int, int]] = []
+    report = twin.sync(
+        http,
+        twin_dir,
+        log_key=platform.log_signer.verifier.vkey,
+        on_progress=lambda done, total: progress.append((done, total)),
+    )
+    assert report.fetched == report.size == 1_400 + 7
+    assert progress == [(0, 1_407), (1_000, 1_407), (1_407, 1_407)]
+    result = twin.verify(twin_dir)
+    assert result.ok
+    assert result.replay.account_entries == 1_406
+
+
+def test_a_replica_edited_on_disk_fails_verify(
+    platform: Platform, http: httpx.Client, twin_dir: Path
+) -> None:
+    history(platform)
+    run_sync(http, twin_dir, platform)
+    assert twin.verify(twin_dir).ok
+    with sqlite3.connect(twin_dir / twin.REPLICA_FILE) as conn:
+        data = conn.execute("SELECT data FROM leaves WHERE idx = 6").fetchone()[0]
+        edited = bytearray(data)
+        edited[30] ^= 1  # inside the amount of transfer 1
+        conn.execute("UPDATE leaves SET data = ? WHERE idx = 6", (bytes(edited),))
+    report = twin.verify(twin_dir)
+    assert not report.ok
+    assert any("the replica was changed" in p for p in report.problems)
+    data_json = twin.verify_json(report)
+    assert data_json["ok"] is False
+    assert any(p.startswith("leaf 6: transfer 1 records") for p in data_json["problems"])
+
+
+def test_verify_without_a_replica_says_so(tmp_path: Path) -> None:
+    with pytest.raises(twin.TwinError, match="twin sync"):
+        twin.verify(tmp_path / "nothing")
+
+
+def test_init_keeps_an_existing_key(tmp_path: Path) -> None:
+    first, created = twin.init(tmp_path / "t", "a.example/twin")
+    again, created_again = twin.init(tmp_path / "t", "b.example/twin")
+    assert (created, created_again) == (True, False)
+    assert again.vkey == first.vkey
+    assert (tmp_path / "t" / twin.WITNESS_KEY_FILE).stat().st_mode & 0o777 == 0o600
