@@ -3,40 +3,23 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
+from processes import Server, ok
+from processes import cityshare as run_cityshare
+
 
 def cityshare(
     *args: str, cwd: Path, env: dict[str, str] | None = None, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "cityshare", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=300,
-    )
-    if check:
-        assert result.returncode == 0, result.stdout + result.stderr
-    return result
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    result = run_cityshare(*args, cwd=cwd, env=env)
+    return ok(result) if check else result
 
 
 def test_version_and_help(tmp_path: Path) -> None:
@@ -108,41 +91,21 @@ def test_bench_ledger_prints_one_json_object(tmp_path: Path) -> None:
 
 
 def test_serve_demo_answers_health_docs_and_the_ledger(tmp_path: Path) -> None:
-    port = free_port()
-    token = "e2e-token"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cityshare", "serve", "--demo", "--port", str(port)],
-        cwd=tmp_path,
-        env={**os.environ, "CITYSHARE_OPERATOR_TOKEN": token},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    server = Server(tmp_path, token="e2e-token", args=("--demo",))
+    server.start()
     try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                health = httpx.get(f"{base}/healthz", timeout=2)
-                break
-            except httpx.TransportError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(
-                        f"serve did not come up: {proc.stdout.read() if proc.stdout else ''}"
-                    )
-                time.sleep(0.2)
+        health = httpx.get(f"{server.url}/healthz", timeout=2)
         assert health.json()["status"] == "ok"
-        assert httpx.get(f"{base}/docs").status_code == 200
-        headers = {"Authorization": f"Bearer {token}"}
-        asha = httpx.get(f"{base}/api/v1/accounts/101", headers=headers).json()
-        assert asha["owner"] == "demo-asha"
-        assert asha["balance"] == 42_000 - 3_500
-        assert httpx.get(f"{base}/api/v1/ledger/check", headers=headers).json()["ok"] is True
+        assert httpx.get(f"{server.url}/docs").status_code == 200
+        with server.api() as api:
+            asha = api.get("/api/v1/accounts/101").json()
+            assert asha["owner"] == "demo-asha"
+            assert asha["balance"] == 42_000 - 3_500
+            assert api.get("/api/v1/ledger/check").json()["ok"] is True
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        code = server.stop()
     # uvicorn shuts down gracefully, then re-raises the signal it caught.
-    assert proc.returncode in (0, -signal.SIGTERM)
+    assert code in (0, -signal.SIGTERM)
 
 
 @pytest.mark.parametrize("bad_id", ["0", str(2**64), "abc"])

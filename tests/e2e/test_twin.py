@@ -7,13 +7,11 @@ import base64
 import json
 import os
 import re
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,107 +23,24 @@ from cityshare.store.db import make_engine
 from cityshare.store.log_repo import LogRepository
 from cityshare.trust import entries, merkle, note
 from cityshare.trust.cosignature import CosignatureVerifier
+from processes import Server, cityshare, free_port, ok
 
 TOKEN = "twin-e2e-token"
 WITNESS = "twin.test/witness"
 CITYSHARE = (sys.executable, "-m", "cityshare")
 
 
-def cityshare(
-    *args: str, cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cityshare", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
-        timeout=300,
+def Primary(  # noqa: N802 - reads as the thing it makes
+    folder: Path, witness_keys: str = "", port: int = 0
+) -> Server:
+    """The primary: a `cityshare serve` that trusts the twin's key as a witness."""
+    return Server(
+        folder,
+        TOKEN,
+        env={"CITYSHARE_WITNESS_KEYS": witness_keys, "CITYSHARE_EXPIRY_SWEEP_SECONDS": "0.2"},
+        db_name="primary.db",
+        port=port,
     )
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@dataclass
-class Primary:
-    """A `cityshare serve` on SQLite in a folder of its own; restartable on the same files."""
-
-    folder: Path
-    witness_keys: str = ""
-    proc: subprocess.Popen[str] | None = None
-    port: int = 0
-
-    @property
-    def db(self) -> Path:
-        return self.folder / "primary.db"
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.port = free_port()
-        env = {
-            **os.environ,
-            "CITYSHARE_OPERATOR_TOKEN": TOKEN,
-            "CITYSHARE_WITNESS_KEYS": self.witness_keys,
-            "CITYSHARE_EXPIRY_SWEEP_SECONDS": "0.2",
-        }
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "cityshare",
-                "serve",
-                "--port",
-                str(self.port),
-                "--db",
-                f"sqlite:///{self.db}",
-            ],
-            cwd=self.folder,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{self.url}/healthz", timeout=2)
-                return
-            except httpx.TransportError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    output = self.proc.stdout.read() if self.proc.stdout else ""
-                    self.stop()
-                    pytest.fail(f"serve did not come up: {output}")
-                time.sleep(0.2)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
-            if self.proc.stdout is not None:
-                self.proc.stdout.close()
-            self.proc = None
-
-    def api(self) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
-        )
 
 
 @pytest.fixture
@@ -148,7 +63,7 @@ def init_twin(twin_dir: Path, cwd: Path) -> str:
 
 
 @pytest.fixture
-def witnessed(primary_folder: Path, twin_dir: Path) -> Iterator[tuple[Primary, str]]:
+def witnessed(primary_folder: Path, twin_dir: Path) -> Iterator[tuple[Server, str]]:
     vkey = init_twin(twin_dir, primary_folder.parent)
     primary = Primary(primary_folder, witness_keys=vkey)
     primary.start()
@@ -158,7 +73,7 @@ def witnessed(primary_folder: Path, twin_dir: Path) -> Iterator[tuple[Primary, s
         primary.stop()
 
 
-def sync(twin_dir: Path, primary: Primary, *extra: str) -> subprocess.CompletedProcess[str]:
+def sync(twin_dir: Path, primary: Server, *extra: str) -> subprocess.CompletedProcess[str]:
     return cityshare(
         "twin",
         "sync",
@@ -172,7 +87,7 @@ def sync(twin_dir: Path, primary: Primary, *extra: str) -> subprocess.CompletedP
     )
 
 
-def sync_json(twin_dir: Path, primary: Primary, *extra: str) -> dict[str, Any]:
+def sync_json(twin_dir: Path, primary: Server, *extra: str) -> dict[str, Any]:
     result = ok(sync(twin_dir, primary, "--json", *extra))
     data: dict[str, Any] = json.loads(result.stdout)
     return data
@@ -194,7 +109,7 @@ def transfer(tid: int, debit: int, credit: int, amount: int, **more: Any) -> dic
     }
 
 
-def first_history(primary: Primary) -> None:
+def first_history(primary: Server) -> None:
     wallet = {"flags": ["debits_must_not_exceed_credits"]}
     with primary.api() as api:
         post(
@@ -233,18 +148,18 @@ def first_history(primary: Primary) -> None:
             time.sleep(0.2)
 
 
-def more_history(primary: Primary, first_id: int, n: int = 3) -> None:
+def more_history(primary: Server, first_id: int, n: int = 3) -> None:
     with primary.api() as api:
         for i in range(n):
             post(api, "/api/v1/transfers", [transfer(first_id + i, 1, 11, 7 + i)])
 
 
-def checkpoint(primary: Primary) -> str:
+def checkpoint(primary: Server) -> str:
     return httpx.get(f"{primary.url}/api/v1/log/checkpoint", timeout=10).text
 
 
 def test_sync_cosign_and_verify_against_a_live_primary(
-    witnessed: tuple[Primary, str], twin_dir: Path
+    witnessed: tuple[Server, str], twin_dir: Path
 ) -> None:
     primary, vkey = witnessed
     first_history(primary)
@@ -353,7 +268,7 @@ def rewrite_history(db: Path, key_file: Path) -> tuple[int, int]:
 
 
 def test_a_rewritten_history_is_caught_even_with_every_hash_and_signature_redone(
-    witnessed: tuple[Primary, str], twin_dir: Path
+    witnessed: tuple[Server, str], twin_dir: Path
 ) -> None:
     primary, _ = witnessed
     first_history(primary)
@@ -432,7 +347,7 @@ def test_a_shrunk_log_is_refused_and_an_unconfigured_witness_is_only_a_warning(
         primary.stop()
 
 
-def test_a_wrong_log_key_is_refused(witnessed: tuple[Primary, str], tmp_path: Path) -> None:
+def test_a_wrong_log_key_is_refused(witnessed: tuple[Server, str], tmp_path: Path) -> None:
     primary, _ = witnessed
     first_history(primary)
     real_key = httpx.get(f"{primary.url}/api/v1/log/key").text.strip()
@@ -453,7 +368,7 @@ def test_a_wrong_log_key_is_refused(witnessed: tuple[Primary, str], tmp_path: Pa
 
 
 def test_sync_without_a_token_or_against_garbage_fails_clearly(
-    witnessed: tuple[Primary, str], twin_dir: Path, tmp_path: Path
+    witnessed: tuple[Server, str], twin_dir: Path, tmp_path: Path
 ) -> None:
     primary, _ = witnessed
     first_history(primary)

@@ -199,7 +199,9 @@ def residents_named(data: list[bytes]) -> list[int]:
             continue
         if isinstance(entry, log_entries.AccountEntry):
             rid = resident_of(entry.account.owner)
-        elif isinstance(entry, log_entries.RecordEntry):
+        elif isinstance(entry, log_entries.RecordEntry) and entry.type != "access":
+            # Reading an access record is not itself recorded: otherwise every audit read of
+            # the log would beget a new access record to read, and a twin never caught up.
             key = {"resident": "id", "device": "owner_id"}.get(entry.type, "resident_id")
             value = entry.fields.get(key)
             rid = value if isinstance(value, int) else None
