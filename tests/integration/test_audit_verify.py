@@ -33,6 +33,7 @@ from sqlalchemy import (
 from cityshare.bootstrap import Platform
 from cityshare.clock import ManualClock
 from cityshare.domain import commands
+from cityshare.domain.devices import parse_public_key
 from cityshare.domain.ledger import Ledger, NewAccount, Transfer, TransferFlags, TransferRecord
 from cityshare.services import audit
 from cityshare.services.unit_of_work import SqlUnitOfWork
@@ -40,6 +41,7 @@ from cityshare.store import tables
 from cityshare.store.db import make_engine
 from cityshare.store.log_repo import LogRepository
 from cityshare.trust import entries, merkle, note
+from identity_helpers import assertion, new_key
 from ledger_helpers import ISSUER, fund, open_accounts, post
 from services import PostgresServer
 
@@ -117,6 +119,19 @@ def seed(platform: Platform, clock: ManualClock) -> None:
         batch = [Transfer(next_id + i, 10 + i % 2, 12 + i % 2, 1 + i, CREDIT) for i in range(size)]
         assert set(post(platform, *batch)) == {"created"}
         next_id += size
+    # Identity records: a resident (and wallets), a device whose key is rotated, access records.
+    resident = platform.bus.handle(commands.EnrolResident(assertion(platform, "asha"))).resident_id
+    device = platform.bus.handle(
+        commands.RegisterDevice(resident, "meter", parse_public_key(new_key()[1]), "roof")
+    )
+    platform.bus.handle(
+        commands.RotateDeviceKey(resident, device.id, parse_public_key(new_key()[1]))
+    )
+    platform.bus.handle(
+        commands.RecordAccess(
+            [commands.AccessRequest(resident, "operator:energy-co", "operator", "billing", "vid")]
+        )
+    )
     # The last commit is a transfer, so the ledger clock equals the newest record's timestamp.
     assert post(platform, Transfer(next_id, 11, 10, 3, CREDIT)) == ["created"]
 
@@ -168,14 +183,23 @@ def test_a_clean_history_verifies_clean(seeded: Platform, chunk_size: int) -> No
         size = uow.log.size()
     assert report.leaves == size > 256
     assert seen[-1] == (size, size)
-    assert report.records["accounts"] == 8
+    assert report.records["accounts"] == 8 + 4  # and the resident's four wallets
     assert report.records["pending_transfers"] == 2  # the swept and the found-lapsed hold
-    assert report.records["transfers"] + 8 + 2 == size
+    identity_records = {
+        "residents": 1,
+        "enrolments": 1,
+        "devices": 1,
+        "device_keys": 2,
+        "device_key_revocations": 1,
+        "access_records": 1,
+    }
+    assert {t: report.records[t] for t in identity_records} == identity_records
+    assert report.records["transfers"] + 12 + 2 + sum(identity_records.values()) == size
     with seeded.engine.connect() as conn:
         stored_nodes = conn.execute(text("SELECT count(*) FROM log_nodes")).scalar_one()
     assert report.nodes == stored_nodes > 0  # each stored node compared, whatever levels exist
     assert report.checkpoints >= 10
-    assert report.accounts == 8
+    assert report.accounts == 12
     assert report.pending_transfers == 5
 
 
@@ -544,6 +568,17 @@ TAMPERABLE: dict[str, list[str]] = {
     "log_nodes": ["id", "hash"],
     "log_head": ["id", "size"],
     "log_checkpoints": ["size", "root", "note"],
+    **{
+        name: [c.name for c in tables.metadata.tables[name].columns]
+        for name in (
+            "residents",
+            "enrolments",
+            "devices",
+            "device_keys",
+            "device_key_revocations",
+            "access_records",
+        )
+    },
 }
 TAMPER_SEED = int(os.environ.get("CITYSHARE_TAMPER_SEED", "20261124"))
 

@@ -61,6 +61,7 @@ from cityshare.domain.ledger import (
     TransferFlags,
     TransferRecord,
 )
+from cityshare.services import identity
 from cityshare.services.unit_of_work import AbstractUnitOfWork
 from cityshare.store import tables
 from cityshare.store.ledger_repo import TRANSFER_COLUMNS
@@ -1109,3 +1110,8 @@ def _differences(stored: bytes, logged: bytes) -> str:
     if not names:
         return "the encodings differ"
     return "; ".join(f"{k}: {row.get(k)!r} in the row, {log.get(k)!r} in the log" for k in names)
+
+
+# The identity capability's records (residents, enrolments, devices, keys, access records).
+for _type, (_table, _encode) in identity.RECORD_ENCODERS.items():
+    register_record_type(_type, _table, _encode)

@@ -8,7 +8,7 @@ functions (see `RECORD_ENCODERS`), so a changed row cannot hide.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,7 +110,7 @@ def access_entry(row: AccessRow) -> bytes:
 
 
 #: JSON entry type -> (table, how a stored row of it is encoded). `audit verify` walks this.
-RECORD_ENCODERS: dict[str, tuple[str, Callable[[dict[str, Any]], bytes]]] = {
+RECORD_ENCODERS: dict[str, tuple[str, Callable[[Mapping[str, Any]], bytes]]] = {
     "resident": ("residents", lambda r: resident_entry(ResidentRow(**r))),
     "enrolment": (
         "enrolments",
