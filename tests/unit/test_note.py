@@ -112,3 +112,14 @@ def test_a_checkpoint_round_trips_through_a_signed_note() -> None:
 def test_malformed_checkpoints_are_refused(text: str) -> None:
     with pytest.raises(NoteError):
         Checkpoint.parse(text)
+
+
+def test_a_signature_spelled_in_non_canonical_base64_is_refused() -> None:
+    # "M=" and "N=" decode to the same byte: the unused low bits of the last character must be
+    # zero, or a stored note (or root) could be changed without changing what it decodes to.
+    sig_b64 = GO_NOTE.rsplit(" ", 1)[1].rstrip("\n")
+    assert sig_b64.endswith("M=")
+    altered = GO_NOTE.replace(sig_b64, sig_b64[:-2] + "N=")
+    with pytest.raises(NoteError, match="base64"):
+        open_note(altered, Verifier.parse(GO_VKEY))
+    assert open_note(GO_NOTE, Verifier.parse(GO_VKEY)).verified_by == ("PeterNeumann",)

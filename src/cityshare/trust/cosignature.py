@@ -72,7 +72,7 @@ def _split_line(line: str) -> tuple[str, bytes]:
         raise CosignatureError("a signature line starts with an em dash and a space")
     name, _, b64 = line[len(note.SIGNATURE_PREFIX) :].partition(" ")
     try:
-        blob = base64.b64decode(b64, validate=True)
+        blob = note.b64decode_canonical(b64)
     except binascii.Error as exc:
         raise CosignatureError("a cosignature is not base64") from exc
     if not _valid_name(name):
@@ -96,7 +96,7 @@ class CosignatureVerifier:
         name, hex_id, b64 = parts
         try:
             wanted = bytes.fromhex(hex_id)
-            raw = base64.b64decode(b64, validate=True)
+            raw = note.b64decode_canonical(b64)
         except (ValueError, binascii.Error) as exc:
             raise CosignatureError("the witness key is not hex and base64") from exc
         if len(raw) != 33 or raw[0] != ALG_COSIGNATURE_V1:
@@ -170,7 +170,7 @@ class Cosigner:
             )
         _, _, name, hex_id, b64 = parts
         try:
-            raw = base64.b64decode(b64, validate=True)
+            raw = note.b64decode_canonical(b64)
         except binascii.Error as exc:
             raise CosignatureError("the witness private key is not base64") from exc
         if len(raw) != 33 or raw[0] != ALG_COSIGNATURE_V1:

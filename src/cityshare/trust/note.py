@@ -27,6 +27,16 @@ class NoteError(ValueError):
     """A note, key or checkpoint that is malformed or does not verify."""
 
 
+def b64decode_canonical(text: str) -> bytes:
+    """Standard base64 with padding, refusing any spelling but the one canonical encoding:
+    otherwise the unused low bits of the last character let someone change the stored text of
+    a signature or root without changing what it decodes to (and still "verify")."""
+    raw = base64.b64decode(text, validate=True)
+    if base64.b64encode(raw).decode() != text:
+        raise binascii.Error("not the canonical base64 encoding")
+    return raw
+
+
 def _valid_name(name: str) -> bool:
     return bool(name) and not any(c.isspace() or c == "+" for c in name) and name.isprintable()
 
@@ -49,7 +59,7 @@ class Verifier:
         name, hex_id, b64 = parts
         try:
             wanted = bytes.fromhex(hex_id)
-            raw = base64.b64decode(b64, validate=True)
+            raw = b64decode_canonical(b64)
         except (ValueError, binascii.Error) as exc:
             raise NoteError("the verifier key is not hex and base64") from exc
         if len(raw) != 33 or raw[0] != ALG_ED25519:
@@ -89,7 +99,7 @@ class Signer:
             raise NoteError("a signer key is PRIVATE+KEY+<name>+<8 hex digits>+<base64 key>")
         _, _, name, hex_id, b64 = parts
         try:
-            raw = base64.b64decode(b64, validate=True)
+            raw = b64decode_canonical(b64)
         except binascii.Error as exc:
             raise NoteError("the signer key is not base64") from exc
         if len(raw) != 33 or raw[0] != ALG_ED25519:
@@ -162,7 +172,7 @@ def open_note(note: str, *verifiers: Verifier) -> SignedNote:
             raise NoteError("a signature line starts with an em dash and a space")
         name, _, b64 = line[len(SIGNATURE_PREFIX) :].partition(" ")
         try:
-            blob = base64.b64decode(b64, validate=True)
+            blob = b64decode_canonical(b64)
         except binascii.Error as exc:
             raise NoteError("a signature is not base64") from exc
         if not _valid_name(name) or len(blob) < 5:
@@ -203,7 +213,7 @@ class Checkpoint:
         if not size_text.isdigit() or (size_text != "0" and size_text.startswith("0")):
             raise NoteError("the tree size is a decimal number without leading zeros")
         try:
-            root_hash = base64.b64decode(root_text, validate=True)
+            root_hash = b64decode_canonical(root_text)
         except binascii.Error as exc:
             raise NoteError("the root hash is not base64") from exc
         if len(root_hash) != 32:
