@@ -52,8 +52,10 @@ def serve(
 ) -> None:
     """Serve the HTTP API (FastAPI + uvicorn). Applies database migrations first.
 
-    Ledger operations need the operator token: set CITYSHARE_OPERATOR_TOKEN. If it is not set,
-    a random token is made for this run and printed here (never logged).
+    The operator token (CITYSHARE_OPERATOR_TOKEN) stands for an administrator; if it is not set,
+    a random one is made for this run and printed here (never logged). Residents enrol with an
+    assertion from an issuer named in CITYSHARE_ISSUER_KEYS; the audit log's key is printed so
+    auditors can pin it.
     """
     import uvicorn
 
@@ -83,6 +85,12 @@ def serve(
 
         seeded = seed(platform)
         console.print(f"Demo ledger ready ({seeded['created']} new transfers).")
+    console.print(f"Audit log key: {platform.log_signer.verifier.vkey}")
+    if not settings.issuer_keys.strip():
+        console.print(
+            "[yellow]No CITYSHARE_ISSUER_KEYS set: residents cannot enrol until an identity "
+            "issuer's key is trusted (`cityshare issuer key` prints one).[/]"
+        )
     console.print(
         f"cityshare {__version__} on http://{settings.host}:{settings.port} "
         f"(docs at /docs, database {platform.engine.url.render_as_string(hide_password=True)})"
