@@ -9,7 +9,7 @@ answers any proof with O(log n) lookups; :class:`MemoryTree` is the in-memory on
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 HASH_SIZE = 32
@@ -26,6 +26,35 @@ def leaf_hash(data: bytes) -> bytes:
 
 def node_hash(left: bytes, right: bytes) -> bytes:
     return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def leaf_hashes(entries: Iterable[bytes]) -> list[bytes]:
+    """`leaf_hash` of each entry, in one tight loop (the audit log hashes batches of 10^4)."""
+    sha256 = hashlib.sha256
+    return [sha256(b"\x00" + e).digest() for e in entries]
+
+
+def parent_hashes(hashes: Sequence[bytes]) -> list[bytes]:
+    """`node_hash` of each pair (hashes[0], hashes[1]), (hashes[2], hashes[3]), …
+
+    The level above a run of sibling subtrees; an odd last hash has no parent yet and is left.
+    """
+    sha256 = hashlib.sha256
+    pairs = iter(hashes)
+    return [
+        sha256(b"\x01" + left + right).digest()
+        for left, right in zip(pairs, pairs, strict=False)  # an odd last hash waits
+    ]
+
+
+def fold(hashes: Sequence[bytes]) -> bytes:
+    """The hash of the perfect subtree whose 2^k consecutive, aligned children are `hashes`."""
+    if not hashes or len(hashes) & (len(hashes) - 1):
+        raise ValueError("a perfect subtree has a power-of-two number of children")
+    level = list(hashes)
+    while len(level) > 1:
+        level = parent_hashes(level)
+    return level[0]
 
 
 def _split(n: int) -> int:
@@ -90,6 +119,65 @@ def consistency_proof(source: SubtreeSource, size1: int, size2: int) -> list[byt
         proof.append(range_hash(source, lo, hi))
     proof.reverse()
     return proof
+
+
+def range_subtrees(lo: int, hi: int) -> list[tuple[int, int]]:
+    """The perfect subtrees, as (level, index), that `range_hash(source, lo, hi)` reads."""
+    out: list[tuple[int, int]] = []
+    todo = [(lo, hi)]
+    while todo:
+        lo, hi = todo.pop()
+        n = hi - lo
+        if n <= 0:
+            raise ValueError("empty range")
+        if n & (n - 1) == 0 and lo % n == 0:
+            out.append((n.bit_length() - 1, lo // n))
+        else:
+            k = _split(n)
+            todo += ((lo + k, hi), (lo, lo + k))  # the left half is taken first
+    return out
+
+
+def inclusion_ranges(index: int, size: int) -> list[tuple[int, int]]:
+    """The leaf ranges whose `range_hash`es, in this order, are PATH(index, D[0:size]).
+
+    `inclusion_proof` without a source: a store plans its reads from these (with
+    `range_subtrees`) and then hashes each range, in one round of reads.
+    """
+    if not 0 <= index < size:
+        raise ProofError(f"leaf {index} is not in a tree of size {size}")
+    ranges: list[tuple[int, int]] = []
+    lo, hi, m = 0, size, index
+    while hi - lo > 1:
+        k = _split(hi - lo)
+        if m < k:
+            ranges.append((lo + k, hi))
+            hi = lo + k
+        else:
+            ranges.append((lo, lo + k))
+            lo, m = lo + k, m - k
+    ranges.reverse()
+    return ranges
+
+
+def consistency_ranges(size1: int, size2: int) -> list[tuple[int, int]]:
+    """The leaf ranges whose `range_hash`es, in this order, are PROOF(size1, D[0:size2])."""
+    if not 0 < size1 <= size2:
+        raise ProofError(f"no consistency proof from size {size1} to size {size2}")
+    ranges: list[tuple[int, int]] = []
+    lo, hi, m, complete = 0, size2, size1, True
+    while m != hi - lo:
+        k = _split(hi - lo)
+        if m <= k:
+            ranges.append((lo + k, hi))
+            hi = lo + k
+        else:
+            ranges.append((lo, lo + k))
+            lo, m, complete = lo + k, m - k, False
+    if not complete:
+        ranges.append((lo, hi))
+    ranges.reverse()
+    return ranges
 
 
 def _check_hashes(proof: Sequence[bytes]) -> None:
@@ -243,6 +331,34 @@ class Frontier:
             size += 1
         self.size = size
         return created
+
+    def append_levels(self, leaves: Sequence[bytes]) -> list[tuple[int, list[bytes]]]:
+        """Add leaf hashes a whole level at a time; return the new perfect subtrees by level.
+
+        Element `level` of the result is (index of the first new subtree of that level, their
+        hashes in index order); level 0 is the leaves. The same subtrees as :meth:`append`
+        creates, computed with one tight loop per level instead of a Python loop per leaf.
+        """
+        size = self.size
+        new_size = size + len(leaves)
+        set_bits = [level for level in range(size.bit_length() - 1, -1, -1) if size >> level & 1]
+        old = dict(zip(set_bits, self.nodes, strict=True))
+        levels: list[tuple[int, list[bytes]]] = []
+        current = list(leaves)
+        level = 0
+        while current:
+            first = size >> level
+            levels.append((first, current))
+            # A new subtree with an odd index pairs with the old right edge of its level.
+            current = parent_hashes([old[level], *current] if first & 1 else current)
+            level += 1
+        self.nodes = [
+            levels[level][1][-1] if level < len(levels) else old[level]
+            for level in range(new_size.bit_length() - 1, -1, -1)
+            if new_size >> level & 1
+        ]
+        self.size = new_size
+        return levels
 
     def root(self) -> bytes:
         if not self.nodes:
