@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cityshare.domain import commands, events
@@ -14,6 +15,7 @@ from cityshare.domain.ledger import (
     NewAccount,
     PendingHold,
     PendingState,
+    Transfer,
     TransferFlags,
     TransferRecord,
     apply_transfers,
@@ -86,44 +88,63 @@ _ACCOUNT_OK = frozenset({CreateAccountResult.CREATED, CreateAccountResult.EXISTS
 
 
 def create_transfers(cmd: commands.CreateTransfers, uow: AbstractUnitOfWork) -> BatchOutcome:
-    batch = cmd.transfers
-    account_ids = {t.debit_account_id for t in batch} | {t.credit_account_id for t in batch}
-    pending_ids = {t.pending_id for t in batch if t.flags & _RESOLVING}
     with uow:
-        repo = uow.ledger
-        last = repo.lock_ledger()
-        holds = repo.load_holds(pending_ids)
-        if len(holds) < len(pending_ids):
-            # Name a stored transfer that was never pending: the rules answer "not pending".
-            for record in repo.load_transfers(pending_ids - holds.keys()).values():
-                holds[record.id] = PendingHold(record, 0, 0)
-        for hold in holds.values():
-            account_ids.add(hold.transfer.debit_account_id)
-            account_ids.add(hold.transfer.credit_account_id)
-        accounts = repo.load_accounts(account_ids)
-        existing = repo.load_transfers([t.id for t in batch])
-        outcome = apply_transfers(
-            batch, accounts, holds, existing, now_ns=uow.clock.now_ns(), last_timestamp=last
-        )
-        if cmd.atomic and outcome.failed:
-            outcome.discard()
-            return outcome
+        last = uow.ledger.lock_ledger()
+        outcome = post_transfers(uow, cmd.transfers, last_timestamp=last, atomic=cmd.atomic)
         if outcome.records or outcome.pending_changes:
-            repo.insert_transfers(outcome.records)
-            repo.insert_holds(outcome.new_holds)
-            repo.save_pending_changes(outcome.pending_changes)
-            repo.save_balances(outcome.touched_accounts.values())
-            repo.set_last_timestamp(outcome.last_timestamp)
-            # Holds found lapsed while resolving are released before the batch's transfers.
-            lapsed = [
-                entries.encode_hold_expired(c.pending_id, holds[c.pending_id].expires_at)
-                for c in outcome.pending_changes
-                if c.state == PendingState.EXPIRED
-            ]
-            uow.log.append(lapsed + entries.encode_transfers(outcome.records))
             uow.commit()
             if outcome.records:
                 uow.add_event(events.TransfersCommitted(outcome.created, outcome.last_timestamp))
+    return outcome
+
+
+def post_transfers(
+    uow: AbstractUnitOfWork,
+    batch: Sequence[Transfer],
+    *,
+    last_timestamp: int,
+    atomic: bool,
+) -> BatchOutcome:
+    """Apply transfers (and write them and their log leaves) inside the caller's locked, open
+    transaction; the caller commits.
+
+    Other capabilities post this way in their own transactions (ingesting readings credits the
+    wallets in the same commit as the readings). With `atomic`, nothing is written if any
+    transfer fails (the outcome is discarded and says why). Returns the engine's outcome, whose
+    `last_timestamp` is the ledger clock after the batch.
+    """
+    repo = uow.ledger
+    account_ids = {t.debit_account_id for t in batch} | {t.credit_account_id for t in batch}
+    pending_ids = {t.pending_id for t in batch if t.flags & _RESOLVING}
+    holds = repo.load_holds(pending_ids)
+    if len(holds) < len(pending_ids):
+        # Name a stored transfer that was never pending: the rules answer "not pending".
+        for record in repo.load_transfers(pending_ids - holds.keys()).values():
+            holds[record.id] = PendingHold(record, 0, 0)
+    for hold in holds.values():
+        account_ids.add(hold.transfer.debit_account_id)
+        account_ids.add(hold.transfer.credit_account_id)
+    accounts = repo.load_accounts(account_ids)
+    existing = repo.load_transfers([t.id for t in batch])
+    outcome = apply_transfers(
+        batch, accounts, holds, existing, now_ns=uow.clock.now_ns(), last_timestamp=last_timestamp
+    )
+    if atomic and outcome.failed:
+        outcome.discard()
+        return outcome
+    if outcome.records or outcome.pending_changes:
+        repo.insert_transfers(outcome.records)
+        repo.insert_holds(outcome.new_holds)
+        repo.save_pending_changes(outcome.pending_changes)
+        repo.save_balances(outcome.touched_accounts.values())
+        repo.set_last_timestamp(outcome.last_timestamp)
+        # Holds found lapsed while resolving are released before the batch's transfers.
+        lapsed = [
+            entries.encode_hold_expired(c.pending_id, holds[c.pending_id].expires_at)
+            for c in outcome.pending_changes
+            if c.state == PendingState.EXPIRED
+        ]
+        uow.log.append(lapsed + entries.encode_transfers(outcome.records))
     return outcome
 
 
