@@ -1,0 +1,689 @@
+"""Energy: how signed meter readings become credited intervals (pure, no I/O).
+
+A meter (or a bidirectional charger) reports cumulative registers: `import_wh` (energy taken
+from the grid) and `export_wh` (energy given to it), with a per-device sequence number `seq`
+and a timestamp `ts` (unix seconds). Energy is credited per *interval* between two readings.
+
+**The chain.** Each device's readings are credited in sequence order, each against the one
+before it, whatever order they arrive in. A device's *chain* covers the contiguous run of
+sequence numbers `base_seq … top_seq` already credited; a reading that arrives
+
+- with `seq = top_seq + 1` joins at the top: the interval from the top to it is judged and
+  credited, and readings already waiting above it follow;
+- with `seq = base_seq - 1` joins at the bottom: the interval from it to the base is judged
+  and credited, and readings waiting below follow;
+- anywhere else above or below the chain waits (it is stored) until the readings between
+  arrive; inside the chain (a gap bridged earlier, see below) it only fills the profile;
+- as the first usable reading of its device to arrive, starts the chain (the *baseline*,
+  credited nothing).
+
+So each interval between two consecutive readings is judged exactly once, from those two
+readings alone, and any permutation or duplication of a device's readings, in batches of any
+shape, credits exactly what orderly delivery credits: duplicates are dropped by
+`(device, seq)` before they get here, and a late reading never re-credits an interval.
+
+A sequence number that never arrives would hold back everything beyond it, so once a reading
+waiting above the chain is `gap_horizon_s` newer (device time) than the top, the gap is
+*bridged*: the nearest waiting reading joins over it (and likewise below the base for one that
+much older). The missing reading, should it come after all, only fills the profile. This is
+where order can still matter: with a reading lost for good, which side of the gap the chain
+started on decides which side waits for the horizon.
+
+**Judging an interval** (previous reading p, current reading c, in sequence order), first rule
+that applies:
+
+1. `seq_ts_order`: `c.ts <= p.ts` (sequence and time must increase together);
+2. a register fell: `meter_reset` when both of c's registers are at most
+   `reset_near_zero_wh` (a new baseline: the interval credits nothing, the next counts from
+   c), else `register_backwards` (nothing credited; the chain keeps p's registers as its high
+   water mark, so energy is never credited twice);
+3. `impossible_power`: more Wh than the device kind's `max_power_w` can move in the time
+   between (nothing credited; the chain continues from c, so the jump is never credited);
+4. otherwise `ok`: the increases of both registers are credited.
+
+A reading stamped more than `future_tolerance_s` after it was received (`future_timestamp`)
+or before its device was registered (`before_registration`) credits nothing and never moves
+the chain's registers or clock; it cannot start a chain.
+
+**Credits** of an `ok` interval, integers only: the exported Wh; grams CO2e = Wh * the carbon
+factor of the device's source and region (an exact fraction); milli-points = Wh * points per
+kWh * the time-of-day window's multiplier (* the peak export incentive in peak windows). The
+window is the one holding the interval's *start* (local time). Each device carries the
+remainder of both divisions to its next interval, so a device is credited exactly
+floor(total numerator / denominator): many small intervals lose and invent nothing, in any
+order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import hashlib
+import itertools
+import json
+import math
+import re
+import tomllib
+import zoneinfo
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from cityshare.domain.ledger import MAX_INT
+
+#: Device kinds whose readings carry energy registers.
+METERED_KINDS = frozenset({"meter", "charger"})
+
+
+class Anomaly(enum.StrEnum):
+    FUTURE_TIMESTAMP = "future_timestamp"
+    BEFORE_REGISTRATION = "before_registration"
+    SEQ_TS_ORDER = "seq_ts_order"
+    REGISTER_BACKWARDS = "register_backwards"
+    METER_RESET = "meter_reset"
+    IMPOSSIBLE_POWER = "impossible_power"
+
+
+BASELINE = "baseline"
+OK = "ok"
+
+
+class TariffError(ValueError):
+    """A tariff file that cannot be used, with the reason."""
+
+
+# -- tariffs ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A time-of-day window, [start, end) in minutes after local midnight."""
+
+    name: str
+    start: int
+    end: int
+    multiplier: Fraction
+    peak: bool = False
+
+    def holds(self, minute: int) -> bool:
+        return self.start <= minute < self.end
+
+
+NORMAL = Window("normal", 0, 24 * 60, Fraction(1))
+
+
+@dataclass(frozen=True, slots=True)
+class CarbonFactor:
+    source: str
+    region: str
+    g_per_wh: Fraction
+    reference: str
+
+
+@dataclass(frozen=True, slots=True)
+class Tariff:
+    """Everything that decides what an interval is worth and whether it is anomalous."""
+
+    name: str
+    timezone: str
+    region: str
+    source_by_device_kind: Mapping[str, str]
+    carbon_factors: tuple[CarbonFactor, ...]
+    points_per_kwh: Fraction
+    peak_export_incentive: Fraction
+    windows: tuple[Window, ...]
+    credit_reference: str
+    max_power_w: Mapping[str, int]
+    reset_near_zero_wh: int
+    future_tolerance_s: int
+    gap_horizon_s: int
+    _zone: zoneinfo.ZoneInfo = field(init=False, repr=False, compare=False)
+    _credit_den: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_zone", zoneinfo.ZoneInfo(self.timezone))
+        rates = [self.points_rate(w) for w in (NORMAL, *self.windows)]
+        object.__setattr__(self, "_credit_den", math.lcm(*(r.denominator for r in rates)))
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return self._zone
+
+    # -- carbon ------------------------------------------------------------------------------
+
+    def carbon_factor(self, kind: str) -> CarbonFactor:
+        source = self.source_by_device_kind.get(kind)
+        for factor in self.carbon_factors:
+            if factor.source == source and factor.region == self.region:
+                return factor
+        raise TariffError(f"no carbon factor for a {kind} ({source}) in region {self.region}")
+
+    def carbon_fraction(self, kind: str) -> tuple[int, int]:
+        """Grams CO2e per Wh as (numerator, denominator)."""
+        f = self.carbon_factor(kind).g_per_wh
+        return f.numerator, f.denominator
+
+    # -- smart credit points -----------------------------------------------------------------
+
+    def window_at(self, ts: int) -> Window:
+        """The time-of-day window holding the instant `ts` (unix seconds), in local time."""
+        local = dt.datetime.fromtimestamp(ts, self._zone)
+        minute = local.hour * 60 + local.minute
+        for window in self.windows:
+            if window.holds(minute):
+                return window
+        return NORMAL
+
+    def points_rate(self, window: Window) -> Fraction:
+        """Milli-points per exported Wh in `window`."""
+        rate = self.points_per_kwh * window.multiplier
+        return rate * self.peak_export_incentive if window.peak else rate
+
+    @property
+    def credit_denominator(self) -> int:
+        """The common denominator of every window's rate: remainders are carried in it."""
+        return self._credit_den
+
+    def credit_numerator(self, window: Window) -> int:
+        rate = self.points_rate(window)
+        return rate.numerator * (self._credit_den // rate.denominator)
+
+    # -- identity of a tariff (it is logged once, and every credited interval names it) ------
+
+    def as_data(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "timezone": self.timezone,
+            "region": self.region,
+            "carbon": {
+                "source_by_device_kind": dict(sorted(self.source_by_device_kind.items())),
+                "factors": [
+                    {
+                        "source": f.source,
+                        "region": f.region,
+                        "g_per_wh": _decimal(f.g_per_wh),
+                        "reference": f.reference,
+                    }
+                    for f in self.carbon_factors
+                ],
+            },
+            "credit": {
+                "points_per_kwh": _decimal(self.points_per_kwh),
+                "peak_export_incentive": _decimal(self.peak_export_incentive),
+                "reference": self.credit_reference,
+                "windows": [
+                    {
+                        "name": w.name,
+                        "start": _clock(w.start),
+                        "end": _clock(w.end),
+                        "multiplier": _decimal(w.multiplier),
+                        "peak": w.peak,
+                    }
+                    for w in self.windows
+                ],
+            },
+            "rules": {
+                "max_power_w": dict(sorted(self.max_power_w.items())),
+                "reset_near_zero_wh": self.reset_near_zero_wh,
+                "future_tolerance_s": self.future_tolerance_s,
+                "gap_horizon_s": self.gap_horizon_s,
+            },
+        }
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.as_data(), sort_keys=True, separators=(",", ":"))
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+
+def _decimal(value: Fraction) -> str:
+    """An exact decimal string for a fraction read from one (else `numerator/denominator`)."""
+    den = value.denominator
+    twos = fives = 0
+    while den % 2 == 0:
+        den //= 2
+        twos += 1
+    while den % 5 == 0:
+        den //= 5
+        fives += 1
+    if den != 1:
+        return f"{value.numerator}/{value.denominator}"
+    places = max(twos, fives)
+    scaled = value * 10**places
+    text = str(abs(scaled.numerator)).rjust(places + 1, "0")
+    sign = "-" if value < 0 else ""
+    if places == 0:
+        return sign + text
+    return f"{sign}{text[:-places]}.{text[-places:]}"
+
+
+def _clock(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+_CLOCK_RE = re.compile(r"^([01][0-9]|2[0-4]):([0-5][0-9])$")
+_DECIMAL_RE = re.compile(r"^[0-9]+(\.[0-9]+)?$")
+
+
+def _exact(value: Any, where: str) -> Fraction:
+    if not isinstance(value, str) or not _DECIMAL_RE.match(value):
+        raise TariffError(f'{where}: write a non-negative decimal as a string, e.g. "0.861"')
+    return Fraction(value)
+
+
+def _minutes(value: Any, where: str) -> int:
+    match = _CLOCK_RE.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise TariffError(f'{where}: a local time "HH:MM"')
+    minutes = int(match.group(1)) * 60 + int(match.group(2))
+    if minutes > 24 * 60:
+        raise TariffError(f"{where}: at most 24:00")
+    return minutes
+
+
+def _int(value: Any, where: str, *, low: int = 0) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= MAX_INT:
+        raise TariffError(f"{where}: an integer of at least {low}")
+    return value
+
+
+def _text(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise TariffError(f"{where}: a non-empty string")
+    return value
+
+
+def tariff_from_data(data: Mapping[str, Any]) -> Tariff:
+    """Build a tariff from parsed TOML (or the JSON a logged tariff holds); TariffError if bad."""
+    try:
+        carbon = data["carbon"]
+        credit = data["credit"]
+        rules = data["rules"]
+        factors = tuple(
+            CarbonFactor(
+                _text(f["source"], "carbon.factors.source"),
+                _text(f["region"], "carbon.factors.region"),
+                _exact(f["g_per_wh"], "carbon.factors.g_per_wh"),
+                _text(f["reference"], "carbon.factors.reference"),
+            )
+            for f in carbon["factors"]
+        )
+        windows = tuple(
+            Window(
+                _text(w["name"], "credit.windows.name"),
+                _minutes(w["start"], f"credit.windows[{w['name']}].start"),
+                _minutes(w["end"], f"credit.windows[{w['name']}].end"),
+                _exact(w["multiplier"], f"credit.windows[{w['name']}].multiplier"),
+                bool(w.get("peak", False)),
+            )
+            for w in credit.get("windows", [])
+        )
+        sources = {
+            _text(k, "carbon.source_by_device_kind"): _text(v, "carbon.source_by_device_kind")
+            for k, v in carbon["source_by_device_kind"].items()
+        }
+        max_power = {
+            _text(k, "rules.max_power_w"): _int(v, f"rules.max_power_w.{k}", low=1)
+            for k, v in rules["max_power_w"].items()
+        }
+        tariff = Tariff(
+            name=_text(data["name"], "name"),
+            timezone=_text(data["timezone"], "timezone"),
+            region=_text(data["region"], "region"),
+            source_by_device_kind=sources,
+            carbon_factors=factors,
+            points_per_kwh=_exact(credit["points_per_kwh"], "credit.points_per_kwh"),
+            peak_export_incentive=_exact(
+                credit["peak_export_incentive"], "credit.peak_export_incentive"
+            ),
+            windows=windows,
+            credit_reference=_text(credit["reference"], "credit.reference"),
+            max_power_w=max_power,
+            reset_near_zero_wh=_int(rules["reset_near_zero_wh"], "rules.reset_near_zero_wh"),
+            future_tolerance_s=_int(rules["future_tolerance_s"], "rules.future_tolerance_s"),
+            gap_horizon_s=_int(rules["gap_horizon_s"], "rules.gap_horizon_s", low=1),
+        )
+    except zoneinfo.ZoneInfoNotFoundError as exc:  # (a KeyError)
+        raise TariffError(f"unknown timezone {data.get('timezone')!r}") from exc
+    except KeyError as exc:
+        raise TariffError(f"the tariff is missing {exc}") from exc
+    except (TypeError, AttributeError, ValueError) as exc:
+        raise TariffError(f"the tariff is not shaped as expected: {exc}") from exc
+    _check_windows(tariff.windows)
+    for kind in METERED_KINDS:
+        if kind not in tariff.max_power_w:
+            raise TariffError(f"rules.max_power_w has no limit for a {kind}")
+        tariff.carbon_factor(kind)  # raises when a metered kind has no factor
+    return tariff
+
+
+def _check_windows(windows: tuple[Window, ...]) -> None:
+    names = [w.name for w in windows]
+    if len(set(names)) != len(names) or NORMAL.name in names:
+        raise TariffError("window names are unique and not 'normal'")
+    spans = sorted((w.start, w.end, w.name) for w in windows)
+    for start, end, name in spans:
+        if start >= end:
+            raise TariffError(f"window {name}: start before end (split one across midnight)")
+    for (_, end, name), (start, _, other) in itertools.pairwise(spans):
+        if start < end:
+            raise TariffError(f"windows {name} and {other} overlap")
+
+
+def load_tariff(path: Path | None = None) -> Tariff:
+    """The tariff in `path` (TOML), or the one shipped with the package."""
+    try:
+        if path is None:
+            text = resources.files("cityshare").joinpath("data/tariffs.toml").read_text("utf-8")
+        else:
+            text = Path(path).read_text("utf-8")
+        data = tomllib.loads(text)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise TariffError(f"cannot read the tariff file: {exc}") from exc
+    return tariff_from_data(data)
+
+
+def tariff_from_json(text: str) -> Tariff:
+    """A tariff as logged (`Tariff.canonical_json`)."""
+    return tariff_from_data(json.loads(text))
+
+
+# -- the chain of credited readings ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """A verified reading as the chain sees it; `received_at` in ns since the epoch."""
+
+    seq: int
+    ts: int
+    import_wh: int
+    export_wh: int
+    received_at: int
+
+    def same_claims(self, other: Reading) -> bool:
+        return (self.seq, self.ts, self.import_wh, self.export_wh) == (
+            other.seq,
+            other.ts,
+            other.import_wh,
+            other.export_wh,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """What the rules need to know of a device."""
+
+    kind: str
+    registered_at: int  # ns since the epoch
+
+
+@dataclass(frozen=True, slots=True)
+class ChainState:
+    """A device's chain after its latest step (kept in that step's record).
+
+    `hw_*` is the high-water mark at the top: the registers (and their timestamp) the next
+    reading above is judged against. `base_*` is what the next reading below is judged
+    against. Carries are remainders in units of 1/denominator of the tariff named `tariff_id`.
+    """
+
+    base_seq: int
+    base_ts: int
+    base_import: int
+    base_export: int
+    top_seq: int
+    top_ts: int
+    hw_ts: int
+    hw_import: int
+    hw_export: int
+    carbon_carry: int
+    credit_carry: int
+    tariff_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One reading joining its device's chain: the interval judged, what it credited, and the
+    chain after it. The baseline step (a chain's first reading) is an empty interval."""
+
+    seq: int  # the reading that joined
+    prev_seq: int  # the other end of the interval (== seq for the baseline)
+    status: str  # "baseline", "ok" or an Anomaly
+    start_ts: int
+    end_ts: int
+    window: str
+    import_wh: int
+    export_wh: int
+    carbon_g: int
+    credit_milli: int
+    state: ChainState
+
+
+def reading_anomaly(reading: Reading, device: Device, tariff: Tariff) -> Anomaly | None:
+    """What is wrong with a reading on its own (its timestamp), or None."""
+    tolerance = tariff.future_tolerance_s
+    if reading.ts > reading.received_at // 1_000_000_000 + tolerance:
+        return Anomaly.FUTURE_TIMESTAMP
+    if reading.ts < device.registered_at // 1_000_000_000 - tolerance:
+        return Anomaly.BEFORE_REGISTRATION
+    return None
+
+
+def judge(
+    prev: tuple[int, int, int],
+    cur: tuple[int, int, int],
+    *,
+    max_power_w: int,
+    near_zero_wh: int,
+) -> str:
+    """Judge the interval between two readings given as (ts, import_wh, export_wh)."""
+    prev_ts, prev_import, prev_export = prev
+    ts, imported, exported = cur
+    if ts <= prev_ts:
+        return Anomaly.SEQ_TS_ORDER
+    d_import = imported - prev_import
+    d_export = exported - prev_export
+    if d_import < 0 or d_export < 0:
+        if imported <= near_zero_wh and exported <= near_zero_wh:
+            return Anomaly.METER_RESET
+        return Anomaly.REGISTER_BACKWARDS
+    if max(d_import, d_export) * 3600 > max_power_w * (ts - prev_ts):
+        return Anomaly.IMPOSSIBLE_POWER
+    return OK
+
+
+#: Outcomes after which the chain's registers move to the new reading (a reset or an
+#: impossible jump starts a new baseline there); after any other anomaly they stay.
+_MOVES = frozenset({OK, Anomaly.METER_RESET, Anomaly.IMPOSSIBLE_POWER})
+
+
+def rescale_carries(
+    state: ChainState, old: Tariff, new: Tariff, kind: str, new_id: int
+) -> ChainState:
+    """Carry a chain's remainders over to another tariff's denominators (rounding down: under
+    a unit of the new denominator may be dropped, deterministically)."""
+    if state.tariff_id == new_id:
+        return state
+    old_c = old.carbon_fraction(kind)[1]
+    new_c = new.carbon_fraction(kind)[1]
+    return replace(
+        state,
+        carbon_carry=state.carbon_carry * new_c // old_c,
+        credit_carry=state.credit_carry * new.credit_denominator // old.credit_denominator,
+        tariff_id=new_id,
+    )
+
+
+class _Walk:
+    """Joins waiting readings to one device's chain; see the module docstring."""
+
+    def __init__(self, device: Device, tariff: Tariff, tariff_id: int) -> None:
+        self.device = device
+        self.tariff = tariff
+        self.tariff_id = tariff_id
+        self.max_power = tariff.max_power_w[device.kind]
+        self.carbon_num, self.carbon_den = tariff.carbon_fraction(device.kind)
+        self.credit_den = tariff.credit_denominator
+        self.steps: list[Step] = []
+
+    def start(self, r: Reading) -> ChainState:
+        state = ChainState(
+            r.seq,
+            r.ts,
+            r.import_wh,
+            r.export_wh,
+            r.seq,
+            r.ts,
+            r.ts,
+            r.import_wh,
+            r.export_wh,
+            0,
+            0,
+            self.tariff_id,
+        )
+        self.steps.append(Step(r.seq, r.seq, BASELINE, r.ts, r.ts, "", 0, 0, 0, 0, state))
+        return state
+
+    def _credit(
+        self, state: ChainState, status: str, start_ts: int, d_import: int, d_export: int
+    ) -> tuple[str, int, int, int, int, int, int]:
+        """(window, import, export, grams, milli-points, carbon carry, credit carry)."""
+        if status != OK:
+            return "", 0, 0, 0, 0, state.carbon_carry, state.credit_carry
+        window = self.tariff.window_at(start_ts)
+        carbon_total = d_export * self.carbon_num + state.carbon_carry
+        credit_total = d_export * self.tariff.credit_numerator(window) + state.credit_carry
+        grams, carbon_carry = divmod(carbon_total, self.carbon_den)
+        milli, credit_carry = divmod(credit_total, self.credit_den)
+        return window.name, d_import, d_export, grams, milli, carbon_carry, credit_carry
+
+    def up(self, state: ChainState, r: Reading) -> ChainState:
+        """`r` joins at the top (the next sequence number, or over a bridged gap)."""
+        bad = reading_anomaly(r, self.device, self.tariff)
+        prev = (state.hw_ts, state.hw_import, state.hw_export)
+        status: str = bad or judge(
+            prev,
+            (r.ts, r.import_wh, r.export_wh),
+            max_power_w=self.max_power,
+            near_zero_wh=self.tariff.reset_near_zero_wh,
+        )
+        window, d_imp, d_exp, grams, milli, c_carry, p_carry = self._credit(
+            state, status, state.hw_ts, r.import_wh - state.hw_import, r.export_wh - state.hw_export
+        )
+        if status in _MOVES:
+            new = replace(
+                state,
+                top_seq=r.seq,
+                top_ts=r.ts,
+                hw_ts=r.ts,
+                hw_import=r.import_wh,
+                hw_export=r.export_wh,
+                carbon_carry=c_carry,
+                credit_carry=p_carry,
+            )
+        else:
+            new = replace(state, top_seq=r.seq)
+        self.steps.append(
+            Step(
+                r.seq,
+                state.top_seq,
+                status,
+                state.hw_ts,
+                r.ts,
+                window,
+                d_imp,
+                d_exp,
+                grams,
+                milli,
+                new,
+            )
+        )
+        return new
+
+    def down(self, state: ChainState, r: Reading) -> ChainState:
+        """`r` (sequence number `base_seq - 1`) joins at the bottom."""
+        bad = reading_anomaly(r, self.device, self.tariff)
+        cur = (state.base_ts, state.base_import, state.base_export)
+        status: str = bad or judge(
+            (r.ts, r.import_wh, r.export_wh),
+            cur,
+            max_power_w=self.max_power,
+            near_zero_wh=self.tariff.reset_near_zero_wh,
+        )
+        window, d_imp, d_exp, grams, milli, c_carry, p_carry = self._credit(
+            state,
+            status,
+            r.ts,
+            state.base_import - r.import_wh,
+            state.base_export - r.export_wh,
+        )
+        if status in _MOVES:
+            new = replace(
+                state,
+                base_seq=r.seq,
+                base_ts=r.ts,
+                base_import=r.import_wh,
+                base_export=r.export_wh,
+                carbon_carry=c_carry,
+                credit_carry=p_carry,
+            )
+        else:
+            new = replace(state, base_seq=r.seq)
+        self.steps.append(
+            Step(
+                r.seq,
+                state.base_seq,
+                status,
+                r.ts,
+                state.base_ts,
+                window,
+                d_imp,
+                d_exp,
+                grams,
+                milli,
+                new,
+            )
+        )
+        return new
+
+
+def advance(
+    state: ChainState | None,
+    waiting: MutableMapping[int, Reading],
+    device: Device,
+    tariff: Tariff,
+    tariff_id: int,
+) -> list[Step]:
+    """Join every reading of `waiting` (seq -> reading) that can join the chain now, in the
+    order the module docstring gives; they are removed from `waiting`. Returns the steps taken
+    (the last one holds the new state). `state` must already use `tariff_id`'s denominators
+    (see :func:`rescale_carries`)."""
+    walk = _Walk(device, tariff, tariff_id)
+    if state is None:
+        # The first usable reading to arrive starts the chain (`waiting` keeps arrival order).
+        first = next(
+            (s for s, r in waiting.items() if reading_anomaly(r, device, tariff) is None), None
+        )
+        if first is None:
+            return []
+        state = walk.start(waiting.pop(first))
+    horizon = tariff.gap_horizon_s
+    while True:
+        while state.top_seq + 1 in waiting:
+            state = walk.up(state, waiting.pop(state.top_seq + 1))
+        while state.base_seq - 1 in waiting:
+            state = walk.down(state, waiting.pop(state.base_seq - 1))
+        above = [s for s in waiting if s > state.top_seq]
+        if above and max(waiting[s].ts for s in above) >= state.top_ts + horizon:
+            state = walk.up(state, waiting.pop(min(above)))  # bridge the gap above
+            continue
+        below = [s for s in waiting if s < state.base_seq]
+        if below and min(waiting[s].ts for s in below) <= state.base_ts - horizon:
+            state = walk.down(state, waiting.pop(max(below)))  # and the gap below
+            continue
+        return walk.steps
