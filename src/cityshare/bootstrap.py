@@ -12,8 +12,9 @@ from cityshare.access.tokens import TokenService
 from cityshare.clock import Clock, SystemClock
 from cityshare.config import Settings, get_settings
 from cityshare.domain import commands
+from cityshare.domain.energy import Tariff, load_tariff
 from cityshare.domain.identity import check_sector
-from cityshare.services import audit_log, identity, ledger
+from cityshare.services import audit_log, energy, identity, ledger
 from cityshare.services.messagebus import MessageBus
 from cityshare.services.unit_of_work import SqlUnitOfWork
 from cityshare.store import migrate
@@ -33,6 +34,10 @@ class Platform:
     tokens: TokenService
     #: Keys the per-counterparty pseudonyms of vehicles (never leaves the platform).
     pseudonym_secret: bytes
+    #: What exported energy earns (CITYSHARE_TARIFFS_PATH, or the tariff shipped in the package).
+    tariff: Tariff
+    #: Checks signed readings (and owns the process pool that may do it).
+    reading_verifier: energy.ReadingVerifier
     #: Witnesses (e.g. digital twins) whose cosignatures of checkpoints the log keeps.
     witnesses: list[cosignature.CosignatureVerifier] = field(default_factory=list)
 
@@ -41,6 +46,7 @@ class Platform:
         return SqlUnitOfWork(self.engine, self.clock, write=False)
 
     def close(self) -> None:
+        self.reading_verifier.close()
         self.engine.dispose()
 
 
@@ -62,10 +68,14 @@ def bootstrap(
     issuers = keys.parse_verifiers(settings.issuer_keys)
     check_sector(settings.sector)  # a bad setting fails here, not on the first enrolment
     witnesses = parse_witness_keys(settings.witness_keys)
+    tariff = load_tariff(settings.tariffs_path)
     engine = make_engine(url)
     if upgrade:
         migrate.upgrade(engine)
     clock = clock or SystemClock()
+    verifier = energy.ReadingVerifier(
+        lambda: SqlUnitOfWork(engine, clock, write=False), workers=settings.verify_workers
+    )
     bus = MessageBus(
         uow_factory=lambda: SqlUnitOfWork(engine, clock, log_signer=log_signer),
         command_handlers={
@@ -79,6 +89,9 @@ def bootstrap(
             commands.RevokeDevice: identity.revoke_device,
             commands.RotateDeviceKey: identity.rotate_device_key,
             commands.RecordAccess: identity.record_access,
+            commands.IngestReadings: functools.partial(
+                energy.ingest_readings, verifier=verifier, tariff=tariff
+            ),
             commands.AddCosignatures: functools.partial(
                 audit_log.add_cosignatures,
                 log_verifier=log_signer.verifier,
@@ -87,7 +100,16 @@ def bootstrap(
         },
     )
     return Platform(
-        settings, engine, clock, bus, log_signer, tokens, pseudonym_secret, witnesses=witnesses
+        settings,
+        engine,
+        clock,
+        bus,
+        log_signer,
+        tokens,
+        pseudonym_secret,
+        tariff,
+        verifier,
+        witnesses=witnesses,
     )
 
 

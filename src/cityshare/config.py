@@ -71,6 +71,18 @@ class Settings(BaseSettings):
         description="Verifier keys (vkeys, whitespace-separated) of the witnesses whose "
         "cosignatures of checkpoints the log accepts and serves.",
     )
+    tariffs_path: Path | None = Field(
+        None,
+        description="A TOML file of tariffs and crediting rules replacing the one shipped in "
+        "the package (cityshare/data/tariffs.toml shows the format).",
+    )
+    verify_workers: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="Processes that check reading signatures in parallel for large batches "
+        "(0: check them in the serving process).",
+    )
 
 
 @lru_cache

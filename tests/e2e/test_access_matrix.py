@@ -56,6 +56,10 @@ WRITES: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/v1/devices/token"): set(),
     ("POST", "/api/v1/vehicles/identify"): set(),
     ("POST", "/api/v1/log/cosignatures"): set(),
+    # Signed readings carry their own credential (the device's signature); every role is
+    # refused here because no body is sent (a valid batch gets per-item results, see
+    # tests/e2e/test_energy_api.py).
+    ("POST", "/api/v1/readings"): set(),
 }
 
 

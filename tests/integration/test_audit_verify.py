@@ -41,6 +41,7 @@ from cityshare.store import tables
 from cityshare.store.db import make_engine
 from cityshare.store.log_repo import LogRepository
 from cityshare.trust import entries, merkle, note
+from energy_helpers import ingest, sign
 from identity_helpers import assertion, new_key
 from ledger_helpers import ISSUER, fund, open_accounts, post
 from services import PostgresServer
@@ -124,9 +125,18 @@ def seed(platform: Platform, clock: ManualClock) -> None:
     device = platform.bus.handle(
         commands.RegisterDevice(resident, "meter", parse_public_key(new_key()[1]), "roof")
     )
+    meter_key, meter_public = new_key()
     platform.bus.handle(
-        commands.RotateDeviceKey(resident, device.id, parse_public_key(new_key()[1]))
+        commands.RotateDeviceKey(resident, device.id, parse_public_key(meter_public))
     )
+    # Energy records: the tariff, readings (one waiting for a missing one), their intervals
+    # (one anomalous) and the platform accounts and transfers that credit them.
+    now = clock.now_ns() // 10**9
+    readings = [
+        sign(meter_key, device.id, seq=seq, ts=now - 250 + 20 * seq, import_wh=seq, export_wh=e)
+        for seq, e in ((0, 0), (1, 50), (2, 90_000), (3, 90_100), (4, 90_170), (9, 90_900))
+    ]
+    ingest(platform, readings)
     platform.bus.handle(
         commands.RecordAccess(
             [commands.AccessRequest(resident, "operator:energy-co", "operator", "billing", "vid")]
@@ -183,7 +193,7 @@ def test_a_clean_history_verifies_clean(seeded: Platform, chunk_size: int) -> No
         size = uow.log.size()
     assert report.leaves == size > 256
     assert seen[-1] == (size, size)
-    assert report.records["accounts"] == 8 + 4  # and the resident's four wallets
+    assert report.records["accounts"] == 8 + 4 + 3  # the resident's wallets, energy accounts
     assert report.records["pending_transfers"] == 2  # the swept and the found-lapsed hold
     identity_records = {
         "residents": 1,
@@ -194,12 +204,15 @@ def test_a_clean_history_verifies_clean(seeded: Platform, chunk_size: int) -> No
         "access_records": 1,
     }
     assert {t: report.records[t] for t in identity_records} == identity_records
-    assert report.records["transfers"] + 12 + 2 + sum(identity_records.values()) == size
+    energy_records = {"tariffs": 1, "meter_readings": 6, "meter_intervals": 5}
+    assert {t: report.records[t] for t in energy_records} == energy_records
+    others = sum(identity_records.values()) + sum(energy_records.values())
+    assert report.records["transfers"] + 15 + 2 + others == size
     with seeded.engine.connect() as conn:
         stored_nodes = conn.execute(text("SELECT count(*) FROM log_nodes")).scalar_one()
     assert report.nodes == stored_nodes > 0  # each stored node compared, whatever levels exist
     assert report.checkpoints >= 10
-    assert report.accounts == 12
+    assert report.accounts == 15
     assert report.pending_transfers == 5
 
 
@@ -575,6 +588,9 @@ TAMPERABLE: dict[str, list[str]] = {
             "device_keys",
             "device_key_revocations",
             "access_records",
+            "tariffs",
+            "meter_readings",
+            "meter_intervals",
         )
     },
 }

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from cityshare import __version__
 from cityshare.api.deps import PlatformDep
 from cityshare.api.errors import ApiError, error_body, install_error_handlers
-from cityshare.api.routers import identity, ledger
+from cityshare.api.routers import energy, identity, ledger
 from cityshare.api.routers import log as log_router
 from cityshare.api.schemas import Health, error_responses
 from cityshare.bootstrap import Platform
@@ -90,6 +90,7 @@ def create_app(platform: Platform, *, sweep_expired: bool = True) -> FastAPI:
     app.include_router(ledger.router)
     app.include_router(log_router.router)
     app.include_router(identity.router)
+    app.include_router(energy.router)
 
     @app.get(
         "/healthz",

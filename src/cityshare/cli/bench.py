@@ -14,6 +14,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from cityshare.cli.bench_ingest import ingest_bench
 from cityshare.cli.common import JSON_OPTION, console, err_console, print_json
 
 app = typer.Typer(help="Run a benchmark scenario and print its figures.", no_args_is_help=True)
@@ -142,3 +143,6 @@ def log_bench(
         f"{'all verified' if result['proofs_verified'] else 'NOT VERIFIED'})\n"
         f"{result['machine']}"
     )
+
+
+app.command("ingest")(ingest_bench)

@@ -86,3 +86,13 @@ class AddCosignatures(Command):
     """Keep the witness cosignatures carried by `note`, a checkpoint the log itself signed."""
 
     note: str
+
+
+@dataclass(frozen=True, slots=True)
+class IngestReadings(Command):
+    """Verify, deduplicate, store and credit signed meter readings (JWS strings, see
+    `cityshare.trust.readings`). Every door hands over the same command: `source` names it
+    (http, mqtt or ocpp). Each item gets its own result; bad items never stop good ones."""
+
+    readings: Sequence[str]
+    source: str = "http"

@@ -18,3 +18,11 @@ class TransfersCommitted(Event):
 @dataclass(frozen=True, slots=True)
 class PendingTransfersExpired(Event):
     count: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingsIngested(Event):
+    #: New readings stored (accepted or anomalous); duplicates and rejections not counted.
+    stored: int
+    #: Intervals credited (joined the chain) in the same commit.
+    intervals: int

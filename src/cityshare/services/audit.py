@@ -60,7 +60,7 @@ from cityshare.domain.ledger import (
     TransferFlags,
     TransferRecord,
 )
-from cityshare.services import identity
+from cityshare.services import energy, identity
 from cityshare.services.unit_of_work import AbstractUnitOfWork
 from cityshare.store import tables
 from cityshare.store.ledger_repo import TRANSFER_COLUMNS
@@ -503,7 +503,19 @@ class _Audit:
                     )
                     continue
                 self.matched[name] += 1
-                stored = kind.encode(row)
+                try:
+                    stored = kind.encode(row)
+                except (ValueError, TypeError, KeyError, entries.EntryError) as exc:
+                    # A column edited into something its record cannot hold (e.g. JSON text
+                    # that no longer parses) is a mismatch to report, not a crash.
+                    self.problem(
+                        name,
+                        key,
+                        idx,
+                        f"{where}: the stored row does not match its log entry (it cannot be "
+                        f"encoded: {exc})",
+                    )
+                    continue
                 if stored != data:
                     self.problem(
                         name,
@@ -1110,4 +1122,8 @@ def _differences(stored: bytes, logged: bytes) -> str:
 
 # The identity capability's records (residents, enrolments, devices, keys, access records).
 for _type, (_table, _encode) in identity.RECORD_ENCODERS.items():
+    register_record_type(_type, _table, _encode)
+
+# The energy capability's records (tariffs, meter readings, credited intervals).
+for _type, (_table, _encode) in energy.RECORD_ENCODERS.items():
     register_record_type(_type, _table, _encode)

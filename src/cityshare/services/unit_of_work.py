@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from cityshare.clock import Clock, SystemClock
 from cityshare.domain.events import Event
 from cityshare.store.db import WRITE
+from cityshare.store.energy_repo import EnergyRepository
 from cityshare.store.identity_repo import IdentityRepository
 from cityshare.store.ledger_repo import LedgerRepository
 from cityshare.store.log_repo import LogRepository, StoredCheckpoint
@@ -26,6 +27,7 @@ class AbstractUnitOfWork(Protocol):
     ledger: LedgerRepository
     log: LogRepository
     identity: IdentityRepository
+    energy: EnergyRepository
     clock: Clock
 
     def __enter__(self) -> AbstractUnitOfWork: ...
@@ -90,6 +92,7 @@ class SqlUnitOfWork:
         self.ledger = LedgerRepository(conn)
         self.log = LogRepository(conn)
         self.identity = IdentityRepository(conn)
+        self.energy = EnergyRepository(conn)
         self._events = []
         return self
 

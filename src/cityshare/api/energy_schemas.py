@@ -1,0 +1,93 @@
+"""Bodies of the energy API: per-item results of a batch of readings, a resident's energy."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import BaseModel, Field
+
+from cityshare.services.energy import EnergySummary, IngestOutcome
+from cityshare.store.energy_repo import IntervalSums
+
+
+class ReadingResultOut(BaseModel):
+    index: int = Field(description="Position of the item in the request.")
+    result: str = Field(
+        description="`accepted` (stored; credited as soon as its interval can be judged), "
+        "`duplicate` (already stored: nothing changed), `anomaly:<kind>` (stored, credits "
+        "nothing: future_timestamp, before_registration, seq_ts_order, register_backwards, "
+        "meter_reset, impossible_power) or `rejected:<reason>` (not stored: malformed, "
+        "too_large, unsupported_alg, invalid_claims, unknown_device, wrong_kind, "
+        "bad_signature, revoked_key, seq_reused)."
+    )
+    device: str | None = Field(None, description="The device, when the item is authentic.")
+
+
+class ReadingsOut(BaseModel):
+    accepted: int = Field(description="New readings stored by this request (with anomalies).")
+    results: list[ReadingResultOut]
+
+    @classmethod
+    def of(cls, outcome: IngestOutcome) -> ReadingsOut:
+        return cls(
+            accepted=outcome.stored,
+            results=[ReadingResultOut(index=r.index, result=r.result, device=r.device)
+                     for r in outcome.results],
+        )  # fmt: skip
+
+
+class CreditsOut(BaseModel):
+    exported_wh: int
+    imported_wh: int
+    carbon_g: int = Field(description="Grams CO2e credited to the CARBON wallet.")
+    credit_milli: int = Field(description="Smart credit milli-points credited (1000 = 1 point).")
+
+    @classmethod
+    def of(cls, sums: IntervalSums) -> CreditsOut:
+        return cls(
+            exported_wh=sums.export_wh,
+            imported_wh=sums.import_wh,
+            carbon_g=sums.carbon_g,
+            credit_milli=sums.credit_milli,
+        )
+
+
+class DayOut(CreditsOut):
+    date: dt.date = Field(description="Local date (the tariff's timezone) the intervals began.")
+
+
+class MeterOut(BaseModel):
+    device: str
+    kind: str
+    label: str | None = None
+    seq: int | None = Field(None, description="The highest sequence number received.")
+    ts: int | None = Field(None, description="Its timestamp (unix seconds).")
+    import_wh: int | None = Field(None, description="Its cumulative import register.")
+    export_wh: int | None = Field(None, description="Its cumulative export register.")
+
+
+class EnergyOut(BaseModel):
+    timezone: str
+    devices: list[MeterOut]
+    totals: CreditsOut = Field(description="Everything credited to you, ever.")
+    days: list[DayOut] = Field(description="What was credited per local day, oldest first.")
+
+    @classmethod
+    def of(cls, summary: EnergySummary) -> EnergyOut:
+        return cls(
+            timezone=summary.timezone,
+            devices=[
+                MeterOut(
+                    device=d.device_id,
+                    kind=d.kind,
+                    label=d.label,
+                    seq=d.seq,
+                    ts=d.ts,
+                    import_wh=d.import_wh,
+                    export_wh=d.export_wh,
+                )
+                for d in summary.devices
+            ],
+            totals=CreditsOut.of(summary.totals),
+            days=[DayOut(date=d.date, **CreditsOut.of(d.sums).model_dump()) for d in summary.days],
+        )

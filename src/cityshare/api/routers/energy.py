@@ -1,0 +1,58 @@
+"""Energy under /api/v1: devices post signed readings; residents see what they earned."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Query
+
+from cityshare.api.deps import PlatformDep, ResidentDep
+from cityshare.api.energy_schemas import EnergyOut, ReadingsOut
+from cityshare.api.errors import ApiError
+from cityshare.api.schemas import error_responses
+from cityshare.domain import commands
+from cityshare.services import energy
+
+router = APIRouter(prefix="/api/v1", tags=["energy"])
+
+
+@router.post(
+    "/readings",
+    response_model=ReadingsOut,
+    summary="Post signed meter readings (a JSON list of JWS strings); results per item",
+    description="Each item is a reading signed by a registered meter or charger (JWS compact, "
+    "`alg` EdDSA, `kid` = device id; payload `seq`, `ts`, `import_wh`, `export_wh`; see "
+    "`cityshare.trust.readings`). The signatures are the credential: no bearer token is "
+    "needed (a device's is accepted and ignored). The answer is 200 with one result per item "
+    "even when some are rejected; a replayed or duplicated reading changes nothing.",
+    responses=error_responses(400, 413, 422),
+)
+def post_readings(
+    platform: PlatformDep,
+    readings: Annotated[list[str], Body(description="JWS compact strings, at most 1 KiB each.")],
+) -> ReadingsOut:
+    limit = platform.settings.max_batch
+    if not readings:
+        raise ApiError(422, "empty_batch", "send at least one reading")
+    if len(readings) > limit:
+        raise ApiError(413, "batch_too_large", f"{len(readings)} readings; at most {limit}")
+    outcome = platform.bus.handle(commands.IngestReadings(readings, "http"))
+    return ReadingsOut.of(outcome)
+
+
+@router.get(
+    "/me/energy",
+    response_model=EnergyOut,
+    summary="Your meters' latest registers, and the energy, carbon and points credited to you",
+    responses=error_responses(401, 403, 422),
+)
+def my_energy(
+    platform: PlatformDep,
+    principal: ResidentDep,
+    days: Annotated[int, Query(ge=1, le=366, description="How many local days to list.")] = 7,
+) -> EnergyOut:
+    assert principal.resident_id is not None
+    summary = energy.energy_summary(
+        platform.uow(), principal.resident_id, days=days, tariff=platform.tariff
+    )
+    return EnergyOut.of(summary)

@@ -1,0 +1,340 @@
+"""`cityshare bench ingest`: signed meter readings end to end through the service layer.
+
+Setup (not timed): N residents, each with one meter (registered in bulk, logged as usual), and
+N * K signed readings made beforehand: K consecutive 15-minute intervals per meter from local
+midnight, cumulative registers following a rooftop-solar day (a clear-sky bell between about
+06:15 and 18:45 local time scaled by each roof's size and the day's cloud, less a household
+load with morning and evening peaks; the surplus is exported, the deficit imported).
+
+Timed: the readings in time order (every meter's interval k, then k+1, …) in batches of B,
+each through `IngestReadings` on the message bus: parse, look up devices and keys, verify
+every Ed25519 signature, deduplicate, store, judge and credit each interval, post the
+transfers, append every record to the audit log, sign a checkpoint, one durable commit. The
+report splits the time into signature checking (`ReadingVerifier.check`: parse, key lookup,
+verify) and the rest (the write transaction).
+
+`--workers W` checks signatures in W processes; `--pipeline` checks batch k+1 in a thread
+(and so in the pool, or in this process) while batch k is written, through the same two
+service functions the handler runs one after the other.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import math
+import os
+import platform as platform_info
+import queue
+import random
+import secrets
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from nacl.signing import SigningKey
+from pydantic import SecretStr
+
+from cityshare.bootstrap import Platform, bootstrap
+from cityshare.clock import ManualClock
+from cityshare.config import Settings
+from cityshare.domain import commands
+from cityshare.domain.identity import new_vid
+from cityshare.domain.residents import wallet_accounts
+from cityshare.services import energy, identity
+from cityshare.services import ledger as ledger_service
+from cityshare.services.unit_of_work import SqlUnitOfWork
+from cityshare.store.db import is_sqlite
+from cityshare.store.identity_repo import DeviceKeyRow, DeviceRow, EnrolmentRow, ResidentRow
+from cityshare.store.tables import device_keys, residents
+from cityshare.trust import note
+from cityshare.trust.readings import parse, signature_valid
+
+Progress = Callable[[int], None]
+
+INTERVAL = 900
+#: The bench's day starts at local midnight, 2026-06-01 in India (a sunny month).
+START = int(
+    dt.datetime(2026, 6, 1, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30))).timestamp()
+)
+SETUP_CHUNK = 2_000
+
+
+def machine() -> str:
+    cpu = platform_info.processor() or platform_info.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {cpu}, Python {platform_info.python_version()}"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def solar_day(rng: random.Random, intervals: int) -> list[tuple[int, int]]:
+    """Cumulative (import_wh, export_wh) registers of one home at the end of each interval."""
+    peak_w = rng.uniform(2_000, 8_000)  # the roof's output at noon on a clear day
+    base_w = rng.uniform(250, 600)
+    registers = []
+    imported = rng.randrange(0, 2_000_000)
+    exported = rng.randrange(0, 4_000_000)
+    cloud = rng.uniform(0.6, 1.0)
+    for k in range(intervals):
+        hour = (k * INTERVAL / 3600) % 24
+        if hour < 0.25:
+            cloud = rng.uniform(0.6, 1.0)  # a new day, new weather
+        sun = math.sin(math.pi * (hour - 6.25) / 12.5) if 6.25 < hour < 18.75 else 0.0
+        generation = peak_w * cloud * sun**1.3 * rng.uniform(0.85, 1.0)
+        load = base_w + (400 if 6 <= hour < 9 else 0) + (800 if 18 <= hour < 22 else 0)
+        load *= rng.uniform(0.7, 1.3)
+        net_wh = (generation - load) * INTERVAL / 3600
+        if net_wh >= 0:
+            exported += round(net_wh)
+        else:
+            imported += round(-net_wh)
+        registers.append((imported, exported))
+    return registers
+
+
+def make_readings(keys: list[tuple[str, SigningKey]], intervals: int, seed: int) -> list[list[str]]:
+    """Signed readings per interval: result[k] holds every meter's reading k."""
+    rng = random.Random(seed)
+    per_device = [solar_day(rng, intervals) for _ in keys]
+    headers = [_b64(json.dumps({"alg": "EdDSA", "kid": d}).encode()) for d, _ in keys]
+    out: list[list[str]] = []
+    for k in range(intervals):
+        ts = START + INTERVAL * (k + 1)
+        row = []
+        for (_, key), header, registers in zip(keys, headers, per_device, strict=True):
+            imported, exported = registers[k]
+            payload = _b64(
+                json.dumps(
+                    {"seq": k, "ts": ts, "import_wh": imported, "export_wh": exported},
+                    separators=(",", ":"),
+                ).encode()
+            )
+            signing_input = f"{header}.{payload}"
+            signature = key.sign(signing_input.encode()).signature
+            row.append(f"{signing_input}.{_b64(signature)}")
+        out.append(row)
+    return out
+
+
+def _setup(platform: Platform, devices: int, seed: int) -> list[tuple[str, SigningKey]]:
+    """N residents with their wallets and one meter each, written in bulk (each record and
+    its log leaf as the handlers write them, without a commit per resident)."""
+    rng = random.Random(seed)
+    now = platform.clock.now_ns()
+    keys: list[tuple[str, SigningKey]] = []
+    for start in range(0, devices, SETUP_CHUNK):
+        count = min(SETUP_CHUNK, devices - start)
+        uow = SqlUnitOfWork(platform.engine, platform.clock, log_signer=platform.log_signer)
+        with uow:
+            last = uow.ledger.lock_ledger()
+            repo = uow.identity
+            first_resident = repo.next_id(residents)
+            first_key = repo.next_id(device_keys)
+            leaves: list[bytes] = []
+            wallets = []
+            for i in range(count):
+                rid = first_resident + i
+                resident = ResidentRow(rid, _b64(secrets.token_bytes(32)), "bench", now)
+                enrolment = EnrolmentRow(
+                    rid, rid, new_vid(rng), {"ward": str(rid % 30)}, f"bench-{rid}", now
+                )
+                signing = SigningKey.generate()
+                device = DeviceRow(f"dev-{_b32(rng)}", rid, "meter", None, now)
+                key = DeviceKeyRow(first_key + i, device.id, bytes(signing.verify_key), now)
+                repo.insert_resident(resident)
+                repo.insert_enrolment(enrolment)
+                repo.insert_device(device)
+                repo.insert_key(key)
+                leaves += [
+                    identity.resident_entry(resident),
+                    identity.enrolment_entry(enrolment),
+                    identity.device_entry(device),
+                    identity.device_key_entry(key),
+                ]
+                wallets += wallet_accounts(rid)
+                keys.append((device.id, signing))
+            uow.log.append(leaves)
+            ledger_service.open_accounts(uow, wallets, last_timestamp=last, atomic=True)
+            uow.commit()
+    return keys
+
+
+def _b32(rng: random.Random) -> str:
+    return base64.b32encode(rng.randbytes(10)).decode().lower()
+
+
+def _verify_rate(sample: list[str], keys: dict[str, bytes]) -> float:
+    """Single-core Ed25519 verifications per second on `sample` (parse included)."""
+    started = time.perf_counter()
+    for token in sample:
+        r = parse(token)
+        signature_valid(keys[r.device_id], r.signing_input, r.signature)
+    return len(sample) / (time.perf_counter() - started)
+
+
+def run(
+    *,
+    devices: int,
+    intervals: int,
+    batch: int,
+    database_url: str | None = None,
+    workers: int = 0,
+    pipeline: bool = False,
+    seed: int = 20261125,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="cityshare-bench-") as tmp:
+        url = database_url or f"sqlite:///{Path(tmp) / 'bench.db'}"
+        settings = Settings(
+            database_url=url,
+            log_key=SecretStr(note.Signer.generate("bench.cityshare.local/log").skey),
+            token_key=SecretStr(note.Signer.generate("bench.cityshare.local/tokens").skey),
+            pseudonym_secret=SecretStr(secrets.token_urlsafe(32)),
+            key_dir=Path(tmp) / "keys",
+            max_batch=max(batch, 1),
+            verify_workers=workers,
+        )
+        clock = ManualClock((START - 3600) * 1_000_000_000)
+        platform = bootstrap(settings, clock=clock)
+        try:
+            return _run(
+                platform, clock, devices, intervals, batch, workers, pipeline, seed, progress
+            )
+        finally:
+            platform.close()
+
+
+def _batches(readings: list[list[str]], batch: int) -> Iterator[list[str]]:
+    flat = [token for row in readings for token in row]
+    for start in range(0, len(flat), batch):
+        yield flat[start : start + batch]
+
+
+def _run(
+    platform: Platform,
+    clock: ManualClock,
+    devices: int,
+    intervals: int,
+    batch: int,
+    workers: int,
+    pipeline: bool,
+    seed: int,
+    progress: Progress | None,
+) -> dict[str, Any]:
+    setup_started = time.perf_counter()
+    keys = _setup(platform, devices, seed)
+    readings = make_readings(keys, intervals, seed)
+    setup_seconds = time.perf_counter() - setup_started
+    clock.advance(INTERVAL * (intervals + 1) + 3600)
+    total = devices * intervals
+    verifier = platform.reading_verifier
+    if workers:  # start the pool before timing (its processes import the package once)
+        warm = next(_batches(readings, max(verifier.pool_threshold, workers)))
+        verifier.check(warm[: max(verifier.pool_threshold, workers)])
+
+    verify_seconds = 0.0
+    real_check = verifier.check
+
+    def timed_check(items: Any) -> energy.Checked:
+        nonlocal verify_seconds
+        started = time.perf_counter()
+        try:
+            return real_check(items)
+        finally:
+            verify_seconds += time.perf_counter() - started
+
+    verifier.check = timed_check  # type: ignore[method-assign]
+    stored = intervals_credited = 0
+    started = time.perf_counter()
+    if pipeline:
+        stored, intervals_credited, write_seconds = _pipelined(platform, readings, batch, progress)
+    else:
+        for chunk in _batches(readings, batch):
+            outcome = platform.bus.handle(commands.IngestReadings(chunk, "http"))
+            stored += outcome.stored
+            intervals_credited += outcome.intervals
+            if progress is not None:
+                progress(len(chunk))
+        write_seconds = 0.0
+    seconds = time.perf_counter() - started
+    verifier.check = real_check  # type: ignore[method-assign]
+    if not pipeline:
+        write_seconds = seconds - verify_seconds
+
+    public = {d: bytes(k.verify_key) for d, k in keys}
+    sample = [t for row in readings for t in row][: min(total, 5_000)]
+    report = ledger_service.check_invariants(platform.uow())
+    with platform.uow() as uow:
+        leaves = uow.log.size()
+    rate = total / seconds if seconds else 0.0
+    return {
+        "scenario": "ingest",
+        "n": total,
+        "seconds": round(seconds, 3),
+        "readings_per_s": round(rate, 1),
+        "per_s": round(rate, 1),
+        "devices": devices,
+        "intervals": intervals,
+        "batch": batch,
+        "workers": workers,
+        "pipeline": pipeline,
+        "database": "sqlite" if is_sqlite(platform.engine) else "postgresql",
+        "stored": stored,
+        "intervals_credited": intervals_credited,
+        "log_leaves": leaves,
+        "time": {
+            "verify_s": round(verify_seconds, 3),
+            "write_s": round(write_seconds, 3),
+            "verify_us_per_reading": round(verify_seconds / total * 1e6, 1),
+            "write_us_per_reading": round(write_seconds / total * 1e6, 1),
+        },
+        "single_core_verify_per_s": round(_verify_rate(sample, public), 1),
+        "setup_seconds": round(setup_seconds, 1),
+        "invariants_ok": report.ok,
+        "machine": machine(),
+    }
+
+
+def _pipelined(
+    platform: Platform, readings: list[list[str]], batch: int, progress: Progress | None
+) -> tuple[int, int, float]:
+    """Check batch k+1 in a thread while batch k is written (one writer, as always)."""
+    verifier = platform.reading_verifier
+    checked: queue.Queue[tuple[int, energy.Checked] | None] = queue.Queue(maxsize=2)
+
+    def checker() -> None:
+        try:
+            for chunk in _batches(readings, batch):
+                checked.put((len(chunk), verifier.check(chunk)))
+        finally:
+            checked.put(None)
+
+    thread = threading.Thread(target=checker, name="bench-verify", daemon=True)
+    thread.start()
+    stored = credited = 0
+    write_seconds = 0.0
+    while (item := checked.get()) is not None:
+        n, result = item
+        started = time.perf_counter()
+        uow = SqlUnitOfWork(platform.engine, platform.clock, log_signer=platform.log_signer)
+        outcome = energy.ingest_checked(uow, n, result, source="http", tariff=platform.tariff)
+        write_seconds += time.perf_counter() - started
+        stored += outcome.stored
+        credited += outcome.intervals
+        if progress is not None:
+            progress(n)
+    thread.join()
+    return stored, credited, write_seconds

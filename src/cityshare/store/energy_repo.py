@@ -1,0 +1,288 @@
+"""Energy storage: device keys for verification, readings, credited intervals, tariffs.
+
+Ingestion is a hot path (thousands of readings per transaction), so the batch reads are one
+set-based query each, keyed by a JSON array (SQLite `json_each`) or arrays (PostgreSQL
+`unnest`), and the inserts use the driver cursor (executemany on SQLite, COPY on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+
+from cityshare.domain.energy import ChainState, Reading
+from cityshare.store.driver import DriverRepository
+from cityshare.store.tables import meter_intervals, meter_readings, tariffs
+
+READING_COLUMNS = "id, device_id, seq, ts, import_wh, export_wh, received_at, source, jws"
+INTERVAL_COLUMNS = (
+    "id, device_id, seq, prev_seq, status, start_ts, end_ts, tod, import_wh, export_wh, "
+    "carbon_g, credit_milli, owner_id, tariff_id, base_seq, base_ts, base_import, base_export, "
+    "top_seq, top_ts, hw_ts, hw_import, hw_export, carbon_carry, credit_carry, at"
+)
+_STATE_COLUMNS = (
+    "device_id, base_seq, base_ts, base_import, base_export, top_seq, top_ts, hw_ts, "
+    "hw_import, hw_export, carbon_carry, credit_carry, tariff_id"
+)
+
+ReadingRow = tuple[int, str, int, int, int, int, int, str, str]
+IntervalRow = tuple[
+    int, str, int, int, str, int, int, str, int, int, int, int, int, int,
+    int, int, int, int, int, int, int, int, int, int, int, int,
+]  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceKey:
+    id: int
+    public_key: bytes
+    live: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceKeys:
+    """A device as ingestion needs it: owner, kind, registration time and every key."""
+
+    device_id: str
+    owner_id: int
+    kind: str
+    registered_at: int
+    keys: tuple[DeviceKey, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TariffRow:
+    id: int
+    digest: str
+    name: str
+    body: str
+    added_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class IntervalSums:
+    import_wh: int = 0
+    export_wh: int = 0
+    carbon_g: int = 0
+    credit_milli: int = 0
+
+
+class EnergyRepository(DriverRepository):
+    """Reads and writes energy rows on one open connection inside one transaction."""
+
+    # -- helpers for text keys ------------------------------------------------------------
+
+    def _rows(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        cur = self._cursor()
+        try:
+            cur.execute(sql, params)
+            return list(cur.fetchall())
+        finally:
+            cur.close()
+
+    # -- verification ---------------------------------------------------------------------
+
+    def device_keys(self, device_ids: Collection[str]) -> dict[str, DeviceKeys]:
+        """Every named device with all its keys (live or revoked), in one query."""
+        if not device_ids:
+            return {}
+        select_sql = (
+            "SELECT d.id, d.owner_id, d.kind, d.registered_at, k.id, k.public_key, "
+            "r.id IS NULL FROM devices d "
+            "LEFT JOIN device_keys k ON k.device_id = d.id "
+            "LEFT JOIN device_key_revocations r ON r.id = k.id "
+        )
+        if self.sqlite:
+            rows = self._rows(
+                select_sql + "WHERE d.id IN (SELECT value FROM json_each(?)) ORDER BY k.id",
+                (json.dumps(list(device_ids)),),
+            )
+        else:
+            rows = self._rows(
+                select_sql + "WHERE d.id = ANY(%s::text[]) ORDER BY k.id", (list(device_ids),)
+            )
+        found: dict[str, tuple[tuple[int, str, int], list[DeviceKey]]] = {}
+        for device_id, owner_id, kind, registered_at, key_id, public_key, live in rows:
+            entry = found.setdefault(device_id, ((owner_id, kind, registered_at), []))
+            if key_id is not None:
+                entry[1].append(DeviceKey(key_id, bytes(public_key), bool(live)))
+        return {
+            d: DeviceKeys(d, facts[0], facts[1], facts[2], tuple(keys))
+            for d, (facts, keys) in found.items()
+        }
+
+    def revoked_among(self, key_ids: Collection[int]) -> set[int]:
+        rows = self._fetch_by_ids(
+            f"SELECT id FROM device_key_revocations WHERE {self._in_ids('id')}", key_ids
+        )
+        return {row[0] for row in rows}
+
+    # -- a batch's reads ------------------------------------------------------------------
+
+    def existing_readings(
+        self, keys: Collection[tuple[str, int]]
+    ) -> dict[tuple[str, int], Reading]:
+        """Stored readings among (device, seq) pairs, for deduplication."""
+        if not keys:
+            return {}
+        columns = "r.device_id, r.seq, r.ts, r.import_wh, r.export_wh, r.received_at"
+        if self.sqlite:
+            rows = self._rows(
+                f"SELECT {columns} FROM json_each(?) j JOIN meter_readings r "
+                "ON r.device_id = json_extract(j.value, '$[0]') "
+                "AND r.seq = json_extract(j.value, '$[1]')",
+                (json.dumps([list(k) for k in keys]),),
+            )
+        else:
+            devices, seqs = zip(*keys, strict=True)
+            rows = self._rows(
+                f"SELECT {columns} FROM unnest(%s::text[], %s::bigint[]) AS v(d, s) "
+                "JOIN meter_readings r ON r.device_id = v.d AND r.seq = v.s",
+                (list(devices), list(seqs)),
+            )
+        return {(r[0], r[1]): Reading(r[1], r[2], r[3], r[4], r[5]) for r in rows}
+
+    def chain_states(self, device_ids: Collection[str]) -> dict[str, ChainState]:
+        """Each device's chain state: the one recorded with its latest interval."""
+        if not device_ids:
+            return {}
+        if self.sqlite:
+            latest = (
+                "SELECT (SELECT max(m.id) FROM meter_intervals m WHERE m.device_id = j.value) "
+                "FROM json_each(?) j"
+            )
+            param: Any = json.dumps(list(device_ids))
+        else:
+            latest = (
+                "SELECT (SELECT max(m.id) FROM meter_intervals m WHERE m.device_id = v.d) "
+                "FROM unnest(%s::text[]) AS v(d)"
+            )
+            param = list(device_ids)
+        rows = self._rows(
+            f"SELECT {_STATE_COLUMNS} FROM meter_intervals WHERE id IN ({latest})", (param,)
+        )
+        return {row[0]: ChainState(*row[1:]) for row in rows}
+
+    def waiting_readings(self, bounds: Sequence[tuple[str, int, int]]) -> dict[str, list[Reading]]:
+        """Stored readings outside each device's chain: (device, base_seq, top_seq) -> those
+        with seq > top_seq or seq < base_seq (pass -1, -1 for a device with no chain)."""
+        if not bounds:
+            return {}
+        columns = "r.device_id, r.seq, r.ts, r.import_wh, r.export_wh, r.received_at"
+        if self.sqlite:
+            part = (
+                f"SELECT {columns} FROM json_each(?) j JOIN meter_readings r "
+                "ON r.device_id = json_extract(j.value, '$[0]') AND r.seq {op} "
+                "json_extract(j.value, '$[{i}]')"
+            )
+            data = json.dumps([list(b) for b in bounds])
+            params: tuple[Any, ...] = (data, data)
+        else:
+            part = (
+                f"SELECT {columns} FROM unnest(%s::text[], %s::bigint[], %s::bigint[]) "
+                "AS v(d, b, t) JOIN meter_readings r ON r.device_id = v.d AND r.seq {op} "
+                "v.{i}"
+            )
+            devices, bases, tops = (list(c) for c in zip(*bounds, strict=True))
+            params = (devices, bases, tops, devices, bases, tops)
+        if self.sqlite:
+            sql = part.format(op=">", i=2) + " UNION ALL " + part.format(op="<", i=1)
+        else:
+            sql = part.format(op=">", i="t") + " UNION ALL " + part.format(op="<", i="b")
+        out: dict[str, list[Reading]] = {}
+        for row in self._rows(sql, params):
+            out.setdefault(row[0], []).append(Reading(*row[1:]))
+        return out
+
+    def next_ids(self) -> tuple[int, int]:
+        """The next reading id and interval id (callers hold the ledger's write lock)."""
+        reading = self.conn.execute(select(func.max(meter_readings.c.id))).scalar()
+        interval = self.conn.execute(select(func.max(meter_intervals.c.id))).scalar()
+        return int(reading or 0) + 1, int(interval or 0) + 1
+
+    # -- tariffs --------------------------------------------------------------------------
+
+    def tariff_by_digest(self, digest: str) -> TariffRow | None:
+        row = self.conn.execute(select(tariffs).where(tariffs.c.digest == digest)).first()
+        return None if row is None else TariffRow(*row)
+
+    def tariff(self, tariff_id: int) -> TariffRow | None:
+        row = self.conn.execute(select(tariffs).where(tariffs.c.id == tariff_id)).first()
+        return None if row is None else TariffRow(*row)
+
+    def insert_tariff(self, row: TariffRow) -> None:
+        self.conn.execute(
+            tariffs.insert().values(
+                id=row.id, digest=row.digest, name=row.name, body=row.body, added_at=row.added_at
+            )
+        )
+
+    def next_tariff_id(self) -> int:
+        return int(self.conn.execute(select(func.max(tariffs.c.id))).scalar() or 0) + 1
+
+    # -- bulk writes ----------------------------------------------------------------------
+
+    def _insert(self, table: str, columns: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        cur = self._cursor()
+        try:
+            if self.sqlite:
+                marks = ", ".join("?" * len(rows[0]))
+                cur.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
+            else:
+                with cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+        finally:
+            cur.close()
+
+    def insert_readings(self, rows: Sequence[ReadingRow]) -> None:
+        self._insert("meter_readings", READING_COLUMNS, rows)
+
+    def insert_intervals(self, rows: Sequence[IntervalRow]) -> None:
+        self._insert("meter_intervals", INTERVAL_COLUMNS, rows)
+
+    # -- read side ------------------------------------------------------------------------
+
+    def latest_readings(self, device_ids: Iterable[str]) -> dict[str, tuple[int, int, int, int]]:
+        """Each device's reading with the highest seq: (seq, ts, import_wh, export_wh)."""
+        r = meter_readings.c
+        out = {}
+        for device_id in device_ids:
+            row = self.conn.execute(
+                select(r.seq, r.ts, r.import_wh, r.export_wh)
+                .where(r.device_id == device_id)
+                .order_by(r.seq.desc())
+                .limit(1)
+            ).first()
+            if row is not None:
+                out[device_id] = (row[0], row[1], row[2], row[3])
+        return out
+
+    def owner_totals(self, owner_id: int) -> IntervalSums:
+        i = meter_intervals.c
+        row = self.conn.execute(
+            select(
+                func.coalesce(func.sum(i.import_wh), 0),
+                func.coalesce(func.sum(i.export_wh), 0),
+                func.coalesce(func.sum(i.carbon_g), 0),
+                func.coalesce(func.sum(i.credit_milli), 0),
+            ).where(i.owner_id == owner_id)
+        ).one()
+        return IntervalSums(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
+
+    def owner_intervals(self, owner_id: int, since_ts: int) -> list[tuple[int, int, int, int, int]]:
+        """(start_ts, import_wh, export_wh, carbon_g, credit_milli) of the owner's credited
+        intervals that start at or after `since_ts`."""
+        i = meter_intervals.c
+        rows = self.conn.execute(
+            select(i.start_ts, i.import_wh, i.export_wh, i.carbon_g, i.credit_milli).where(
+                i.owner_id == owner_id, i.start_ts >= since_ts, i.status == "ok"
+            )
+        ).all()
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]

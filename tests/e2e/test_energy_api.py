@@ -1,0 +1,120 @@
+"""Over HTTP: a meter posts signed readings, the resident watches the credit arrive."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from cityshare.bootstrap import Platform
+from cityshare.clock import ManualClock
+from energy_helpers import sign
+from identity_helpers import assertion, device_statement, new_key
+
+NO_AUTH = {"Authorization": ""}
+
+
+def enrol_with_meter(client: TestClient, platform: Platform) -> dict[str, Any]:
+    enrolled = client.post("/api/v1/residents", json={"assertion": assertion(platform)}).json()
+    resident = {"Authorization": f"Bearer {enrolled['token']}"}
+    key, public = new_key()
+    meter = client.post(
+        "/api/v1/me/devices", headers=resident, json={"kind": "meter", "public_key": public}
+    ).json()["id"]
+    return {"resident": resident, "key": key, "meter": meter}
+
+
+def test_a_meter_posts_readings_and_the_resident_sees_the_credit(
+    client: TestClient, platform: Platform, clock: ManualClock
+) -> None:
+    world = enrol_with_meter(client, platform)
+    start = clock.now_ns() // 10**9
+    clock.advance(3000)  # within the resident's token lifetime
+    key, meter = world["key"], world["meter"]
+    readings = [
+        sign(key, meter, seq=seq, ts=start + 900 * seq, import_wh=10 * seq, export_wh=1000 * seq)
+        for seq in range(4)
+    ]
+    # No bearer token: the signatures are the credential.
+    first = client.post("/api/v1/readings", json=[*readings[:3], "junk"], headers=NO_AUTH)
+    assert first.status_code == 200, first.text
+    assert first.json() == {
+        "accepted": 3,
+        "results": [
+            {"index": 0, "result": "accepted", "device": meter},
+            {"index": 1, "result": "accepted", "device": meter},
+            {"index": 2, "result": "accepted", "device": meter},
+            {"index": 3, "result": "rejected:malformed", "device": None},
+        ],
+    }
+    # A device's own bearer token is accepted and ignored; a replay changes nothing.
+    now = clock.now_ns() // 10**9
+    device_token = client.post(
+        "/api/v1/devices/token",
+        json={"proof": device_statement(key, meter, "cityshare-api", now=now)},
+    ).json()["token"]
+    again = client.post(
+        "/api/v1/readings",
+        json=readings,
+        headers={"Authorization": f"Bearer {device_token}"},
+    )
+    assert again.status_code == 200
+    assert [r["result"] for r in again.json()["results"]] == ["duplicate"] * 3 + ["accepted"]
+
+    energy = client.get("/api/v1/me/energy", headers=world["resident"], params={"days": 2})
+    assert energy.status_code == 200, energy.text
+    body = energy.json()
+    assert body["timezone"] == "Asia/Kolkata"
+    assert body["devices"] == [
+        {
+            "device": meter,
+            "kind": "meter",
+            "label": None,
+            "seq": 3,
+            "ts": start + 2700,
+            "import_wh": 30,
+            "export_wh": 3000,
+        }
+    ]
+    # 3 kWh at night (normal hours): 3 points and 3 * 861 g.
+    assert body["totals"] == {
+        "exported_wh": 3000,
+        "imported_wh": 30,
+        "carbon_g": 2583,
+        "credit_milli": 3000,
+    }
+    assert len(body["days"]) == 2
+    assert sum(day["carbon_g"] for day in body["days"]) == 2583
+    me = client.get("/api/v1/me", headers=world["resident"]).json()
+    balances = {w["ledger"]: w["balance"] for w in me["wallets"]}
+    assert (balances["CARBON"], balances["CREDIT"], balances["ENERGY"]) == (2583, 3000, 2970)
+
+
+def test_batch_level_problems_are_4xx_and_write_nothing(
+    client: TestClient, platform: Platform
+) -> None:
+    with platform.uow() as uow:
+        before = uow.log.size()
+    too_many = client.post("/api/v1/readings", json=["x"] * 1001, headers=NO_AUTH)
+    assert too_many.status_code == 413
+    assert too_many.json()["error"]["code"] == "batch_too_large"
+    for body, status in (([], 422), ({"readings": []}, 422), ([1, 2], 422)):
+        r = client.post("/api/v1/readings", json=body, headers=NO_AUTH)
+        assert r.status_code == status, (body, r.text)
+        assert "error" in r.json()
+    malformed = client.post(
+        "/api/v1/readings",
+        content=b"[not json",
+        headers={**NO_AUTH, "content-type": "application/json"},
+    )
+    assert malformed.status_code == 400
+    with platform.uow() as uow:
+        assert uow.log.size() == before
+
+
+def test_only_residents_read_their_energy(client: TestClient) -> None:
+    assert client.get("/api/v1/me/energy", headers=NO_AUTH).status_code == 401
+    assert client.get("/api/v1/me/energy").status_code == 403  # the operator token is an admin
+    spec = client.get("/openapi.json").json()
+    assert "/api/v1/readings" in spec["paths"]
+    assert "/api/v1/me/energy" in spec["paths"]

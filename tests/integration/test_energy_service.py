@@ -1,0 +1,410 @@
+"""Signed readings through the message bus, on SQLite and PostgreSQL: exact credits in the
+right wallets, exactly-once under replay storms and crashes, every bad item refused with its
+reason while good ones go through, and an audit log that still verifies."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import func, select
+
+from cityshare.bootstrap import Platform, bootstrap
+from cityshare.clock import ManualClock
+from cityshare.domain import commands
+from cityshare.services import audit, energy
+from cityshare.services import ledger as ledger_service
+from cityshare.services.energy import (
+    CARBON_ISSUANCE,
+    CREDIT_ISSUANCE,
+    GRID_ENERGY,
+    EnergyCode,
+    ReadingVerifier,
+    transfer_id,
+)
+from cityshare.store import tables
+from cityshare.trust import entries
+from energy_helpers import Meter, add_device, enrol, ingest, resident_with_meter, sign, wallets
+
+IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
+#: The ManualClock starts at 1_700_000_000: 2023-11-15 03:43:20 in India.
+DAY = dt.date(2023, 11, 15)
+
+
+def ist(hh: int, mm: int = 0) -> int:
+    return int(dt.datetime.combine(DAY, dt.time(hh, mm), IST).timestamp())
+
+
+def late_evening(clock: ManualClock) -> None:
+    """Move the platform's clock to 23:00 that day, so the day's readings are in the past."""
+    clock.advance(ist(23) - clock.now_ns() // 10**9)
+
+
+def results(outcome: energy.IngestOutcome) -> list[str]:
+    return [r.result for r in outcome.results]
+
+
+def count(platform: Platform, table: Any) -> int:
+    with platform.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def balance(platform: Platform, account_id: int) -> int:
+    account = ledger_service.get_account(platform.uow(), account_id)
+    assert account is not None
+    return account.balance
+
+
+def audit_ok(platform: Platform) -> audit.AuditReport:
+    report = audit.verify(platform.uow(), platform.log_signer.verifier)
+    assert report.ok, "\n".join(str(p) for p in report.problems)
+    assert ledger_service.check_invariants(platform.uow()).ok
+    return report
+
+
+# -- credits ---------------------------------------------------------------------------------
+
+
+def test_credits_land_in_the_owners_wallets_in_exact_integers(
+    platform: Platform, clock: ManualClock
+) -> None:
+    meter = resident_with_meter(platform)
+    late_evening(clock)
+    outcome = ingest(
+        platform,
+        [
+            meter.reading(0, ist(10, 0), 100, 5000),  # the baseline
+            meter.reading(1, ist(10, 15), 120, 6000),  # solar hours: 1 kWh out, 20 Wh in
+            meter.reading(2, ist(18, 15), 150, 6001),  # starts in solar hours: 1 Wh out
+            meter.reading(3, ist(18, 30), 150, 7001),  # peak: 1 kWh out, with the incentive
+        ],
+    )
+    assert results(outcome) == ["accepted"] * 4
+    assert (outcome.stored, outcome.intervals) == (4, 4)
+    # Carbon: 1000 * 0.861 = 861 g; then 1 Wh leaves 0.861 g carried; then 861 + 0.861 -> 861.
+    # Points: 0.8/Wh in solar hours -> 800; 1 Wh -> 0.8 carried; peak 1.2 * 1.5 = 1.8/Wh -> 1800.
+    assert wallets(platform, meter.resident_id) == {
+        "CREDIT": 800 + 0 + 1800,
+        "CARBON": 861 + 0 + 861,
+        "ENERGY": 2001 - 50,  # net export
+    }
+    assert balance(platform, CREDIT_ISSUANCE) == -2600
+    assert balance(platform, CARBON_ISSUANCE) == -1722
+    assert balance(platform, GRID_ENERGY) == -1951
+    # Every posting names its interval and has the id derived from it.
+    with platform.engine.connect() as conn:
+        interval_ids = dict(
+            conn.execute(
+                select(tables.meter_intervals.c.seq, tables.meter_intervals.c.id).where(
+                    tables.meter_intervals.c.device_id == meter.device_id
+                )
+            ).all()
+        )
+        posted = conn.execute(
+            select(tables.transfers.c.id, tables.transfers.c.code, tables.transfers.c.user_data)
+        ).all()
+    expected_codes = {
+        1: [4001, 4002, 4003, 4004],
+        2: [4003, 4004],  # 0 points and 0 g yet (both carried), 1 Wh out, 30 Wh in
+        3: [4001, 4002, 4003],
+    }
+    assert {(t.id, t.code, t.user_data) for t in posted} == {
+        (transfer_id(interval_ids[seq], EnergyCode(code)), code, interval_ids[seq])
+        for seq, codes in expected_codes.items()
+        for code in codes
+    }
+    audit_ok(platform)
+
+
+def test_a_resident_sees_their_meters_and_credits_per_day(
+    platform: Platform, clock: ManualClock
+) -> None:
+    meter = resident_with_meter(platform)
+    late_evening(clock)
+    ingest(platform, [meter.reading(0, ist(9), 0, 0), meter.reading(1, ist(9, 15), 5, 1000)])
+    summary = energy.energy_summary(
+        platform.uow(), meter.resident_id, days=3, tariff=platform.tariff
+    )
+    assert [(d.device_id, d.seq, d.ts, d.import_wh, d.export_wh) for d in summary.devices] == [
+        (meter.device_id, 1, ist(9, 15), 5, 1000)
+    ]
+    assert (summary.totals.export_wh, summary.totals.carbon_g, summary.totals.credit_milli) == (
+        1000,
+        861,
+        800,
+    )
+    assert [d.date for d in summary.days] == [DAY - dt.timedelta(days=i) for i in (2, 1, 0)]
+    assert summary.days[-1].sums == summary.totals
+    other = enrol(platform, "bala")
+    empty = energy.energy_summary(platform.uow(), other, days=1, tariff=platform.tariff)
+    assert (empty.devices, empty.totals.export_wh) == ([], 0)
+
+
+# -- exactly once ----------------------------------------------------------------------------
+
+
+def day_of_readings(meter: Meter) -> list[str]:
+    """Twenty readings from 08:00, every 15 minutes, across the start of solar hours, with a
+    meter reset in the middle."""
+    out = []
+    imported, exported = 2_000, 50_000
+    for seq in range(20):
+        if seq == 10:
+            imported, exported = 0, 150  # the meter was replaced
+        else:
+            imported += 10 + seq
+            exported += 300 + 37 * seq
+        out.append(meter.reading(seq, ist(8) + 900 * seq, imported, exported))
+    return out
+
+
+def test_a_replay_storm_credits_exactly_what_orderly_delivery_does(
+    platform: Platform, clock: ManualClock
+) -> None:
+    orderly, stormy = resident_with_meter(platform, "asha"), resident_with_meter(platform, "bala")
+    late_evening(clock)
+    calm = day_of_readings(orderly)
+    for start in range(0, len(calm), 5):
+        assert set(results(ingest(platform, calm[start : start + 5]))) <= {
+            "accepted",
+            "anomaly:meter_reset",
+        }
+    storm = day_of_readings(stormy) * 3
+    random.Random(7).shuffle(storm)
+    seen: list[str] = []
+    i = 0
+    rng = random.Random(8)
+    while i < len(storm):
+        size = rng.randint(1, 9)
+        seen += results(ingest(platform, storm[i : i + size], source="mqtt"))
+        i += size
+    assert seen.count("duplicate") == 40
+    expected = wallets(platform, orderly.resident_id)
+    assert expected["CARBON"] > 0
+    assert wallets(platform, stormy.resident_id) == expected
+    assert count(platform, tables.meter_readings) == 40
+    assert count(platform, tables.meter_intervals) == 40
+    # And a whole batch sent again changes nothing at all.
+    with platform.uow() as uow:
+        size = uow.log.size()
+    assert set(results(ingest(platform, calm))) == {"duplicate"}
+    with platform.uow() as uow:
+        assert uow.log.size() == size
+    audit_ok(platform)
+
+
+def test_a_batch_retried_after_a_crash_loses_and_doubles_nothing(
+    platform: Platform, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    meter = resident_with_meter(platform)
+    late_evening(clock)
+    batch = day_of_readings(meter)[:8]
+    with platform.uow() as uow:
+        log_size = uow.log.size()
+    real_post = energy.post_transfers
+
+    def crash_after_crediting(*args: Any, **kwargs: Any) -> Any:
+        real_post(*args, **kwargs)  # the readings, intervals and transfers are written ...
+        raise RuntimeError("power cut")  # ... and the commit never happens
+
+    monkeypatch.setattr(energy, "post_transfers", crash_after_crediting)
+    with pytest.raises(RuntimeError, match="power cut"):
+        ingest(platform, batch)
+    monkeypatch.undo()
+    with platform.uow() as uow:
+        assert uow.log.size() == log_size
+    assert count(platform, tables.meter_readings) == 0
+    assert wallets(platform, meter.resident_id) == {"CREDIT": 0, "CARBON": 0, "ENERGY": 0}
+
+    assert results(ingest(platform, batch)) == ["accepted"] * 8
+    after_retry = wallets(platform, meter.resident_id)
+    assert results(ingest(platform, batch)) == ["duplicate"] * 8
+    assert wallets(platform, meter.resident_id) == after_retry
+    # The same as if nothing had crashed: 7 intervals of 300+37*seq Wh from 08:00.
+    exported = sum(300 + 37 * seq for seq in range(1, 8))
+    assert after_retry["ENERGY"] == exported - sum(10 + seq for seq in range(1, 8))
+    audit_ok(platform)
+
+
+# -- bad items never stop good ones ----------------------------------------------------------
+
+
+def test_every_bad_item_is_refused_with_its_reason_and_the_good_ones_go_through(
+    platform: Platform, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    meter = resident_with_meter(platform, "asha")
+    revoked = add_device(platform, meter.resident_id)
+    vehicle = add_device(platform, meter.resident_id, kind="vehicle")
+    platform.bus.handle(commands.RevokeDevice(meter.resident_id, revoked.device_id))
+    late_evening(clock)
+    good = [meter.reading(seq, ist(12) + 900 * seq, 0, 1000 * seq) for seq in range(4)]
+    stranger = Ed25519PrivateKey.generate()
+    batch = [
+        good[0],
+        sign(stranger, meter.device_id, seq=9, ts=ist(12), import_wh=0, export_wh=9),  # forged
+        jwt.encode({"seq": 9, "ts": ist(12), "import_wh": 0, "export_wh": 9}, None,
+                   algorithm="none", headers={"kid": meter.device_id}),  # unsigned
+        good[1],
+        revoked.reading(0, ist(12), 0, 0),  # signed by a revoked key
+        vehicle.reading(0, ist(12), 0, 0),  # not a meter or charger
+        sign(stranger, "dev-aaaaaaaaaaaaaaaa", seq=0, ts=ist(12), import_wh=0, export_wh=0),
+        "this is not a JWS",
+        good[2],
+        good[2][:-10] + "A" * 1100,  # oversized
+        meter.reading(2, ist(12, 30), 0, 99_999),  # seq 2 again, other registers
+        good[3],
+        good[3],
+    ]  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="cityshare.services.energy"):
+        outcome = ingest(platform, batch)
+    assert [(r.index, r.result) for r in outcome.results] == [
+        (0, "accepted"),
+        (1, "rejected:bad_signature"),
+        (2, "rejected:unsupported_alg"),
+        (3, "accepted"),
+        (4, "rejected:revoked_key"),
+        (5, "rejected:wrong_kind"),
+        (6, "rejected:unknown_device"),
+        (7, "rejected:malformed"),
+        (8, "accepted"),
+        (9, "rejected:too_large"),
+        (10, "rejected:seq_reused"),
+        (11, "accepted"),
+        (12, "duplicate"),
+    ]
+    assert outcome.results[4].device == revoked.device_id  # authentic, so named
+    assert outcome.results[1].device is None  # a forgery names no one
+    assert wallets(platform, meter.resident_id)["CARBON"] == 3000 * 861 // 1000
+    rejected = [r for r in caplog.records if "rejected" in r.getMessage()]
+    assert [r.getMessage().rsplit(": ", 1)[1] for r in rejected] == [
+        "bad_signature",
+        "unsupported_alg",
+        "revoked_key",
+        "wrong_kind",
+        "unknown_device",
+        "malformed",
+        "too_large",
+        "seq_reused",
+    ]
+    logged = caplog.text
+    assert meter.device_id not in logged
+    assert revoked.device_id not in logged
+    audit_ok(platform)
+
+
+def test_a_key_revoked_between_verification_and_writing_is_refused(
+    platform: Platform, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    meter = resident_with_meter(platform)
+    late_evening(clock)
+    real_check = ReadingVerifier.check
+
+    def check_then_revoke(self: ReadingVerifier, items: Any) -> Any:
+        checked = real_check(self, items)
+        platform.bus.handle(commands.RevokeDevice(meter.resident_id, meter.device_id))
+        return checked
+
+    monkeypatch.setattr(ReadingVerifier, "check", check_then_revoke)
+    outcome = ingest(platform, [meter.reading(0, ist(12), 0, 0)])
+    assert results(outcome) == ["rejected:revoked_key"]
+    assert count(platform, tables.meter_readings) == 0
+
+
+def test_anomalies_are_stored_and_logged_but_credit_nothing(
+    platform: Platform, clock: ManualClock
+) -> None:
+    meter = resident_with_meter(platform)
+    late_evening(clock)
+    now = clock.now_ns() // 10**9
+    outcome = ingest(
+        platform,
+        [
+            meter.reading(0, ist(12), 0, 1000),
+            meter.reading(1, ist(12, 15), 0, 40_000),  # 156 kW from a home meter
+            meter.reading(2, ist(12, 30), 0, 41_000),
+            meter.reading(3, now + 3600, 0, 42_000),  # an hour ahead of the platform
+        ],
+    )
+    assert results(outcome) == [
+        "accepted",
+        "anomaly:impossible_power",
+        "accepted",
+        "anomaly:future_timestamp",
+    ]
+    assert wallets(platform, meter.resident_id)["ENERGY"] == 1000
+    assert count(platform, tables.meter_readings) == 4
+    with platform.uow() as uow:
+        logged = [entries.decode(data) for _, data in uow.log.entries(0, uow.log.size())]
+    statuses = [
+        e.fields["status"]
+        for e in logged
+        if isinstance(e, entries.RecordEntry) and e.type == "meter_interval"
+    ]
+    assert statuses == ["baseline", "impossible_power", "ok", "future_timestamp"]
+    audit_ok(platform)
+
+
+def test_readings_wait_for_a_missing_one_and_are_credited_when_it_comes(
+    platform: Platform, clock: ManualClock
+) -> None:
+    meter = resident_with_meter(platform)
+    late_evening(clock)
+    r = [meter.reading(seq, ist(20) + 900 * seq, 0, 500 * seq) for seq in range(5)]
+    assert results(ingest(platform, [r[0], r[2], r[3]])) == ["accepted"] * 3
+    assert wallets(platform, meter.resident_id)["ENERGY"] == 0  # 2 and 3 wait for 1
+    assert results(ingest(platform, [r[4], r[1]])) == ["accepted"] * 2
+    assert wallets(platform, meter.resident_id)["ENERGY"] == 2000
+    audit_ok(platform)
+
+
+# -- tariffs and verification options -------------------------------------------------------
+
+
+def test_a_new_tariff_is_logged_once_and_carries_follow_it(
+    platform: Platform, clock: ManualClock, database_url: str, tmp_path: Path
+) -> None:
+    meter = resident_with_meter(platform)
+    late_evening(clock)
+    ingest(platform, [meter.reading(0, ist(4), 0, 0), meter.reading(1, ist(4, 15), 0, 1)])
+    shipped = Path(energy.__file__).parent.parent / "data" / "tariffs.toml"
+    path = tmp_path / "tariffs.toml"
+    path.write_text(shipped.read_text().replace('points_per_kwh = "1"', 'points_per_kwh = "3"'))
+    settings = platform.settings.model_copy(update={"tariffs_path": path})
+    again = bootstrap(settings, clock=clock)
+    try:
+        ingest(again, [meter.reading(2, ist(4, 30), 0, 1001)])
+        assert count(again, tables.tariffs) == 2
+        # 1 Wh at 1 point/kWh, then 1000 Wh at 3 points/kWh.
+        assert wallets(again, meter.resident_id)["CREDIT"] == 1 + 3000
+        assert wallets(again, meter.resident_id)["CARBON"] == 1001 * 861 // 1000
+        audit_ok(again)
+    finally:
+        again.close()
+
+
+def test_signatures_checked_in_a_process_pool_give_the_same_answers(
+    platform: Platform, clock: ManualClock
+) -> None:
+    meter = resident_with_meter(platform)
+    stranger = Ed25519PrivateKey.generate()
+    items: list[object] = [meter.reading(seq, ist(1) + seq, 0, seq) for seq in range(40)]
+    items[7] = sign(stranger, meter.device_id, seq=7, ts=ist(1), import_wh=0, export_wh=0)
+    items[9] = "junk"
+    local = ReadingVerifier(platform.uow, workers=0)
+    pool = ReadingVerifier(platform.uow, workers=2, pool_threshold=1)
+    try:
+        a, b = local.check(items), pool.check(items)
+    finally:
+        pool.close()
+    assert (
+        [v.index for v in a.verified]
+        == [v.index for v in b.verified]
+        == [i for i in range(40) if i not in (7, 9)]
+    )
+    assert a.rejected == b.rejected == {7: ("bad_signature", None), 9: ("malformed", None)}
