@@ -85,6 +85,7 @@ def bootstrap(
             commands.EnrolResident: functools.partial(
                 identity.enrol_resident, issuers=issuers, sector=settings.sector
             ),
+            commands.CreateOrganisation: identity.create_organisation,
             commands.RegisterDevice: identity.register_device,
             commands.RevokeDevice: identity.revoke_device,
             commands.RotateDeviceKey: identity.rotate_device_key,

@@ -35,6 +35,7 @@ MAY_SEE: dict[str, set[str]] = {
     "operator_energy": {"vid", "balance", "ward", "meter"},
     "operator_transit": {"vid", "balance", "ward"},
     "operator_parking": {"vid", "balance", "vehicle"},
+    "operator_org": {"vid", "balance", "ward", "meter"},  # energy staff of an organisation
     "analyst": {"ward"},
     "auditor": {"vid", "ward", "meter", "vehicle", "balance", "pseudonym"},
     "regulator": {"vid", "ward", "meter", "vehicle", "balance", "pseudonym"},
@@ -60,6 +61,10 @@ WRITES: dict[tuple[str, str], set[str]] = {
     # refused here because no body is sent (a valid batch gets per-item results, see
     # tests/e2e/test_energy_api.py).
     ("POST", "/api/v1/readings"): set(),
+    ("POST", "/api/v1/organisations"): {"admin"},
+    ("POST", "/api/v1/organisations/{org_id}/devices"): {"admin", "operator_org"},
+    ("POST", "/api/v1/organisations/{org_id}/devices/{device_id}/keys"): {"admin", "operator_org"},
+    ("DELETE", "/api/v1/organisations/{org_id}/devices/{device_id}"): {"admin", "operator_org"},
 }
 
 
@@ -101,10 +106,18 @@ def world(client: TestClient, platform: Platform) -> dict[str, Any]:
     )
     assert funded.status_code == 200, funded.text
 
-    def staff(role: str, purposes: list[str], domain: str | None = None) -> dict[str, str]:
+    org = client.post(
+        "/api/v1/organisations", json={"kind": "community", "name": "Rooftops of Ward 9"}
+    ).json()["id"]
+
+    def staff(
+        role: str, purposes: list[str], domain: str | None = None, org_id: int | None = None
+    ) -> dict[str, str]:
         body: dict[str, Any] = {"subject": f"{role}-{domain}", "role": role, "purposes": purposes}
         if domain:
             body["domain"] = domain
+        if org_id:
+            body["org_id"] = org_id
         r = client.post("/api/v1/credentials", json=body)
         assert r.status_code == 200, r.text
         return bearer(r.json()["token"])
@@ -123,6 +136,7 @@ def world(client: TestClient, platform: Platform) -> dict[str, Any]:
         "operator_energy": staff("operator", ["billing", "grid_operations"], "energy"),
         "operator_transit": staff("operator", ["billing", "transit_planning"], "transit"),
         "operator_parking": staff("operator", ["billing", "enforcement"], "parking"),
+        "operator_org": staff("operator", ["billing", "grid_operations"], "energy", org),
         "analyst": staff("analyst", ["research"]),
         "auditor": staff("auditor", ["audit"]),
         "regulator": staff("regulator", ["audit", "enforcement"]),
@@ -136,7 +150,14 @@ def world(client: TestClient, platform: Platform) -> dict[str, Any]:
         "balance": str(BALANCE),
         "pseudonym": pseudonym_of("asha"),
     }
-    params = {"vid": vid, "account_id": credit, "transfer_id": 1, "device_id": meter, "size": 1}
+    params = {
+        "vid": vid,
+        "account_id": credit,
+        "transfer_id": 1,
+        "device_id": meter,
+        "size": 1,
+        "org_id": org,
+    }
     return {"headers": headers, "markers": markers, "params": params}
 
 
@@ -221,6 +242,9 @@ def test_every_write_is_refused_to_the_roles_it_is_not_for(
         "/api/v1/credentials": {"subject": "x", "role": "admin", "purposes": ["audit"]},
         "/api/v1/me/devices": {"kind": "meter", "public_key": "A" * 43},
         "/api/v1/me/devices/{device_id}/keys": {"public_key": new_key()[1]},
+        "/api/v1/organisations": {"kind": "provider", "name": "Sneaky Power"},
+        "/api/v1/organisations/{org_id}/devices": {"kind": "meter", "public_key": new_key()[1]},
+        "/api/v1/organisations/{org_id}/devices/{device_id}/keys": {"public_key": new_key()[1]},
         "/api/v1/residents": {"assertion": "a.b.c"},
         "/api/v1/devices/token": {"proof": "a.b.c"},
         "/api/v1/vehicles/identify": {"presentation": "a.b.c"},

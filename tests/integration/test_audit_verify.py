@@ -129,6 +129,9 @@ def seed(platform: Platform, clock: ManualClock) -> None:
     platform.bus.handle(
         commands.RotateDeviceKey(resident, device.id, parse_public_key(meter_public))
     )
+    # An organisation (and its wallets) owning a device.
+    org = platform.bus.handle(commands.CreateOrganisation("community", "Ward 9 Rooftops"))
+    platform.bus.handle(commands.RegisterDevice(org.id, "meter", parse_public_key(new_key()[1])))
     # Energy records: the tariff, readings (one waiting for a missing one), their intervals
     # (one anomalous) and the platform accounts and transfers that credit them.
     now = clock.now_ns() // 10**9
@@ -193,26 +196,28 @@ def test_a_clean_history_verifies_clean(seeded: Platform, chunk_size: int) -> No
         size = uow.log.size()
     assert report.leaves == size > 256
     assert seen[-1] == (size, size)
-    assert report.records["accounts"] == 8 + 4 + 3  # the resident's wallets, energy accounts
+    # The seeded accounts, the resident's and the organisation's wallets, energy accounts.
+    assert report.records["accounts"] == 8 + 4 + 4 + 3
     assert report.records["pending_transfers"] == 2  # the swept and the found-lapsed hold
     identity_records = {
         "residents": 1,
         "enrolments": 1,
-        "devices": 1,
-        "device_keys": 2,
+        "devices": 2,
+        "device_keys": 3,
         "device_key_revocations": 1,
         "access_records": 1,
+        "organisations": 1,
     }
     assert {t: report.records[t] for t in identity_records} == identity_records
     energy_records = {"tariffs": 1, "meter_readings": 6, "meter_intervals": 5}
     assert {t: report.records[t] for t in energy_records} == energy_records
     others = sum(identity_records.values()) + sum(energy_records.values())
-    assert report.records["transfers"] + 15 + 2 + others == size
+    assert report.records["transfers"] + 19 + 2 + others == size
     with seeded.engine.connect() as conn:
         stored_nodes = conn.execute(text("SELECT count(*) FROM log_nodes")).scalar_one()
     assert report.nodes == stored_nodes > 0  # each stored node compared, whatever levels exist
     assert report.checkpoints >= 10
-    assert report.accounts == 15
+    assert report.accounts == 19
     assert report.pending_transfers == 5
 
 
@@ -588,6 +593,7 @@ TAMPERABLE: dict[str, list[str]] = {
             "device_keys",
             "device_key_revocations",
             "access_records",
+            "organisations",
             "tariffs",
             "meter_readings",
             "meter_intervals",

@@ -34,6 +34,9 @@ class Principal:
     domain: Domain | None = None
     resident_id: int | None = None
     device_id: str | None = None
+    #: The organisation a member of staff acts for (an operator's chargers, a provider's
+    #: tariffs, a community asset's shares); None for platform staff and residents.
+    org_id: int | None = None
 
     @property
     def name(self) -> str:
@@ -74,6 +77,8 @@ class TokenService:
             claims["resident"] = principal.resident_id
         if principal.device_id is not None:
             claims["device"] = principal.device_id
+        if principal.org_id is not None:
+            claims["org"] = principal.org_id
         token = jwt.encode(
             claims,
             self._signer.private_key,
@@ -114,6 +119,7 @@ class TokenService:
                 domain=Domain(claims["domain"]) if "domain" in claims else None,
                 resident_id=int(claims["resident"]) if "resident" in claims else None,
                 device_id=str(claims["device"]) if "device" in claims else None,
+                org_id=int(claims["org"]) if "org" in claims else None,
             )
         except (ValueError, TypeError) as exc:
             raise CredentialError("the token's claims are malformed") from exc

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from cityshare import __version__
 from cityshare.api.deps import PlatformDep
 from cityshare.api.errors import ApiError, error_body, install_error_handlers
-from cityshare.api.routers import energy, identity, ledger
+from cityshare.api.routers import energy, identity, ledger, organisations
 from cityshare.api.routers import log as log_router
 from cityshare.api.schemas import Health, error_responses
 from cityshare.bootstrap import Platform
@@ -91,6 +91,7 @@ def create_app(platform: Platform, *, sweep_expired: bool = True) -> FastAPI:
     app.include_router(log_router.router)
     app.include_router(identity.router)
     app.include_router(energy.router)
+    app.include_router(organisations.router)
 
     @app.get(
         "/healthz",

@@ -61,6 +61,12 @@ class StaffCredentialIn(Strict):
     domain: Domain | None = None
     purposes: list[Purpose] = Field(min_length=1, max_length=len(Purpose))
     ttl_seconds: int = Field(3600, ge=60, le=30 * 86400)
+    org_id: int | None = Field(
+        None,
+        ge=1,
+        le=(1 << 58) - 1,
+        description="The organisation an operator acts for (its domain must match).",
+    )
 
 
 class WalletOut(BaseModel):

@@ -11,6 +11,7 @@ import typer
 from cityshare.access.policy import Domain, Purpose, Role, check_grant
 from cityshare.access.tokens import Principal
 from cityshare.cli.common import DB_OPTION, JSON_OPTION, err_console, open_platform, print_json
+from cityshare.services import identity
 
 app = typer.Typer(
     help="Issue credentials for staff: operators of a domain, analysts, auditors, regulators, "
@@ -29,6 +30,9 @@ def issue(
         ..., help="Who holds it (a person or organisation id); access logs name it."
     ),
     domain: Domain | None = typer.Option(None, help="An operator's domain."),
+    org: int | None = typer.Option(
+        None, help="The organisation an operator acts for (`cityshare org list` shows ids)."
+    ),
     ttl: int = typer.Option(8 * 3600, min=60, max=30 * 86400, help="Lifetime in seconds."),
     database_url: str | None = DB_OPTION,
     as_json: bool = JSON_OPTION,
@@ -43,8 +47,12 @@ def issue(
         raise typer.Exit(2)
     platform = open_platform(database_url)
     try:
+        problem = identity.staff_org_problem(platform.uow(), role, domain, org)
+        if problem is not None:
+            err_console.print(f"[red]error:[/] {problem}")
+            raise typer.Exit(2)
         issued = platform.tokens.issue(
-            Principal(subject, role, purposes, domain),
+            Principal(subject, role, purposes, domain, org_id=org),
             now=platform.clock.now_ns() // 1_000_000_000,
             ttl=ttl,
         )

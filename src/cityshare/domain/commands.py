@@ -43,7 +43,18 @@ class EnrolResident(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class CreateOrganisation(Command):
+    """Register an operator, provider or community asset and open its wallets."""
+
+    kind: str
+    name: str
+    domain: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RegisterDevice(Command):
+    """Register a device of a party (a resident or an organisation) with its public key."""
+
     owner_id: int
     kind: str
     public_key: bytes

@@ -13,12 +13,16 @@ WALLET_BASE = 1 << 62
 WALLET_CODE = 10
 #: Every resident holds one wallet per ledger; none but the energy record may go below zero.
 WALLET_LEDGERS: tuple[Ledger, ...] = (Ledger.CREDIT, Ledger.ENERGY, Ledger.CARBON, Ledger.INR)
-MAX_RESIDENT_ID = (1 << 58) - 1
+#: Parties (residents and organisations, see `domain.organisations`) share one id space:
+#: residents are numbered from 1, organisations from ORG_ID_BASE.
+ORG_ID_BASE = 1 << 57
+MAX_RESIDENT_ID = ORG_ID_BASE - 1
+MAX_PARTY_ID = (1 << 58) - 1
 
 
-def owner_of(resident_id: int) -> str:
-    """The `owner` an account of this resident carries."""
-    return f"resident:{resident_id}"
+def owner_of(party_id: int) -> str:
+    """The `owner` an account of this party carries: `resident:N` or `org:N`."""
+    return f"org:{party_id}" if party_id >= ORG_ID_BASE else f"resident:{party_id}"
 
 
 def resident_of(owner: str | None) -> int | None:
@@ -29,21 +33,22 @@ def resident_of(owner: str | None) -> int | None:
     return int(tail) if tail.isdigit() else None
 
 
-def wallet_account_id(resident_id: int, ledger: Ledger) -> int:
-    if not 1 <= resident_id <= MAX_RESIDENT_ID:
-        raise ValueError("resident ids are 1 … 2^58-1")
-    return WALLET_BASE | (resident_id << 3) | int(ledger)
+def wallet_account_id(party_id: int, ledger: Ledger) -> int:
+    """A party's (a resident's or an organisation's) wallet on `ledger`."""
+    if not 1 <= party_id <= MAX_PARTY_ID:
+        raise ValueError("party ids are 1 … 2^58-1")
+    return WALLET_BASE | (party_id << 3) | int(ledger)
 
 
-def wallet_accounts(resident_id: int) -> list[NewAccount]:
+def wallet_accounts(party_id: int) -> list[NewAccount]:
     no_overdraft = int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS)
     return [
         NewAccount(
-            wallet_account_id(resident_id, ledger),
+            wallet_account_id(party_id, ledger),
             ledger,
             WALLET_CODE,
             0 if ledger == Ledger.ENERGY else no_overdraft,
-            owner_of(resident_id),
+            owner_of(party_id),
         )
         for ledger in WALLET_LEDGERS
     ]

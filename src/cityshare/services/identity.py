@@ -16,6 +16,8 @@ from cityshare.domain import commands
 from cityshare.domain.devices import LABEL_RE as DEVICE_LABEL_RE
 from cityshare.domain.devices import DeviceKind, encode_public_key, new_device_id
 from cityshare.domain.ledger import AccountState, CreateAccountResult
+from cityshare.domain.organisations import NAME_RE as ORG_NAME_RE
+from cityshare.domain.organisations import ORG_ID_BASE, OrgKind, is_organisation
 from cityshare.domain.residents import WALLET_LEDGERS, wallet_account_id, wallet_accounts
 from cityshare.services.ledger import open_accounts
 from cityshare.services.unit_of_work import AbstractUnitOfWork
@@ -24,6 +26,7 @@ from cityshare.store.identity_repo import (
     DeviceKeyRow,
     DeviceRow,
     EnrolmentRow,
+    OrganisationRow,
     ResidentRow,
 )
 from cityshare.store.tables import access_records, device_keys, enrolments, residents
@@ -109,8 +112,17 @@ def access_entry(row: AccessRow) -> bytes:
     )
 
 
+def organisation_entry(row: OrganisationRow) -> bytes:
+    return entries.encode_record(
+        "organisation",
+        {"id": row.id, "kind": row.kind, "name": row.name, "domain": row.domain,
+         "at": row.created_at},
+    )  # fmt: skip
+
+
 #: JSON entry type -> (table, how a stored row of it is encoded). `audit verify` walks this.
 RECORD_ENCODERS: dict[str, tuple[str, Callable[[Mapping[str, Any]], bytes]]] = {
+    "organisation": ("organisations", lambda r: organisation_entry(OrganisationRow(**r))),
     "resident": ("residents", lambda r: resident_entry(ResidentRow(**r))),
     "enrolment": (
         "enrolments",
@@ -194,6 +206,49 @@ def enrol_resident(
     return Enrolled(resident.id, assertion.vid, created)
 
 
+#: Which domain each kind of organisation belongs to (an operator names its own).
+_ORG_DOMAINS = {OrgKind.PROVIDER: "energy", OrgKind.COMMUNITY: "energy"}
+_OPERATOR_DOMAINS = ("energy", "transit", "parking")
+
+
+def create_organisation(
+    cmd: commands.CreateOrganisation, uow: AbstractUnitOfWork
+) -> OrganisationRow:
+    try:
+        kind = OrgKind(cmd.kind)
+    except ValueError as exc:
+        kinds = ", ".join(k.value for k in OrgKind)
+        raise IdentityError("invalid_kind", f"an organisation is one of: {kinds}") from exc
+    if not ORG_NAME_RE.match(cmd.name):
+        raise IdentityError("invalid_name", "a name is 1-100 letters, digits and punctuation")
+    if kind == OrgKind.OPERATOR:
+        if cmd.domain not in _OPERATOR_DOMAINS:
+            raise IdentityError(
+                "invalid_domain", f"an operator runs one of: {', '.join(_OPERATOR_DOMAINS)}"
+            )
+        domain = cmd.domain
+    else:
+        domain = _ORG_DOMAINS[kind]
+        if cmd.domain not in (None, domain):
+            raise IdentityError("invalid_domain", f"a {kind} belongs to the {domain} domain")
+    with uow:
+        last = uow.ledger.lock_ledger()
+        repo = uow.identity
+        if repo.organisation_named(cmd.name) is not None:
+            raise IdentityError("name_taken", "an organisation of that name exists")
+        row = OrganisationRow(
+            repo.next_organisation_id(ORG_ID_BASE), kind.value, cmd.name, domain,
+            uow.clock.now_ns(),
+        )  # fmt: skip
+        repo.insert_organisation(row)
+        uow.log.append([organisation_entry(row)])
+        results = open_accounts(uow, wallet_accounts(row.id), last_timestamp=last, atomic=True)
+        if any(r != CreateAccountResult.CREATED for r in results):
+            raise RuntimeError(f"wallets of new organisation {row.id} exist already")
+        uow.commit()
+    return row
+
+
 def register_device(cmd: commands.RegisterDevice, uow: AbstractUnitOfWork) -> DeviceRow:
     kind = _device_kind(cmd.kind)
     if cmd.label is not None and not DEVICE_LABEL_RE.match(cmd.label):
@@ -203,9 +258,12 @@ def register_device(cmd: commands.RegisterDevice, uow: AbstractUnitOfWork) -> De
     with uow:
         uow.ledger.lock_ledger()
         repo = uow.identity
-        if repo.resident(cmd.owner_id) is None:
+        if is_organisation(cmd.owner_id):
+            if repo.organisation(cmd.owner_id) is None:
+                raise IdentityError("not_found", "no such organisation")
+        elif repo.resident(cmd.owner_id) is None:
             raise IdentityError("not_found", "no such resident")
-        if len(repo.devices_of(cmd.owner_id)) >= MAX_DEVICES_PER_RESIDENT:
+        elif len(repo.devices_of(cmd.owner_id)) >= MAX_DEVICES_PER_RESIDENT:
             raise IdentityError("too_many_devices", f"at most {MAX_DEVICES_PER_RESIDENT} devices")
         if repo.key_exists(cmd.public_key):
             raise IdentityError("key_in_use", "this public key is already registered")
@@ -351,3 +409,54 @@ def access_log(
 ) -> list[AccessRow]:
     with uow:
         return uow.identity.access_of(resident_id, after=after, limit=limit)
+
+
+@dataclass(frozen=True, slots=True)
+class OrganisationData:
+    organisation: OrganisationRow
+    wallets: list[AccountState]
+    devices: list[DeviceView]
+
+
+def organisations(uow: AbstractUnitOfWork, kind: str | None = None) -> list[OrganisationRow]:
+    with uow:
+        return uow.identity.organisations(kind)
+
+
+def organisation_data(uow: AbstractUnitOfWork, org_id: int) -> OrganisationData | None:
+    """An organisation with its wallets and devices (None if there is no such one)."""
+    if not is_organisation(org_id):
+        return None
+    with uow:
+        repo = uow.identity
+        org = repo.organisation(org_id)
+        if org is None:
+            return None
+        ids = [wallet_account_id(org_id, ledger) for ledger in WALLET_LEDGERS]
+        accounts = uow.ledger.load_accounts(ids)
+        owned = repo.devices_of(org_id)
+        keys = repo.keys_of([d.id for d in owned])
+    return OrganisationData(
+        org,
+        [accounts[i] for i in ids if i in accounts],
+        [DeviceView(d, [k for k in keys if k.device_id == d.id]) for d in owned],
+    )
+
+
+def staff_org_problem(
+    uow: AbstractUnitOfWork, role: str, domain: str | None, org_id: int | None
+) -> str | None:
+    """Why a staff credential may not name `org_id` (None when it may, or names none)."""
+    if org_id is None:
+        return None
+    if role != "operator":
+        return "only an operator credential acts for an organisation"
+    if not is_organisation(org_id):
+        return "no such organisation"
+    with uow:
+        org = uow.identity.organisation(org_id)
+    if org is None:
+        return "no such organisation"
+    if org.domain != domain:
+        return f"the organisation is in the {org.domain} domain"
+    return None

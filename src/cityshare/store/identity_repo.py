@@ -19,8 +19,18 @@ from cityshare.store.tables import (
     device_keys,
     devices,
     enrolments,
+    organisations,
     residents,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class OrganisationRow:
+    id: int
+    kind: str
+    name: str
+    domain: str | None
+    created_at: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +149,37 @@ class IdentityRepository:
             if latest is not None and latest.vid == vid:
                 return latest.resident_id
         return None
+
+    # -- organisations ---------------------------------------------------------------------
+
+    def next_organisation_id(self, base: int) -> int:
+        current = self.conn.execute(select(func.max(organisations.c.id))).scalar()
+        return base if current is None else int(current) + 1
+
+    def insert_organisation(self, row: OrganisationRow) -> None:
+        self.conn.execute(
+            organisations.insert().values(
+                id=row.id,
+                kind=row.kind,
+                name=row.name,
+                domain=row.domain,
+                created_at=row.created_at,
+            )
+        )
+
+    def organisation(self, org_id: int) -> OrganisationRow | None:
+        row = self.conn.execute(select(organisations).where(organisations.c.id == org_id)).first()
+        return None if row is None else OrganisationRow(*row)
+
+    def organisation_named(self, name: str) -> OrganisationRow | None:
+        row = self.conn.execute(select(organisations).where(organisations.c.name == name)).first()
+        return None if row is None else OrganisationRow(*row)
+
+    def organisations(self, kind: str | None = None) -> list[OrganisationRow]:
+        query = select(organisations).order_by(organisations.c.id)
+        if kind is not None:
+            query = query.where(organisations.c.kind == kind)
+        return [OrganisationRow(*row) for row in self.conn.execute(query)]
 
     # -- devices ---------------------------------------------------------------------------
 

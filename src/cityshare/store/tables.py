@@ -159,6 +159,19 @@ enrolments = Table(
     Index("ix_enrolments_vid", "vid"),
 )
 
+#: Parties besides residents (domain.organisations): operators, providers, community assets.
+#: Their ids start at ORG_ID_BASE; they own devices and wallets as residents do.
+organisations = Table(
+    "organisations",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=False),
+    Column("kind", String(16), nullable=False),
+    Column("name", String(100), nullable=False, unique=True),
+    #: An operator's domain (energy, transit, parking); none for other kinds.
+    Column("domain", String(16), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
 devices = Table(
     "devices",
     metadata,

@@ -57,12 +57,12 @@ def _now(platform: PlatformDep) -> int:
     return platform.clock.now_ns() // 1_000_000_000
 
 
-def _refused(exc: IdentityError) -> ApiError:
+def refused(exc: IdentityError) -> ApiError:
     status = 404 if exc.code == "not_found" else 409 if exc.code in _CONFLICTS else 422
     return ApiError(status, exc.code, str(exc))
 
 
-_CONFLICTS = {"assertion_replayed", "vid_in_use", "key_in_use", "device_revoked"}
+_CONFLICTS = {"assertion_replayed", "vid_in_use", "key_in_use", "device_revoked", "name_taken"}
 
 
 # -- enrolment and credentials ---------------------------------------------------------------
@@ -78,7 +78,7 @@ def enrol(platform: PlatformDep, body: EnrolIn, response: Response) -> EnrolledO
     try:
         enrolled = platform.bus.handle(commands.EnrolResident(body.assertion))
     except IdentityError as exc:
-        raise _refused(exc) from exc
+        raise refused(exc) from exc
     principal = Principal(
         f"resident-{enrolled.resident_id}", Role.RESIDENT, resident_id=enrolled.resident_id
     )
@@ -108,11 +108,13 @@ def issue_credential(
     _: AdminDep,
 ) -> CredentialOut:
     purposes = frozenset(body.purposes)
-    problem = check_grant(body.role, body.domain, purposes)
+    problem = check_grant(body.role, body.domain, purposes) or identity.staff_org_problem(
+        platform.uow(), body.role, body.domain, body.org_id
+    )
     if problem is not None:
         raise ApiError(422, "invalid_grant", problem)
     issued = platform.tokens.issue(
-        Principal(body.subject, body.role, purposes, body.domain),
+        Principal(body.subject, body.role, purposes, body.domain, org_id=body.org_id),
         now=_now(platform),
         ttl=body.ttl_seconds,
     )
@@ -190,7 +192,7 @@ def register_device(platform: PlatformDep, principal: ResidentDep, body: DeviceI
     except DeviceError as exc:
         raise ApiError(422, "invalid_key", str(exc)) from exc
     except IdentityError as exc:
-        raise _refused(exc) from exc
+        raise refused(exc) from exc
     view = identity.device(platform.uow(), row.id)
     assert view is not None
     return DeviceOut.of(view)
@@ -212,7 +214,7 @@ def rotate_key(
     except DeviceError as exc:
         raise ApiError(422, "invalid_key", str(exc)) from exc
     except IdentityError as exc:
-        raise _refused(exc) from exc
+        raise refused(exc) from exc
     view = identity.device(platform.uow(), device_id)
     assert view is not None
     return DeviceOut.of(view)
@@ -229,7 +231,7 @@ def revoke_device(platform: PlatformDep, principal: ResidentDep, device_id: Devi
     try:
         platform.bus.handle(commands.RevokeDevice(principal.resident_id, device_id))
     except IdentityError as exc:
-        raise _refused(exc) from exc
+        raise refused(exc) from exc
     view = identity.device(platform.uow(), device_id)
     assert view is not None
     return DeviceOut.of(view)

@@ -1,0 +1,52 @@
+"""Bodies of the organisations API."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from cityshare.api.identity_schemas import DeviceOut, Strict, WalletOut, iso
+from cityshare.domain.organisations import NAME_RE, OrgKind
+from cityshare.services.identity import OrganisationData
+from cityshare.store.identity_repo import OrganisationRow
+
+
+class OrganisationIn(Strict):
+    kind: OrgKind
+    name: str = Field(min_length=1, max_length=100, pattern=NAME_RE.pattern)
+    domain: str | None = Field(
+        None,
+        description="An operator's domain: energy, transit or parking (providers and "
+        "community assets are energy).",
+    )
+
+
+class OrganisationOut(BaseModel):
+    id: int
+    kind: OrgKind
+    name: str
+    domain: str | None
+    created_at: str
+
+    @classmethod
+    def of(cls, row: OrganisationRow) -> OrganisationOut:
+        return cls(
+            id=row.id,
+            kind=OrgKind(row.kind),
+            name=row.name,
+            domain=row.domain,
+            created_at=iso(row.created_at),
+        )
+
+
+class OrganisationAccountOut(OrganisationOut):
+    wallets: list[WalletOut]
+    devices: list[DeviceOut]
+
+    @classmethod
+    def of(cls, data: OrganisationData) -> OrganisationAccountOut:  # type: ignore[override]
+        base = OrganisationOut.of(data.organisation)
+        return cls(
+            **base.model_dump(),
+            wallets=[WalletOut.of(a) for a in data.wallets],
+            devices=[DeviceOut.of(d) for d in data.devices],
+        )
