@@ -8,7 +8,7 @@ import typer
 from pydantic import SecretStr
 
 from cityshare import __version__
-from cityshare.cli import audit, bench, db, issuer, ledger, org, token, twin
+from cityshare.cli import audit, bench, db, device, issuer, ledger, org, token, twin
 from cityshare.cli.common import DB_OPTION, console, settings_with
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ app.add_typer(bench.app, name="bench")
 app.add_typer(issuer.app, name="issuer")
 app.add_typer(token.app, name="token")
 app.add_typer(org.app, name="org")
+app.add_typer(device.app, name="device")
 app.add_typer(twin.app, name="twin")
 app.add_typer(audit.app, name="audit")
 
