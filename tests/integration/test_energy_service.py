@@ -350,6 +350,49 @@ def test_anomalies_are_stored_and_logged_but_credit_nothing(
     audit_ok(platform)
 
 
+def test_a_backlog_split_across_workers_credits_what_orderly_delivery_does(
+    platform: Platform, clock: ManualClock
+) -> None:
+    """A meter back online uploads 17 hours of readings; two workers take alternate ones and
+    the odd ones commit first. No gap may be bridged: they all arrived within the horizon."""
+    orderly, split = resident_with_meter(platform, "asha"), resident_with_meter(platform, "bala")
+    late_evening(clock)
+
+    def backlog(meter: Meter) -> list[str]:
+        return [
+            meter.reading(seq, ist(6) + 900 * seq, 3 * seq, sum((j * 53) % 700 for j in range(seq)))
+            for seq in range(68)
+        ]
+
+    assert set(results(ingest(platform, backlog(orderly)))) == {"accepted"}
+    readings = backlog(split)
+    assert set(results(ingest(platform, readings[1::2], source="mqtt"))) == {"accepted"}
+    assert wallets(platform, split.resident_id)["ENERGY"] == 0  # the odd ones wait
+    clock.advance(5)
+    assert set(results(ingest(platform, readings[0::2], source="mqtt"))) == {"accepted"}
+    assert wallets(platform, split.resident_id) == wallets(platform, orderly.resident_id)
+    audit_ok(platform)
+
+
+def test_a_reading_lost_for_good_is_bridged_once_the_next_has_waited_the_horizon(
+    platform: Platform, clock: ManualClock
+) -> None:
+    meter = resident_with_meter(platform)
+    late_evening(clock)
+    r = [meter.reading(seq, ist(20) + 600 * seq, 0, 500 * seq) for seq in range(6)]
+    assert results(ingest(platform, [r[0], r[2], r[3]])) == ["accepted"] * 3
+    clock.advance(platform.tariff.gap_horizon_s - 1)
+    assert results(ingest(platform, [r[4]])) == ["accepted"]
+    assert wallets(platform, meter.resident_id)["ENERGY"] == 0  # still waiting for 1
+    clock.advance(1)
+    # The meter's next reading finds 2 overdue: the gap is bridged and everything credited.
+    assert results(ingest(platform, [r[5]])) == ["accepted"]
+    assert wallets(platform, meter.resident_id)["ENERGY"] == 2500
+    assert results(ingest(platform, [r[1]])) == ["accepted"]  # fills the profile only
+    assert wallets(platform, meter.resident_id)["ENERGY"] == 2500
+    audit_ok(platform)
+
+
 def test_readings_wait_for_a_missing_one_and_are_credited_when_it_comes(
     platform: Platform, clock: ManualClock
 ) -> None:

@@ -55,8 +55,9 @@ def run(
     device: Device = METER,
     tariff: Tariff = TARIFF,
     state: ChainState | None = None,
+    now: int = NOW_NS,
 ) -> list[Step]:
-    """Feed readings one at a time, as separate batches, and return every step taken."""
+    """Feed readings one at a time, as separate batches at `now`, and return every step."""
     steps: list[Step] = []
     waiting: dict[int, Reading] = {}
     for r in readings:
@@ -65,7 +66,7 @@ def run(
         if r.seq in waiting:
             continue  # a duplicate (the service drops these before the chain sees them)
         waiting[r.seq] = r
-        taken = advance(state, waiting, device, tariff, 1)
+        taken = advance(state, waiting, device, tariff, 1, now=now)
         if taken:
             state = taken[-1].state
         steps += taken
@@ -350,17 +351,28 @@ def test_readings_older_than_the_first_join_below_it() -> None:
 
 
 def test_a_missing_reading_holds_the_chain_until_the_gap_is_bridged() -> None:
-    horizon = TARIFF.gap_horizon_s
-    r = [reading(i, at(1) + 900 * i, 0, 100 * i) for i in range(40)]
-    steps = run([r[0], r[2], r[3]])  # 1 is missing: 2 and 3 wait
+    horizon_ns = TARIFF.gap_horizon_s * 10**9
+    r = [reading(i, at(1) + 900 * i, 0, 100 * i) for i in range(40)]  # received at NOW_NS
+    # 1 is missing: the rest wait, however much newer (device time) they are than the top.
+    steps = run([r[0], *r[2:]])
     assert [s.seq for s in steps] == [0]
-    last = horizon // 900 + 1
-    steps += run(r[2 : last + 1], state=steps[-1].state)
-    # Once a waiting reading is `gap_horizon_s` newer than the top, the gap is bridged.
+    assert run(r[2:], state=steps[-1].state, now=NOW_NS + horizon_ns - 1) == []
+    # Once a waiting reading has waited `gap_horizon_s` since it arrived, the gap is bridged.
+    steps += run(r[2:], state=steps[-1].state, now=NOW_NS + horizon_ns)
     assert [(s.seq, s.prev_seq) for s in steps[1:3]] == [(2, 0), (3, 2)]
-    assert credited(steps)[1] == 100 * last
+    assert credited(steps)[1] == 100 * 39
     # The missing reading, arriving after all, only fills the profile.
-    assert run([r[1]], state=steps[-1].state) == []
+    assert run([r[1]], state=steps[-1].state, now=NOW_NS + horizon_ns) == []
+
+
+def test_a_gap_below_the_chain_is_bridged_the_same_way() -> None:
+    horizon_ns = TARIFF.gap_horizon_s * 10**9
+    r = [reading(i, at(1) + 900 * i, 0, 100 * i) for i in range(6)]
+    steps = run([r[5], r[3], r[2]])  # 5 starts the chain; 4 is missing, so 3 and 2 wait
+    assert [s.seq for s in steps] == [5]
+    steps += run([r[3], r[2]], state=steps[-1].state, now=NOW_NS + horizon_ns)
+    assert [(s.seq, s.prev_seq) for s in steps[1:]] == [(3, 5), (2, 3)]
+    assert credited(steps)[1] == 300
 
 
 def intervals(steps: list[Step]) -> list[tuple[int, int, str, str, int, int]]:
@@ -376,13 +388,15 @@ def intervals(steps: list[Step]) -> list[tuple[int, int, str, str, int, int]]:
 
 READINGS = st.lists(
     st.tuples(
-        st.integers(min_value=1, max_value=900),  # seconds since the previous reading
+        st.integers(min_value=1, max_value=7200),  # seconds since the previous reading
         st.integers(min_value=0, max_value=3000),  # Wh imported meanwhile
         st.integers(min_value=0, max_value=20_000),  # Wh exported meanwhile
         st.booleans(),  # a meter reset here
     ),
     min_size=1,
-    max_size=20,  # at most 5 hours: within the gap horizon
+    # Up to 40 hours of device time: longer than the gap horizon, which counts arrival time,
+    # so however the readings are shuffled (all arriving at once) no gap is ever bridged.
+    max_size=20,
 )
 
 
@@ -433,7 +447,7 @@ def test_batches_of_any_shape_credit_the_same(order: list[int], data: st.DataObj
             inside = state is not None and state.base_seq <= r.seq <= state.top_seq
             if not inside:
                 waiting.setdefault(r.seq, r)
-        taken = advance(state, waiting, METER, TARIFF, 1)
+        taken = advance(state, waiting, METER, TARIFF, 1, now=NOW_NS)
         if taken:
             state = taken[-1].state
         steps += taken

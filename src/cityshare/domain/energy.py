@@ -23,11 +23,13 @@ shape, credits exactly what orderly delivery credits: duplicates are dropped by
 `(device, seq)` before they get here, and a late reading never re-credits an interval.
 
 A sequence number that never arrives would hold back everything beyond it, so once a reading
-waiting above the chain is `gap_horizon_s` newer (device time) than the top, the gap is
-*bridged*: the nearest waiting reading joins over it (and likewise below the base for one that
-much older). The missing reading, should it come after all, only fills the profile. This is
-where order can still matter: with a reading lost for good, which side of the gap the chain
-started on decides which side waits for the horizon.
+has waited above the chain for `gap_horizon_s` of *platform* time (since it was received), the
+gap is *bridged*: the nearest waiting reading joins over it (and likewise below the base). The
+missing reading, should it come after all, only fills the profile. The horizon is measured in
+arrival time, not device time, so a backlog (a meter back online after a day, split across
+workers in any order) that arrives within the horizon is never bridged and credits exactly what
+orderly delivery does. Only a reading lost for good (or later than the horizon) makes order
+matter: which side of the gap the chain started on decides which side waits.
 
 **Judging an interval** (previous reading p, current reading c, in sequence order), first rule
 that applies:
@@ -113,6 +115,7 @@ class Window:
 
 
 NORMAL = Window("normal", 0, 24 * 60, Fraction(1))
+_MAX_CACHED_MINUTES = 1 << 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,11 +145,25 @@ class Tariff:
     gap_horizon_s: int
     _zone: zoneinfo.ZoneInfo = field(init=False, repr=False, compare=False)
     _credit_den: int = field(init=False, repr=False, compare=False)
+    #: Ingestion asks for the same few answers for every interval (Fraction arithmetic and a
+    #: timezone conversion each), so they are computed once: window name -> that very window
+    #: (answered only for it, by identity) and its credit numerator; UTC minute -> window;
+    #: device kind -> carbon fraction (a kind with no factor raises every time).
+    _credit_nums: dict[str, tuple[Window, int]] = field(init=False, repr=False, compare=False)
+    _windows_by_minute: dict[int, Window] = field(init=False, repr=False, compare=False)
+    _carbon_fractions: dict[str, tuple[int, int]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_zone", zoneinfo.ZoneInfo(self.timezone))
         rates = [self.points_rate(w) for w in (NORMAL, *self.windows)]
         object.__setattr__(self, "_credit_den", math.lcm(*(r.denominator for r in rates)))
+        object.__setattr__(
+            self,
+            "_credit_nums",
+            {w.name: (w, self._credit_numerator(w)) for w in (NORMAL, *self.windows)},
+        )
+        object.__setattr__(self, "_windows_by_minute", {})
+        object.__setattr__(self, "_carbon_fractions", {})
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo:
@@ -163,19 +180,41 @@ class Tariff:
 
     def carbon_fraction(self, kind: str) -> tuple[int, int]:
         """Grams CO2e per Wh as (numerator, denominator)."""
-        f = self.carbon_factor(kind).g_per_wh
-        return f.numerator, f.denominator
+        known = self._carbon_fractions.get(kind)
+        if known is None:
+            f = self.carbon_factor(kind).g_per_wh
+            known = self._carbon_fractions[kind] = (f.numerator, f.denominator)
+        return known
 
     # -- smart credit points -----------------------------------------------------------------
 
     def window_at(self, ts: int) -> Window:
         """The time-of-day window holding the instant `ts` (unix seconds), in local time."""
+        cached = self._windows_by_minute.get(ts // 60)
+        if cached is not None:
+            return cached
         local = dt.datetime.fromtimestamp(ts, self._zone)
         minute = local.hour * 60 + local.minute
+        found = NORMAL
         for window in self.windows:
             if window.holds(minute):
-                return window
-        return NORMAL
+                found = window
+                break
+        # Every instant of a UTC minute has the same local minute when the offset is whole
+        # minutes and does not change within it (true of today's zones; some historical ones
+        # have offsets with seconds, and those minutes are never cached).
+        first = ts // 60 * 60
+        offsets = {
+            dt.datetime.fromtimestamp(t, self._zone).utcoffset() for t in (first, first + 59)
+        }
+        if len(offsets) == 1 and local.utcoffset() in offsets:
+            offset = local.utcoffset()
+            if offset is not None and offset.total_seconds() % 60 == 0:
+                cache = self._windows_by_minute
+                if len(cache) >= _MAX_CACHED_MINUTES:
+                    cache.clear()
+                cache[ts // 60] = found
+        return found
 
     def points_rate(self, window: Window) -> Fraction:
         """Milli-points per exported Wh in `window`."""
@@ -188,6 +227,12 @@ class Tariff:
         return self._credit_den
 
     def credit_numerator(self, window: Window) -> int:
+        known = self._credit_nums.get(window.name)
+        if known is not None and known[0] is window:
+            return known[1]
+        return self._credit_numerator(window)
+
+    def _credit_numerator(self, window: Window) -> int:
         rate = self.points_rate(window)
         return rate.numerator * (self._credit_den // rate.denominator)
 
@@ -575,19 +620,18 @@ class _Walk:
         window, d_imp, d_exp, grams, milli, c_carry, p_carry = self._credit(
             state, status, state.hw_ts, r.import_wh - state.hw_import, r.export_wh - state.hw_export
         )
+        # ChainState(...) rather than dataclasses.replace: this runs once per reading.
+        s = state
         if status in _MOVES:
-            new = replace(
-                state,
-                top_seq=r.seq,
-                top_ts=r.ts,
-                hw_ts=r.ts,
-                hw_import=r.import_wh,
-                hw_export=r.export_wh,
-                carbon_carry=c_carry,
-                credit_carry=p_carry,
-            )
+            new = ChainState(
+                s.base_seq, s.base_ts, s.base_import, s.base_export, r.seq, r.ts, r.ts,
+                r.import_wh, r.export_wh, c_carry, p_carry, s.tariff_id,
+            )  # fmt: skip
         else:
-            new = replace(state, top_seq=r.seq)
+            new = ChainState(
+                s.base_seq, s.base_ts, s.base_import, s.base_export, r.seq, s.top_ts, s.hw_ts,
+                s.hw_import, s.hw_export, s.carbon_carry, s.credit_carry, s.tariff_id,
+            )  # fmt: skip
         self.steps.append(
             Step(
                 r.seq,
@@ -622,18 +666,17 @@ class _Walk:
             state.base_import - r.import_wh,
             state.base_export - r.export_wh,
         )
+        s = state
         if status in _MOVES:
-            new = replace(
-                state,
-                base_seq=r.seq,
-                base_ts=r.ts,
-                base_import=r.import_wh,
-                base_export=r.export_wh,
-                carbon_carry=c_carry,
-                credit_carry=p_carry,
-            )
+            new = ChainState(
+                r.seq, r.ts, r.import_wh, r.export_wh, s.top_seq, s.top_ts, s.hw_ts,
+                s.hw_import, s.hw_export, c_carry, p_carry, s.tariff_id,
+            )  # fmt: skip
         else:
-            new = replace(state, base_seq=r.seq)
+            new = ChainState(
+                r.seq, s.base_ts, s.base_import, s.base_export, s.top_seq, s.top_ts, s.hw_ts,
+                s.hw_import, s.hw_export, s.carbon_carry, s.credit_carry, s.tariff_id,
+            )  # fmt: skip
         self.steps.append(
             Step(
                 r.seq,
@@ -658,11 +701,14 @@ def advance(
     device: Device,
     tariff: Tariff,
     tariff_id: int,
+    *,
+    now: int,
 ) -> list[Step]:
-    """Join every reading of `waiting` (seq -> reading) that can join the chain now, in the
-    order the module docstring gives; they are removed from `waiting`. Returns the steps taken
-    (the last one holds the new state). `state` must already use `tariff_id`'s denominators
-    (see :func:`rescale_carries`)."""
+    """Join every reading of `waiting` (seq -> reading) that can join the chain now (`now`, ns
+    since the epoch, decides which gaps have waited long enough to be bridged), in the order
+    the module docstring gives; they are removed from `waiting`. Returns the steps taken (the
+    last one holds the new state). `state` must already use `tariff_id`'s denominators (see
+    :func:`rescale_carries`)."""
     walk = _Walk(device, tariff, tariff_id)
     if state is None:
         # The first usable reading to arrive starts the chain (`waiting` keeps arrival order).
@@ -672,18 +718,19 @@ def advance(
         if first is None:
             return []
         state = walk.start(waiting.pop(first))
-    horizon = tariff.gap_horizon_s
+    # Readings received at or before this instant have waited out the horizon.
+    overdue = now - tariff.gap_horizon_s * 1_000_000_000
     while True:
         while state.top_seq + 1 in waiting:
             state = walk.up(state, waiting.pop(state.top_seq + 1))
         while state.base_seq - 1 in waiting:
             state = walk.down(state, waiting.pop(state.base_seq - 1))
         above = [s for s in waiting if s > state.top_seq]
-        if above and max(waiting[s].ts for s in above) >= state.top_ts + horizon:
+        if above and min(waiting[s].received_at for s in above) <= overdue:
             state = walk.up(state, waiting.pop(min(above)))  # bridge the gap above
             continue
         below = [s for s in waiting if s < state.base_seq]
-        if below and min(waiting[s].ts for s in below) <= state.base_ts - horizon:
+        if below and min(waiting[s].received_at for s in below) <= overdue:
             state = walk.down(state, waiting.pop(max(below)))  # and the gap below
             continue
         return walk.steps
