@@ -13,9 +13,17 @@ transfers, append every record to the audit log, sign a checkpoint, one durable 
 report splits the time into signature checking (`ReadingVerifier.check`: parse, key lookup,
 verify) and the rest (the write transaction).
 
-`--workers W` checks signatures in W processes; `--pipeline` checks batch k+1 in a thread
-(and so in the pool, or in this process) while batch k is written, through the same two
-service functions the handler runs one after the other.
+`--workers W` parses and checks signatures in W processes; `--pipeline` checks batch k+1 in a
+thread (and so in the pool, or in this process) while batch k is written, through the same
+two service functions the handler runs one after the other. Pipelined, the two times overlap
+and do not add up to the run's.
+
+The report also gives what bounds the rate on this machine: one core's parse and Ed25519
+times (`single_core`), and the CPU time per reading of this process (all its threads) and of
+the verifier's pool (`cpu`), with the rate every core would reach doing nothing else (the
+PostgreSQL server's own CPU, on the same machine, is not counted). `--audit` runs
+`cityshare audit verify` on the result (untimed); `--keep DIR` leaves the database and the
+log's key there.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import base64
 import datetime as dt
 import json
 import math
+import multiprocessing
 import os
 import platform as platform_info
 import queue
@@ -45,6 +54,7 @@ from cityshare.config import Settings
 from cityshare.domain import commands
 from cityshare.domain.identity import new_vid
 from cityshare.domain.residents import wallet_accounts
+from cityshare.services import audit as audit_service
 from cityshare.services import energy, identity
 from cityshare.services import ledger as ledger_service
 from cityshare.services.unit_of_work import SqlUnitOfWork
@@ -176,13 +186,52 @@ def _b32(rng: random.Random) -> str:
     return base64.b32encode(rng.randbytes(10)).decode().lower()
 
 
-def _verify_rate(sample: list[str], keys: dict[str, bytes]) -> float:
-    """Single-core Ed25519 verifications per second on `sample` (parse included)."""
+def _single_core(sample: list[str], keys: dict[str, bytes]) -> dict[str, float]:
+    """One core checking `sample` (in this process, untimed by the run): parsing, Ed25519
+    verification (libsodium), and the readings per second both make."""
     started = time.perf_counter()
-    for token in sample:
-        r = parse(token)
+    parsed = [parse(token) for token in sample]
+    parse_s = time.perf_counter() - started
+    started = time.perf_counter()
+    for r in parsed:
         signature_valid(keys[r.device_id], r.signing_input, r.signature)
-    return len(sample) / (time.perf_counter() - started)
+    verify_s = time.perf_counter() - started
+    n = len(sample)
+    return {
+        "per_s": round(n / (parse_s + verify_s), 1),
+        "parse_us": round(parse_s / n * 1e6, 1),
+        "signature_us": round(verify_s / n * 1e6, 1),
+    }
+
+
+def _pool_cpu() -> float:
+    """CPU seconds (user + system) used so far by this process's live multiprocessing
+    children (the verifier's pool), from /proc (0 where there is none)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for child in multiprocessing.active_children():
+        try:
+            stat = Path(f"/proc/{child.pid}/stat").read_text()
+            fields = stat.rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime and stime (fields 14 and 15)
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / ticks
+
+
+def _cpu_report(n: int, own: float, pool: float) -> dict[str, float | int]:
+    """CPU time per reading, of this process (every thread) and of the verifier's pool; and
+    the rate all cores would reach if they did nothing else (PostgreSQL's own processes are
+    not counted)."""
+    total = own + pool
+    cores = os.cpu_count() or 1
+    return {
+        "this_process_us_per_reading": round(own / n * 1e6, 1),
+        "pool_us_per_reading": round(pool / n * 1e6, 1),
+        "total_us_per_reading": round(total / n * 1e6, 1),
+        "cores": cores,
+        "all_cores_per_s": round(cores * n / total, 1) if total else 0.0,
+    }
 
 
 def run(
@@ -195,12 +244,22 @@ def run(
     pipeline: bool = False,
     seed: int = 20261125,
     progress: Progress | None = None,
+    keep: Path | None = None,
+    audit: bool = False,
 ) -> dict[str, Any]:
+    """`keep`: a folder for the SQLite database (when no `database_url` is given) and the
+    log's verifier key (`log.vkey`), left for `cityshare audit verify`. `audit`: run that
+    verification on the result (untimed) and report it."""
     with tempfile.TemporaryDirectory(prefix="cityshare-bench-") as tmp:
-        url = database_url or f"sqlite:///{Path(tmp) / 'bench.db'}"
+        folder = Path(tmp) if keep is None else keep
+        folder.mkdir(parents=True, exist_ok=True)
+        url = database_url or f"sqlite:///{folder / 'bench.db'}"
+        if keep is not None and database_url is None and (folder / "bench.db").exists():
+            raise ValueError(f"{folder / 'bench.db'} exists: keep a run in an empty folder")
+        signer = note.Signer.generate("bench.cityshare.local/log")
         settings = Settings(
             database_url=url,
-            log_key=SecretStr(note.Signer.generate("bench.cityshare.local/log").skey),
+            log_key=SecretStr(signer.skey),
             token_key=SecretStr(note.Signer.generate("bench.cityshare.local/tokens").skey),
             pseudonym_secret=SecretStr(secrets.token_urlsafe(32)),
             key_dir=Path(tmp) / "keys",
@@ -210,11 +269,28 @@ def run(
         clock = ManualClock((START - 3600) * 1_000_000_000)
         platform = bootstrap(settings, clock=clock)
         try:
-            return _run(
+            result = _run(
                 platform, clock, devices, intervals, batch, workers, pipeline, seed, progress
             )
+            if audit:
+                started = time.perf_counter()
+                report = audit_service.verify(
+                    SqlUnitOfWork(platform.engine, write=False), signer.verifier
+                )
+                found = report.as_dict()
+                result["audit"] = {
+                    "ok": report.ok,
+                    "seconds": round(time.perf_counter() - started, 1),
+                    "checked": found["checked"],
+                    "problem_count": found["problem_count"],
+                    "problems": [p["message"] for p in found["problems"][:10]],
+                }
         finally:
             platform.close()
+        if keep is not None:
+            (folder / "log.vkey").write_text(signer.verifier.vkey + "\n")
+            result["kept"] = {"database_url": url, "log_key": str(folder / "log.vkey")}
+        return result
 
 
 def _batches(readings: list[list[str]], batch: int) -> Iterator[list[str]]:
@@ -258,6 +334,7 @@ def _run(
 
     verifier.check = timed_check  # type: ignore[method-assign]
     stored = intervals_credited = 0
+    cpu_started = time.process_time(), _pool_cpu()
     started = time.perf_counter()
     if pipeline:
         stored, intervals_credited, write_seconds = _pipelined(platform, readings, batch, progress)
@@ -270,12 +347,15 @@ def _run(
                 progress(len(chunk))
         write_seconds = 0.0
     seconds = time.perf_counter() - started
+    own_cpu = time.process_time() - cpu_started[0]
+    pool_cpu = _pool_cpu() - cpu_started[1]
     verifier.check = real_check  # type: ignore[method-assign]
     if not pipeline:
         write_seconds = seconds - verify_seconds
 
     public = {d: bytes(k.verify_key) for d, k in keys}
     sample = [t for row in readings for t in row][: min(total, 5_000)]
+    single = _single_core(sample, public)
     report = ledger_service.check_invariants(platform.uow())
     with platform.uow() as uow:
         leaves = uow.log.size()
@@ -301,7 +381,9 @@ def _run(
             "verify_us_per_reading": round(verify_seconds / total * 1e6, 1),
             "write_us_per_reading": round(write_seconds / total * 1e6, 1),
         },
-        "single_core_verify_per_s": round(_verify_rate(sample, public), 1),
+        "single_core_verify_per_s": single["per_s"],
+        "single_core": single,
+        "cpu": _cpu_report(total, own_cpu, pool_cpu),
         "setup_seconds": round(setup_seconds, 1),
         "invariants_ok": report.ok,
         "machine": machine(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -25,11 +26,45 @@ def ingest_bench(
     database_url: str | None = typer.Option(
         None, "--db", help="Database URL (default: a fresh SQLite file in a temporary folder)."
     ),
+    keep: Path | None = typer.Option(
+        None,
+        "--keep",
+        help="Keep the SQLite database (DIR/bench.db) and the log's key (DIR/log.vkey) for "
+        '`cityshare audit verify --db sqlite:///DIR/bench.db --log-key "$(cat DIR/log.vkey)"`.',
+    ),
+    audit: bool = typer.Option(
+        False, "--audit", help="Then run `cityshare audit verify` on the result (untimed)."
+    ),
+    via: str = typer.Option(
+        "direct",
+        "--via",
+        help="direct: IngestReadings on the bus in this process; mqtt: published to a broker "
+        "and ingested by `cityshare ingest mqtt` workers (first publish to last commit).",
+    ),
+    broker: str | None = typer.Option(
+        None, "--broker", help="With --via mqtt: mqtt://host:port (default: a local mosquitto)."
+    ),
+    mqtt_workers: int = typer.Option(
+        1, "--mqtt-workers", min=1, max=64, help="With --via mqtt: worker processes."
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Signed meter readings end to end (verify, deduplicate, credit, log, durable commit):
     readings per second, and how much of the time is signature checking."""
     from cityshare.bench import ingest as scenario
+
+    if via != "direct":
+        from cityshare.cli.ingest import bench_via_mqtt
+
+        direct_only = {"--pipeline": pipeline, "--keep": keep is not None, "--audit": audit}
+        bench_via_mqtt(
+            via, devices, intervals, batch, workers, [k for k, v in direct_only.items() if v],
+            database_url, broker, mqtt_workers, as_json,
+        )  # fmt: skip
+        return
+
+    if keep is not None and database_url is None and (keep / "bench.db").exists():
+        raise typer.BadParameter(f"{keep / 'bench.db'} exists: keep a run in a new folder")
 
     def measure(progress: scenario.Progress | None = None) -> dict[str, Any]:
         return scenario.run(
@@ -40,6 +75,8 @@ def ingest_bench(
             workers=workers,
             pipeline=pipeline,
             progress=progress,
+            keep=keep,
+            audit=audit,
         )
 
     if as_json:
@@ -70,3 +107,18 @@ def ingest_bench(
         f"{result['intervals_credited']:,} intervals credited, {result['log_leaves']:,} log "
         f"leaves, invariants {'ok' if result['invariants_ok'] else 'BROKEN'}"
     )
+    cpu = result["cpu"]
+    console.print(
+        f"CPU per reading: {cpu['this_process_us_per_reading']} µs in this process, "
+        f"{cpu['pool_us_per_reading']} µs in the verifier pool; all {cpu['cores']} cores doing "
+        f"only this would ingest {cpu['all_cores_per_s']:,.0f} readings/s"
+    )
+    if "audit" in result:
+        found = result["audit"]
+        console.print(
+            f"audit verify: {'ok' if found['ok'] else 'FAILED'} ({found['seconds']} s)"
+            + "".join(f"\n  {p}" for p in found["problems"])
+        )
+    if "kept" in result:
+        kept = result["kept"]
+        console.print(f"kept {kept['database_url']} (log key in {kept['log_key']})")

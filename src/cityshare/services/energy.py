@@ -3,8 +3,9 @@
 One handler for every door (HTTP now; MQTT and OCPP hand over the same `IngestReadings`):
 
 1. **Verify, outside the write lock.** Each item is parsed (`trust.readings`), its device and
-   keys are looked up for the whole batch in one read query, and signatures are checked, in a
-   process pool across cores when the batch is large and `CITYSHARE_VERIFY_WORKERS` > 0.
+   keys are looked up for the whole batch in one read query, and signatures are checked; when
+   the batch is large and `CITYSHARE_VERIFY_WORKERS` > 0, parsing and checking run in a
+   process pool across cores (this process reads only the headers, to look devices up).
 2. **Write, in one transaction under the ledger lock.** Keys revoked meanwhile are refused;
    readings are deduplicated by (device, seq) against the store and the batch (a replay or a
    retried batch changes nothing: "duplicate"); new readings are stored; each device's chain
@@ -35,15 +36,17 @@ postings) would collide with a probability near 10%.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import enum
 import logging
 import multiprocessing
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from json.encoder import encode_basestring_ascii as json_string
+from typing import Any, cast
 
 from cityshare.domain import commands, events
 from cityshare.domain.energy import (
@@ -71,6 +74,7 @@ from cityshare.domain.residents import wallet_account_id
 from cityshare.services.ledger import open_accounts, post_transfers
 from cityshare.services.unit_of_work import AbstractUnitOfWork
 from cityshare.store.energy_repo import (
+    DeviceKey,
     DeviceKeys,
     IntervalRow,
     IntervalSums,
@@ -78,7 +82,7 @@ from cityshare.store.energy_repo import (
     TariffRow,
 )
 from cityshare.trust import entries
-from cityshare.trust.readings import ReadingError, SignedReading, parse, which_key
+from cityshare.trust.readings import Job, ReadingError, SignedReading, parse, which_key
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +113,15 @@ class EnergyCode(enum.IntEnum):
     ENERGY_IMPORT = 4004  # Wh the resident took from it
 
 
+#: Platform postings own the ids from 2^61 up, in disjoint ranges: billing [2^61, 2^62),
+#: energy [2^62, 2^62 + 2^60), community payouts [2^62 + 3 * 2^60, 2^63) (see
+#: tests/unit/test_transfer_ids.py); clients choose ids below 2^61.
+MAX_INTERVAL_ID = (1 << 58) - 1
+
+
 def transfer_id(interval_id: int, code: EnergyCode) -> int:
+    if not 0 < interval_id <= MAX_INTERVAL_ID:
+        raise ValueError("interval ids are 1 … 2^58-1")
     return ENERGY_TRANSFER_BASE | (interval_id << 2) | (code - EnergyCode.EXPORT_CREDIT)
 
 
@@ -138,12 +150,61 @@ _INTERVAL_FIELDS = (
 )  # fmt: skip
 
 
+class _RecordTemplate:
+    """`entries.encode_record(record_type, dict(zip(fields, row)))`, byte for byte, for rows of
+    integers and strings, from one %-template (ingestion encodes two records per reading, and
+    json.dumps with sort_keys costs ~6 µs each; this ~1 µs). `audit verify` re-encodes every
+    stored row with `encode_record` itself (`RECORD_ENCODERS`), so a difference would show."""
+
+    def __init__(self, record_type: str, fields: Sequence[str], text: frozenset[str]) -> None:
+        names = sorted((*fields, "type"))
+        parts = []
+        for name in names:
+            if name == "type":
+                value = json_string(record_type).replace("%", "%%")
+            else:
+                # json.dumps writes an int with int.__repr__ (as %d does) and a str with
+                # encode_basestring_ascii (ensure_ascii=True); %d refuses None, a str or a float.
+                value = "%s" if name in text else "%d"
+            parts.append(f"{json_string(name)}:{value}")
+        self.template = "{" + ",".join(parts) + "}"
+        order = [fields.index(n) for n in names if n != "type"]
+        self.order = order
+        self.text_at = [i for i, n in enumerate(n for n in names if n != "type") if n in text]
+
+    def encode(self, row: Sequence[Any]) -> bytes:
+        values = [row[i] for i in self.order]
+        for i in self.text_at:
+            values[i] = json_string(values[i])
+        return (self.template % tuple(values)).encode("ascii")
+
+    def encode_all(self, rows: Iterable[Sequence[Any]]) -> list[bytes]:
+        order = self.order
+        text_at = self.text_at
+        template = self.template
+        out = []
+        for row in rows:
+            values = [row[i] for i in order]
+            for i in text_at:
+                values[i] = json_string(values[i])
+            out.append((template % tuple(values)).encode("ascii"))
+        return out
+
+
+_READINGS = _RecordTemplate(
+    "meter_reading", _READING_FIELDS, frozenset({"device_id", "source", "jws"})
+)
+_INTERVALS = _RecordTemplate(
+    "meter_interval", _INTERVAL_FIELDS, frozenset({"device_id", "status", "tod"})
+)
+
+
 def reading_entry(row: Sequence[Any]) -> bytes:
-    return entries.encode_record("meter_reading", dict(zip(_READING_FIELDS, row, strict=True)))
+    return _READINGS.encode(row)
 
 
 def interval_entry(row: Sequence[Any]) -> bytes:
-    return entries.encode_record("meter_interval", dict(zip(_INTERVAL_FIELDS, row, strict=True)))
+    return _INTERVALS.encode(row)
 
 
 def tariff_entry(row: TariffRow) -> bytes:
@@ -162,10 +223,14 @@ def tariff_entry(row: TariffRow) -> bytes:
 #: JSON entry type -> (table, how a stored row of it is encoded). `audit verify` walks this.
 RECORD_ENCODERS: dict[str, tuple[str, Callable[[Mapping[str, Any]], bytes]]] = {
     "tariff": ("tariffs", lambda r: tariff_entry(TariffRow(**r))),
-    "meter_reading": ("meter_readings", lambda r: reading_entry([r[f] for f in _READING_FIELDS])),
+    # The reference encoding (what `reading_entry` and `interval_entry` must match).
+    "meter_reading": (
+        "meter_readings",
+        lambda r: entries.encode_record("meter_reading", {f: r[f] for f in _READING_FIELDS}),
+    ),
     "meter_interval": (
         "meter_intervals",
-        lambda r: interval_entry([r[f] for f in _INTERVAL_FIELDS]),
+        lambda r: entries.encode_record("meter_interval", {f: r[f] for f in _INTERVAL_FIELDS}),
     ),
 }
 
@@ -194,10 +259,13 @@ class Checked:
 class ReadingVerifier:
     """Checks the form and signature of readings, in batches.
 
-    Devices and keys are looked up in one read query per batch (`read_uow`). Signatures are
-    checked in this process, or, for batches of at least `pool_threshold` when `workers` > 0,
-    in a pool of `workers` processes (started on first use, "spawn" so no lock or connection
-    of this process is inherited).
+    Devices and keys are looked up in one read query per batch (`read_uow`). Items are parsed
+    and their signatures checked in this process, or, for batches of at least
+    `pool_threshold` when `workers` > 0, in a pool of `workers` processes (started on first
+    use, "spawn" so no lock or connection of this process is inherited). In the pool case
+    this process only reads each item's header (the device it names, from a cache of headers
+    it has already parsed) to look the devices up; the workers parse and verify, so a writer
+    in this process keeps the interpreter to itself.
     """
 
     def __init__(
@@ -212,6 +280,8 @@ class ReadingVerifier:
         self.pool_threshold = pool_threshold
         self._pool: Executor | None = None
         self._lock = threading.Lock()
+        #: Header segment -> the device it names, for headers parsed here without error.
+        self._kids: dict[str, str] = {}
 
     def _executor(self) -> Executor:
         with self._lock:
@@ -228,52 +298,177 @@ class ReadingVerifier:
                 self._pool = None
 
     def check(self, items: Sequence[object]) -> Checked:
+        if self.workers > 0 and len(items) >= self.pool_threshold:
+            return self._check_in_pool(items)
         out = Checked()
+        rejected = out.rejected
         parsed: list[tuple[int, SignedReading]] = []
         for i, item in enumerate(items):
             try:
                 parsed.append((i, parse(item)))
             except ReadingError as exc:
-                out.rejected[i] = (exc.reason, None)
+                rejected[i] = (exc.reason, None)
         if not parsed:
             return out
-        with self.read_uow() as uow:
-            devices = uow.energy.device_keys({r.device_id for _, r in parsed})
-        jobs: list[tuple[list[bytes], bytes, bytes]] = []
-        candidates: list[tuple[int, SignedReading, DeviceKeys, list[int]]] = []
+        devices, orders = self._devices({r.device_id for _, r in parsed})
+        jobs: list[Job] = []
+        candidates: list[tuple[int, SignedReading, list[DeviceKey]]] = []
         for i, reading in parsed:
-            device = devices.get(reading.device_id)
-            if device is None:
-                out.rejected[i] = ("unknown_device", None)
-            elif device.kind not in METERED_KINDS:
-                out.rejected[i] = ("wrong_kind", None)
+            order = orders.get(reading.device_id, "unknown_device")
+            if isinstance(order, str):
+                rejected[i] = (order, None)
             else:
-                # Live keys first, then revoked ones (to tell "revoked key" from "forged").
-                keys = sorted(device.keys, key=lambda k: not k.live)
-                jobs.append(
-                    ([k.public_key for k in keys], reading.signing_input, reading.signature)
-                )
-                candidates.append((i, reading, device, [k.id for k in keys]))
-        for (i, reading, device, key_ids), found in zip(
-            candidates, self._which_keys(jobs), strict=True
-        ):
+                jobs.append((order[0], reading.signing_input, reading.signature))
+                candidates.append((i, reading, order[1]))
+        verified = out.verified
+        for (i, reading, keys), found in zip(candidates, which_key(jobs), strict=True):
             if found < 0:
-                out.rejected[i] = ("bad_signature", None)
+                rejected[i] = ("bad_signature", None)
                 continue
-            key = next(k for k in device.keys if k.id == key_ids[found])
+            key = keys[found]
+            device = devices[reading.device_id]
             if key.live:
-                out.verified.append(Verified(i, reading, device, key.id))
+                verified.append(Verified(i, reading, device, key.id))
             else:
-                out.rejected[i] = ("revoked_key", device.device_id)
+                rejected[i] = ("revoked_key", device.device_id)
         return out
 
-    def _which_keys(self, jobs: list[tuple[list[bytes], bytes, bytes]]) -> list[int]:
-        if self.workers <= 0 or len(jobs) < self.pool_threshold:
-            return which_key(jobs)
+    def _devices(
+        self, device_ids: set[str]
+    ) -> tuple[dict[str, DeviceKeys], dict[str, tuple[list[bytes], list[DeviceKey]] | str]]:
+        """The devices, and per device, once: its keys with the live ones first, then revoked
+        ones (to tell "revoked key" from "forged"), or why its readings are refused."""
+        with self.read_uow() as uow:
+            devices = uow.energy.device_keys(device_ids)
+        orders: dict[str, tuple[list[bytes], list[DeviceKey]] | str] = {}
+        for device_id, device in devices.items():
+            if device.kind not in METERED_KINDS:
+                orders[device_id] = "wrong_kind"
+            else:
+                keys = device.keys
+                if len(keys) > 1:
+                    keys = tuple(sorted(keys, key=lambda k: not k.live))
+                orders[device_id] = ([k.public_key for k in keys], list(keys))
+        return devices, orders
+
+    def _check_in_pool(self, items: Sequence[object]) -> Checked:
+        """`check` with parsing and verification in the pool: the same answers (a reading's
+        form is judged before its device, as in this process)."""
+        out = Checked()
+        rejected = out.rejected
+        kids: list[tuple[int, str]] = []
+        known = self._kids
+        for i, item in enumerate(items):
+            kid = known.get(item.partition(".")[0]) if type(item) is str else None
+            if kid is None:
+                try:
+                    kid = parse(item).device_id  # a header not seen yet, or a bad item
+                except ReadingError as exc:
+                    rejected[i] = (exc.reason, None)
+                    continue
+                if len(known) >= _MAX_KNOWN_HEADERS:
+                    known.clear()
+                known[cast(str, item).partition(".")[0]] = kid
+            kids.append((i, kid))
+        if not kids:
+            return out
+        devices, orders = self._devices({kid for _, kid in kids})
+        jobs: list[tuple[str, list[bytes]]] = []
+        candidates: list[tuple[int, str, list[DeviceKey]]] = []
+        for i, kid in kids:
+            order = orders.get(kid, "unknown_device")
+            token = cast(str, items[i])
+            if isinstance(order, str):
+                try:
+                    parse(token)  # its form first, as in-process
+                    rejected[i] = (order, None)
+                except ReadingError as exc:
+                    rejected[i] = (exc.reason, None)
+            else:
+                jobs.append((token, order[0]))
+                candidates.append((i, kid, order[1]))
         pool = self._executor()
         size = -(-len(jobs) // (self.workers * 4))
         chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
-        return [found for part in pool.map(which_key, chunks) for found in part]
+        answers = [a for part in pool.map(parse_and_verify, chunks) for a in part]
+        verified = out.verified
+        for (i, kid, keys), answer in zip(candidates, answers, strict=True):
+            if isinstance(answer, str):
+                rejected[i] = (answer, None)
+                continue
+            found, seq, ts, imported, exported, signing_input, signature = answer
+            if found < 0:
+                rejected[i] = ("bad_signature", None)
+                continue
+            key = keys[found]
+            device = devices[kid]
+            if key.live:
+                token = cast(str, items[i])
+                reading = SignedReading(
+                    kid, seq, ts, imported, exported, signing_input, signature, token
+                )
+                verified.append(Verified(i, reading, device, key.id))
+            else:
+                rejected[i] = ("revoked_key", device.device_id)
+        return out
+
+
+_MAX_KNOWN_HEADERS = 1 << 17
+
+#: The key id of an attested reading: none (key ids start at 1), so never a revoked one.
+ATTESTED_KEY_ID = 0
+_MAX_REGISTER = (1 << 63) - 1
+
+
+def check_attested(verifier: ReadingVerifier, items: Sequence[object]) -> Checked:
+    """`verifier.check` for a batch of the OCPP door (`IngestReadings` with source "ocpp"): its
+    `AttestedReading`s are verified as they are (the door authenticated the charger; the
+    owner named is the one credited), any other item is checked as usual."""
+    attested = commands.AttestedReading
+    rest = [(i, item) for i, item in enumerate(items) if type(item) is not attested]
+    signed = verifier.check([item for _, item in rest]) if rest else Checked()
+    out = Checked(
+        [dataclasses.replace(v, index=rest[v.index][0]) for v in signed.verified],
+        {rest[i][0]: why for i, why in signed.rejected.items()},
+    )
+    for i, item in enumerate(items):
+        if type(item) is not attested:
+            continue
+        values = (item.seq, item.ts, item.import_wh, item.export_wh, item.registered_at)
+        if item.kind not in METERED_KINDS:
+            out.rejected[i] = ("wrong_kind", None)
+        elif not 0 < len(item.device_id) <= 40 or not all(
+            type(v) is int and 0 <= v <= _MAX_REGISTER for v in values
+        ):
+            out.rejected[i] = ("invalid_claims", None)
+        else:
+            reading = SignedReading(
+                item.device_id, item.seq, item.ts, item.import_wh, item.export_wh, b"", b"",
+                item.evidence,
+            )  # fmt: skip
+            device = DeviceKeys(item.device_id, item.owner_id, item.kind, item.registered_at, ())
+            out.verified.append(Verified(i, reading, device, ATTESTED_KEY_ID))
+    return out
+
+
+#: What a pool worker answers for one item: why its form is refused, or (index of the key
+#: that signed it or -1, seq, ts, import_wh, export_wh, signing input, signature).
+PoolAnswer = str | tuple[int, int, int, int, int, bytes, bytes]
+
+
+def parse_and_verify(jobs: Sequence[tuple[str, Sequence[bytes]]]) -> list[PoolAnswer]:
+    """Parse each token and find which of its device's keys signed it (module-level: a pool
+    worker runs it on a chunk of (token, candidate public keys))."""
+    out: list[PoolAnswer] = []
+    for token, keys in jobs:
+        try:
+            r = parse(token)
+        except ReadingError as exc:
+            out.append(exc.reason)
+            continue
+        found = which_key([(keys, r.signing_input, r.signature)])[0]
+        out.append((found, r.seq, r.ts, r.import_wh, r.export_wh, r.signing_input, r.signature))
+    return out
 
 
 # -- the command handler ---------------------------------------------------------------------
@@ -311,7 +506,13 @@ def ingest_readings(
 ) -> IngestOutcome:
     if cmd.source not in SOURCES:
         raise ValueError(f"unknown source {cmd.source!r}")
-    checked = verifier.check(cmd.readings)
+    # Only the in-process OCPP door attests readings; from any other door such an item is
+    # not a JWS string, and is refused as malformed.
+    checked = (
+        check_attested(verifier, cmd.readings)
+        if cmd.source == "ocpp"
+        else verifier.check(cmd.readings)
+    )
     return ingest_checked(uow, len(cmd.readings), checked, source=cmd.source, tariff=tariff)
 
 
@@ -366,6 +567,7 @@ class _Batch:
         fresh = self._fresh(verified)
         if not fresh:
             return  # nothing new: nothing is written (the transaction rolls back)
+        tariff = self.tariff
         tariff_id = self._tariff_id()
         devices = {v.device.device_id: v.device for v in fresh}
         states = self.repo.chain_states(devices.keys())
@@ -374,24 +576,26 @@ class _Batch:
         ]
         waiting = self.repo.waiting_readings(bounds)
         reading_id, interval_id = self.repo.next_ids()
+        now = self.now
+        source = self.source
+        results = self.results
 
+        kinds = {d: Device(k.kind, k.registered_at) for d, k in devices.items()}
         reading_rows: list[ReadingRow] = []
         pools: dict[str, dict[int, Reading]] = {d: {} for d in devices}
         index_of: dict[tuple[str, int], int] = {}
         for v in fresh:
             r = v.reading
+            d = r.device_id
             reading_rows.append(
-                (reading_id, r.device_id, r.seq, r.ts, r.import_wh, r.export_wh, self.now,
-                 self.source, r.token)
-            )  # fmt: skip
-            reading_id += 1
-            pools[r.device_id][r.seq] = Reading(r.seq, r.ts, r.import_wh, r.export_wh, self.now)
-            index_of[(r.device_id, r.seq)] = v.index
-            device = Device(v.device.kind, v.device.registered_at)
-            bad = reading_anomaly(pools[r.device_id][r.seq], device, self.tariff)
-            self.results[v.index] = ItemResult(
-                v.index, f"anomaly:{bad}" if bad else "accepted", r.device_id
+                (reading_id, d, r.seq, r.ts, r.import_wh, r.export_wh, now, source, r.token)
             )
+            reading_id += 1
+            reading = Reading(r.seq, r.ts, r.import_wh, r.export_wh, now)
+            pools[d][r.seq] = reading
+            index_of[(d, r.seq)] = v.index
+            bad = reading_anomaly(reading, kinds[d], tariff)
+            results[v.index] = ItemResult(v.index, f"anomaly:{bad}" if bad else "accepted", d)
         for device_id, stored in waiting.items():
             for reading in stored:
                 pools[device_id].setdefault(reading.seq, reading)
@@ -399,43 +603,51 @@ class _Batch:
         interval_rows: list[IntervalRow] = []
         transfers: list[Transfer] = []
         old_tariffs: dict[int, Tariff] = {}
+        credited = [0, 0, 0, 0]
         for device_id, pool in pools.items():
             keys = devices[device_id]
-            device = Device(keys.kind, keys.registered_at)
+            owner = keys.owner_id
             state = states.get(device_id)
             if state is not None and state.tariff_id != tariff_id:
                 state = rescale_carries(
-                    state, self._old_tariff(state.tariff_id, old_tariffs), self.tariff,
+                    state, self._old_tariff(state.tariff_id, old_tariffs), tariff,
                     keys.kind, tariff_id,
                 )  # fmt: skip
-            for step in advance(state, pool, device, self.tariff, tariff_id):
-                interval_rows.append(
-                    _interval_row(interval_id, device_id, keys.owner_id, step, self.now)
-                )
-                transfers += _credits(interval_id, keys.owner_id, step)
+            wallets: tuple[int, int, int] | None = None
+            for step in advance(state, pool, kinds[device_id], tariff, tariff_id, now=now):
+                interval_rows.append(_interval_row(interval_id, device_id, owner, step, now))
+                status = step.status
+                if status == OK:
+                    if wallets is None:
+                        wallets = _wallets(owner)
+                    _add_credits(transfers, interval_id, wallets, step)
+                    credited[0] += step.import_wh
+                    credited[1] += step.export_wh
+                    credited[2] += step.carbon_g
+                    credited[3] += step.credit_milli
+                elif status != BASELINE:
+                    index = index_of.get((device_id, step.seq))
+                    if index is not None:
+                        results[index] = ItemResult(index, f"anomaly:{status}", device_id)
                 interval_id += 1
-                index = index_of.get((device_id, step.seq))
-                if index is not None and step.status not in (OK, BASELINE):
-                    self.results[index] = ItemResult(index, f"anomaly:{step.status}", device_id)
-                if step.status == OK:
-                    self._add_credit(step)
 
         self.repo.insert_readings(reading_rows)
         self.repo.insert_intervals(interval_rows)
-        self.leaves += [reading_entry(row) for row in reading_rows]
-        self.leaves += [interval_entry(row) for row in interval_rows]
+        self.leaves += _READINGS.encode_all(reading_rows)
+        self.leaves += _INTERVALS.encode_all(interval_rows)
         self.uow.log.append(self.leaves)
         if transfers:
             self._post(transfers, last_timestamp)
         self.uow.commit()
         self.outcome.stored = len(reading_rows)
         self.outcome.intervals = len(interval_rows)
+        self.outcome.credited = IntervalSums(*credited)
         self.uow.add_event(events.ReadingsIngested(len(reading_rows), len(interval_rows)))
 
     def _fresh(self, verified: list[Verified]) -> list[Verified]:
         """Drop duplicates (same device and seq: stored, or earlier in the batch) and readings
         signed by a key revoked since it was checked."""
-        revoked = self.repo.revoked_among({v.key_id for v in verified})
+        revoked = self.repo.revoked_among({v.key_id for v in verified if v.key_id})
         live = []
         for v in verified:
             if v.key_id in revoked:
@@ -487,15 +699,6 @@ class _Batch:
             cache[tariff_id] = tariff_from_json(row.body)
         return cache[tariff_id]
 
-    def _add_credit(self, step: Step) -> None:
-        c = self.outcome.credited
-        self.outcome.credited = IntervalSums(
-            c.import_wh + step.import_wh,
-            c.export_wh + step.export_wh,
-            c.carbon_g + step.carbon_g,
-            c.credit_milli + step.credit_milli,
-        )
-
     def _post(self, transfers: list[Transfer], last_timestamp: int) -> None:
         ledger = self.uow.ledger
         have = ledger.load_accounts([a.id for a in PLATFORM_ACCOUNTS])
@@ -529,33 +732,44 @@ def _interval_row(
     )  # fmt: skip
 
 
-def _credits(interval_id: int, owner_id: int, step: Step) -> list[Transfer]:
-    if step.status != OK:
-        return []
-    out = []
-    for code, amount, debit, credit, ledger in (
-        (EnergyCode.EXPORT_CREDIT, step.credit_milli, CREDIT_ISSUANCE,
-         wallet_account_id(owner_id, Ledger.CREDIT), Ledger.CREDIT),
-        (EnergyCode.CARBON_CREDIT, step.carbon_g, CARBON_ISSUANCE,
-         wallet_account_id(owner_id, Ledger.CARBON), Ledger.CARBON),
-        (EnergyCode.ENERGY_EXPORT, step.export_wh, GRID_ENERGY,
-         wallet_account_id(owner_id, Ledger.ENERGY), Ledger.ENERGY),
-        (EnergyCode.ENERGY_IMPORT, step.import_wh, wallet_account_id(owner_id, Ledger.ENERGY),
-         GRID_ENERGY, Ledger.ENERGY),
-    ):  # fmt: skip
+def _wallets(owner_id: int) -> tuple[int, int, int]:
+    """The owner's CREDIT, CARBON and ENERGY wallets."""
+    return (
+        wallet_account_id(owner_id, Ledger.CREDIT),
+        wallet_account_id(owner_id, Ledger.CARBON),
+        wallet_account_id(owner_id, Ledger.ENERGY),
+    )
+
+
+#: Builds a Transfer from a ready 10-tuple without the keyword-handling __new__ (up to four
+#: per interval).
+_new_transfer = tuple.__new__
+_POINTS = int(EnergyCode.EXPORT_CREDIT)
+_CARBON = int(EnergyCode.CARBON_CREDIT)
+_EXPORT = int(EnergyCode.ENERGY_EXPORT)
+_IMPORT = int(EnergyCode.ENERGY_IMPORT)
+_LEDGER_CREDIT = int(Ledger.CREDIT)
+_LEDGER_CARBON = int(Ledger.CARBON)
+_LEDGER_ENERGY = int(Ledger.ENERGY)
+
+
+def _add_credits(
+    out: list[Transfer], interval_id: int, wallets: tuple[int, int, int], step: Step
+) -> None:
+    """Append the transfers of an `ok` interval (see the module docstring; zero amounts are
+    not posted): id `transfer_id(interval_id, code)`, user_data the interval."""
+    credit, carbon, energy = wallets
+    base = ENERGY_TRANSFER_BASE | (interval_id << 2)
+    new = _new_transfer
+    for amount, debit, credit_account, ledger, code in (
+        (step.credit_milli, CREDIT_ISSUANCE, credit, _LEDGER_CREDIT, _POINTS),
+        (step.carbon_g, CARBON_ISSUANCE, carbon, _LEDGER_CARBON, _CARBON),
+        (step.export_wh, GRID_ENERGY, energy, _LEDGER_ENERGY, _EXPORT),
+        (step.import_wh, energy, GRID_ENERGY, _LEDGER_ENERGY, _IMPORT),
+    ):
         if amount > 0:
-            out.append(
-                Transfer(
-                    transfer_id(interval_id, code),
-                    debit,
-                    credit,
-                    amount,
-                    ledger,
-                    code,
-                    user_data=interval_id,
-                )
-            )
-    return out
+            row = (base | (code - _POINTS), debit, credit_account, amount, ledger, code, 0, 0, 0)
+            out.append(new(Transfer, (*row, interval_id)))
 
 
 # -- queries (read side) ---------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """Energy storage: device keys for verification, readings, credited intervals, tariffs.
 
 Ingestion is a hot path (thousands of readings per transaction), so the batch reads are one
-set-based query each, keyed by a JSON array (SQLite `json_each`) or arrays (PostgreSQL
-`unnest`), and the inserts use the driver cursor (executemany on SQLite, COPY on PostgreSQL).
+set-based query each, keyed by one JSON array (SQLite `json_each`, PostgreSQL
+`json_array_elements`: json.dumps and the server's JSON parser are C, where psycopg dumps a
+Python list into a PostgreSQL array element by element in Python), and the inserts use the
+driver cursor (executemany on SQLite, binary COPY on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -30,6 +32,11 @@ _STATE_COLUMNS = (
 )
 
 ReadingRow = tuple[int, str, int, int, int, int, int, str, str]
+#: PostgreSQL types of the columns above, for binary COPY (varchar takes text's wire format).
+_READING_TYPES = ["int8", "text", *["int8"] * 5, "text", "text"]
+_INTERVAL_TYPES = [
+    "int8", "text", "int8", "int8", "text", "int8", "int8", "text", *["int8"] * 18,
+]  # fmt: skip
 IntervalRow = tuple[
     int, str, int, int, str, int, int, str, int, int, int, int, int, int,
     int, int, int, int, int, int, int, int, int, int, int, int,
@@ -87,33 +94,47 @@ class EnergyRepository(DriverRepository):
     # -- verification ---------------------------------------------------------------------
 
     def device_keys(self, device_ids: Collection[str]) -> dict[str, DeviceKeys]:
-        """Every named device with all its keys (live or revoked), in one query."""
+        """Every named device with all its keys (live or revoked, by id), in one query."""
         if not device_ids:
             return {}
-        select_sql = (
-            "SELECT d.id, d.owner_id, d.kind, d.registered_at, k.id, k.public_key, "
-            "r.id IS NULL FROM devices d "
+        columns = "d.id, d.owner_id, d.kind, d.registered_at, k.id, k.public_key, r.id IS NULL"
+        joins = (
+            "JOIN devices d ON d.id = v.d "
             "LEFT JOIN device_keys k ON k.device_id = d.id "
-            "LEFT JOIN device_key_revocations r ON r.id = k.id "
+            "LEFT JOIN device_key_revocations r ON r.id = k.id"
         )
         if self.sqlite:
             rows = self._rows(
-                select_sql + "WHERE d.id IN (SELECT value FROM json_each(?)) ORDER BY k.id",
+                f"SELECT {columns} FROM (SELECT value AS d FROM json_each(?)) v {joins}",
                 (json.dumps(list(device_ids)),),
             )
         else:
             rows = self._rows(
-                select_sql + "WHERE d.id = ANY(%s::text[]) ORDER BY k.id", (list(device_ids),)
+                f"SELECT {columns} FROM json_array_elements_text(%s::json) AS v(d) {joins}",
+                (json.dumps(list(device_ids)),),
             )
-        found: dict[str, tuple[tuple[int, str, int], list[DeviceKey]]] = {}
+        found: dict[str, DeviceKeys] = {}
+        several: set[str] = set()
         for device_id, owner_id, kind, registered_at, key_id, public_key, live in rows:
-            entry = found.setdefault(device_id, ((owner_id, kind, registered_at), []))
-            if key_id is not None:
-                entry[1].append(DeviceKey(key_id, bytes(public_key), bool(live)))
-        return {
-            d: DeviceKeys(d, facts[0], facts[1], facts[2], tuple(keys))
-            for d, (facts, keys) in found.items()
-        }
+            keys = () if key_id is None else (DeviceKey(key_id, bytes(public_key), bool(live)),)
+            prior = found.get(device_id)
+            if prior is None:
+                found[device_id] = DeviceKeys(device_id, owner_id, kind, registered_at, keys)
+            else:  # a device with several keys (rare): one row per key
+                found[device_id] = DeviceKeys(
+                    device_id, owner_id, kind, registered_at, prior.keys + keys
+                )
+                several.add(device_id)
+        for device_id in several:
+            d = found[device_id]
+            found[device_id] = DeviceKeys(
+                device_id,
+                d.owner_id,
+                d.kind,
+                d.registered_at,
+                tuple(sorted(d.keys, key=lambda k: k.id)),
+            )
+        return found
 
     def revoked_among(self, key_ids: Collection[int]) -> set[int]:
         rows = self._fetch_by_ids(
@@ -138,11 +159,10 @@ class EnergyRepository(DriverRepository):
                 (json.dumps([list(k) for k in keys]),),
             )
         else:
-            devices, seqs = zip(*keys, strict=True)
             rows = self._rows(
-                f"SELECT {columns} FROM unnest(%s::text[], %s::bigint[]) AS v(d, s) "
-                "JOIN meter_readings r ON r.device_id = v.d AND r.seq = v.s",
-                (list(devices), list(seqs)),
+                f"SELECT {columns} FROM json_array_elements(%s::json) AS v(e) "
+                "JOIN meter_readings r ON r.device_id = v.e->>0 AND r.seq = (v.e->>1)::bigint",
+                (json.dumps([list(k) for k in keys]),),
             )
         return {(r[0], r[1]): Reading(r[1], r[2], r[3], r[4], r[5]) for r in rows}
 
@@ -159,9 +179,9 @@ class EnergyRepository(DriverRepository):
         else:
             latest = (
                 "SELECT (SELECT max(m.id) FROM meter_intervals m WHERE m.device_id = v.d) "
-                "FROM unnest(%s::text[]) AS v(d)"
+                "FROM json_array_elements_text(%s::json) AS v(d)"
             )
-            param = list(device_ids)
+            param = json.dumps(list(device_ids))
         rows = self._rows(
             f"SELECT {_STATE_COLUMNS} FROM meter_intervals WHERE id IN ({latest})", (param,)
         )
@@ -183,16 +203,13 @@ class EnergyRepository(DriverRepository):
             params: tuple[Any, ...] = (data, data)
         else:
             part = (
-                f"SELECT {columns} FROM unnest(%s::text[], %s::bigint[], %s::bigint[]) "
-                "AS v(d, b, t) JOIN meter_readings r ON r.device_id = v.d AND r.seq {op} "
-                "v.{i}"
+                f"SELECT {columns} FROM json_array_elements(%s::json) AS v(e) "
+                "JOIN meter_readings r ON r.device_id = v.e->>0 AND r.seq {op} "
+                "(v.e->>{i})::bigint"
             )
-            devices, bases, tops = (list(c) for c in zip(*bounds, strict=True))
-            params = (devices, bases, tops, devices, bases, tops)
-        if self.sqlite:
-            sql = part.format(op=">", i=2) + " UNION ALL " + part.format(op="<", i=1)
-        else:
-            sql = part.format(op=">", i="t") + " UNION ALL " + part.format(op="<", i="b")
+            data = json.dumps([list(b) for b in bounds])
+            params = (data, data)
+        sql = part.format(op=">", i=2) + " UNION ALL " + part.format(op="<", i=1)
         out: dict[str, list[Reading]] = {}
         for row in self._rows(sql, params):
             out.setdefault(row[0], []).append(Reading(*row[1:]))
@@ -226,7 +243,9 @@ class EnergyRepository(DriverRepository):
 
     # -- bulk writes ----------------------------------------------------------------------
 
-    def _insert(self, table: str, columns: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    def _insert(
+        self, table: str, columns: str, types: Sequence[str], rows: Sequence[tuple[Any, ...]]
+    ) -> None:
         if not rows:
             return
         cur = self._cursor()
@@ -235,17 +254,20 @@ class EnergyRepository(DriverRepository):
                 marks = ", ".join("?" * len(rows[0]))
                 cur.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
             else:
-                with cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                # Binary COPY with the types given: psycopg then packs each value without
+                # looking its type up (text COPY converts every value to a string first).
+                with cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+                    copy.set_types(types)
                     for row in rows:
                         copy.write_row(row)
         finally:
             cur.close()
 
     def insert_readings(self, rows: Sequence[ReadingRow]) -> None:
-        self._insert("meter_readings", READING_COLUMNS, rows)
+        self._insert("meter_readings", READING_COLUMNS, _READING_TYPES, rows)
 
     def insert_intervals(self, rows: Sequence[IntervalRow]) -> None:
-        self._insert("meter_intervals", INTERVAL_COLUMNS, rows)
+        self._insert("meter_intervals", INTERVAL_COLUMNS, _INTERVAL_TYPES, rows)
 
     # -- read side ------------------------------------------------------------------------
 
