@@ -12,6 +12,7 @@ set -euo pipefail
 #   "chromium chromium"
 REQUIRED=(
     "initdb postgresql"
+    "mosquitto mosquitto"
 )
 
 # Besides PATH, programs may live in these (glob) directories.

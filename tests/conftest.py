@@ -16,7 +16,13 @@ from cityshare.clock import ManualClock
 from cityshare.config import Settings
 from cityshare.trust import note
 from identity_helpers import ISSUER_KEY
-from services import PostgresServer, postgres_unavailable_reason, require_services
+from services import (
+    MosquittoServer,
+    PostgresServer,
+    mosquitto_unavailable_reason,
+    postgres_unavailable_reason,
+    require_services,
+)
 
 OPERATOR_TOKEN = "test-operator-token"
 LOG_KEY = note.Signer.generate("test.cityshare.local/log")
@@ -31,6 +37,18 @@ def pg_server() -> Iterator[PostgresServer]:
             pytest.fail(f"PostgreSQL is required (CITYSHARE_REQUIRE_SERVICES=1): {reason}")
         pytest.skip(reason)
     with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def mqtt_broker() -> Iterator[MosquittoServer]:
+    """A Mosquitto broker for the session; tests keep apart by their own devices and groups."""
+    reason = mosquitto_unavailable_reason()
+    if reason is not None:
+        if require_services():
+            pytest.fail(f"Mosquitto is required (CITYSHARE_REQUIRE_SERVICES=1): {reason}")
+        pytest.skip(reason)
+    with MosquittoServer() as server:
         yield server
 
 

@@ -1,6 +1,6 @@
 """Throwaway real services for tests.
 
-Currently provides a disposable PostgreSQL server:
+Provides a disposable PostgreSQL server (and a Mosquitto MQTT broker, `MosquittoServer`):
 
     with PostgresServer() as pg:
         url = pg.create_database("cityshare_test")
@@ -39,9 +39,11 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 __all__ = [
+    "MosquittoServer",
     "PostgresServer",
     "PostgresStartError",
     "find_pg_bin",
+    "mosquitto_unavailable_reason",
     "postgres_unavailable_reason",
     "process_alive",
     "require_services",
@@ -455,3 +457,184 @@ def _wait_for_exit(pid: int, timeout: float) -> bool:
 
 def _tail(text: str, lines: int = 30) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
+
+
+# -- Mosquitto -------------------------------------------------------------------------------
+
+MOSQUITTO_HINT: Final = "install Debian package mosquitto (or run scripts/ensure-services.sh)"
+
+
+def find_mosquitto() -> str | None:
+    """The broker program: PATH first, then /usr/sbin (where Debian puts it)."""
+    found = shutil.which("mosquitto")
+    if found is not None:
+        return found
+    candidate = Path("/usr/sbin/mosquitto")
+    return str(candidate) if candidate.is_file() and os.access(candidate, os.X_OK) else None
+
+
+def mosquitto_unavailable_reason() -> str | None:
+    """Why a :class:`MosquittoServer` cannot be started here, or ``None`` if it can."""
+    if find_mosquitto() is None:
+        return f"mosquitto not found on PATH or in /usr/sbin: {MOSQUITTO_HINT}"
+    return None
+
+
+class MosquittoServer:
+    """A disposable Mosquitto broker on a free loopback port, in a fresh temporary folder.
+
+    Anonymous clients are allowed; sessions and queued messages are persisted in the folder,
+    so :meth:`restart` (same port) keeps them. Queues and in-flight windows are unbounded, so
+    a storm of QoS 1 messages for a slow subscriber is held, never dropped. Only the process
+    this object started is ever signalled.
+    """
+
+    def __init__(self) -> None:
+        reason = mosquitto_unavailable_reason()
+        if reason is not None:
+            raise RuntimeError(reason)
+        program = find_mosquitto()
+        assert program is not None
+        self._program = program
+        self._base_dir: Path | None = None
+        self._port: int | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("MosquittoServer has not been started")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{PG_HOST}:{self.port}"
+
+    @property
+    def base_dir(self) -> Path:
+        if self._base_dir is None:
+            raise RuntimeError("MosquittoServer has not been started")
+        return self._base_dir
+
+    @property
+    def log_file(self) -> Path:
+        return self.base_dir / "mosquitto.log"
+
+    def start(self) -> None:
+        if self._base_dir is not None:
+            raise RuntimeError("MosquittoServer already started")
+        parent = None
+        if os.geteuid() == 0 and not _traversable_by_others(tempfile.gettempdir()):
+            parent = "/tmp"  # the broker's own user must reach the folder
+        self._base_dir = Path(tempfile.mkdtemp(prefix="cityshare-mqtt-", dir=parent))
+        try:
+            failure = ""
+            for _attempt in range(_START_ATTEMPTS):
+                failure = self._launch(_free_loopback_port())
+                if not failure:
+                    return
+            raise RuntimeError(f"mosquitto did not start:\n{failure}")
+        except BaseException:
+            self.close()
+            raise
+
+    def stop(self) -> None:
+        """Stop the broker (it saves its sessions) and keep its folder, for :meth:`restart`."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=_KILL_WAIT_S)
+
+    def restart(self) -> None:
+        """Stop and start again on the same port, with the persisted sessions."""
+        self.stop()
+        failure = self._launch(self.port)
+        if failure:
+            raise RuntimeError(f"mosquitto did not restart:\n{failure}")
+
+    def close(self) -> None:
+        try:
+            self.stop()
+        finally:
+            if self._base_dir is not None:
+                shutil.rmtree(self._base_dir, ignore_errors=True)
+                self._base_dir = None
+
+    def __enter__(self) -> MosquittoServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _launch(self, port: int) -> str:
+        """Start the broker on ``port``; "" once it accepts connections, else why not."""
+        config = self.base_dir / "mosquitto.conf"
+        lines = [
+            f"listener {port} {PG_HOST}",
+            "allow_anonymous true",
+            "persistence true",
+            f"persistence_location {self.base_dir}/",
+            "autosave_interval 60",
+            # Unbounded queues and windows: a test's storm must be held, never dropped.
+            "max_inflight_messages 0",
+            "max_queued_messages 0",
+            "max_queued_bytes 0",
+            f"log_dest file {self.log_file}",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_type information",
+            "connection_messages true",
+        ]
+        if os.geteuid() == 0:
+            # Mosquitto started as root drops to this user, who must own the folder.
+            user = "mosquitto"
+            try:
+                entry = pwd.getpwnam(user)
+                os.chown(self.base_dir, entry.pw_uid, entry.pw_gid)
+            except KeyError:
+                user = "root"
+            lines.append(f"user {user}")
+        config.write_text("\n".join(lines) + "\n")
+        log_start = len(self._read_log())
+        with (self.base_dir / "stderr.log").open("ab") as stderr:
+            proc = subprocess.Popen(
+                [self._program, "-c", str(config)],
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                cwd=self.base_dir,
+            )
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                stderr_text = (self.base_dir / "stderr.log").read_text(errors="replace")
+                return f"{stderr_text}\n{self._read_log()[log_start:]}".strip() or "exited"
+            try:
+                with socket.create_connection((PG_HOST, port), timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    proc.kill()
+                    proc.wait(timeout=_KILL_WAIT_S)
+                    return f"no connection on port {port} in {_START_TIMEOUT_S} s"
+                time.sleep(0.05)
+        self._proc = proc
+        self._port = port
+        return ""
+
+    def _read_log(self) -> str:
+        try:
+            return self.log_file.read_text(errors="replace")
+        except OSError:
+            return ""
