@@ -1,0 +1,225 @@
+"""The OCPP door's side of the platform: blocking calls the WebSocket handlers run in threads.
+
+Chargers are authenticated here (security profile 1), tokens answered, sessions recorded
+through the charging capability's commands, and meter values planned into readings of the
+session's chain (`sessions.plan`) and handed to the energy capability as the same
+`IngestReadings` the HTTP and MQTT doors send (source "ocpp"), as `AttestedReading`s: the
+door authenticated the charger itself, so there is no device signature to check.
+
+A session's progress is its chain's latest stored reading, which is written in the same
+commit as the credits: a crash between two steps, or a message resent after a reconnect,
+plans the same readings again and the energy capability drops them as duplicates.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cityshare.bootstrap import Platform
+from cityshare.domain import commands
+from cityshare.domain.charging import (
+    ChargingError,
+    OcppVersion,
+    SessionStatus,
+    id_token_digest,
+)
+from cityshare.domain.devices import DEVICE_ID_RE
+from cityshare.domain.devices import DeviceKind as Kind
+from cityshare.ingest.ocpp.sessions import Progress, Sample, plan
+from cityshare.services import charging
+from cityshare.services.charging import Charger
+from cityshare.services.energy import IngestOutcome
+from cityshare.store.charging_repo import SessionRow
+
+log = logging.getLogger("cityshare.ingest.ocpp")
+
+
+class HandshakeError(Exception):
+    """A WebSocket handshake the door refuses: the HTTP status and why (for the log)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class EventResult:
+    """What a transaction message is answered: the token's status (None: no token sent)."""
+
+    status: SessionStatus | None
+    session: SessionRow | None
+
+
+class ChargingDoor:
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        #: Planning and ingesting a chain's readings is one step per chain (a charger that
+        #: reconnects may overlap its old connection for a moment).
+        self._stripes = [threading.Lock() for _ in range(64)]
+
+    # -- the handshake ------------------------------------------------------------------------
+
+    def authenticate(self, charger_id: str, authorization: str | None) -> Charger:
+        """The charger named in the URL, if HTTP Basic auth carries its id and password."""
+        if not DEVICE_ID_RE.match(charger_id):
+            raise HandshakeError(404, "not a charge point id of this platform")
+        if authorization is None:
+            raise HandshakeError(401, "no credentials (OCPP security profile 1: HTTP Basic auth)")
+        scheme, _, encoded = authorization.partition(" ")
+        try:
+            user, sep, password = (
+                base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")
+            )
+        except (binascii.Error, UnicodeDecodeError):
+            raise HandshakeError(401, "malformed Basic credentials") from None
+        if scheme.lower() != "basic" or not sep:
+            raise HandshakeError(401, "malformed Basic credentials")
+        if user != charger_id:
+            raise HandshakeError(401, "the user name is not the charge point id")
+        try:
+            return charging.authenticate_charger(self.platform.uow(), charger_id, password)
+        except ChargingError as exc:
+            # Both are 401, so a stranger cannot tell which charger ids exist; the log (which
+            # only the operator reads) keeps the real reason.
+            if exc.code == "unknown_charger":
+                raise HandshakeError(401, "no such live charger of an operator") from exc
+            raise HandshakeError(401, "wrong password") from exc
+
+    # -- tokens and transactions --------------------------------------------------------------
+
+    def authorize(self, token: str) -> SessionStatus:
+        return charging.token_status(self.platform.uow(), self.platform.pseudonym_secret, token)
+
+    def start(
+        self,
+        charger: Charger,
+        version: OcppVersion,
+        tx_key: str,
+        connector_id: int,
+        token: str,
+        started_ts: int,
+        meter_start_wh: int | None,
+    ) -> SessionRow:
+        session: SessionRow = self.platform.bus.handle(
+            commands.StartChargingSession(
+                charger.device_id,
+                version.value,
+                tx_key,
+                connector_id,
+                token,
+                started_ts,
+                meter_start_wh,
+            )
+        )
+        if session.status != SessionStatus.ACCEPTED:
+            log.info(
+                "charger %s: transaction %s started with a token that is %s: nothing is "
+                "credited for it", charger.device_id, session.id, session.status,
+            )
+        return session
+
+    def session_v16(self, charger: Charger, transaction_id: int) -> SessionRow | None:
+        return charging.session_at(self.platform.uow(), charger.device_id, transaction_id)
+
+    def meter_values(
+        self, session: SessionRow, samples: Sequence[Sample], evidence: str
+    ) -> IngestOutcome | None:
+        """Credit the vehicle's owner for what the samples add to the session's chain."""
+        if session.status != SessionStatus.ACCEPTED or session.owner_id is None or not samples:
+            return None
+        with self._chain_lock(session.chain_id):
+            latest = charging.chain_latest(self.platform.uow(), session.chain_id)
+            planned = plan(Progress.after(latest, session.meter_start_wh), samples)
+            if not planned:
+                return None
+            registered_at = session.started_ts * 1_000_000_000
+            readings = [
+                commands.AttestedReading(
+                    session.chain_id,
+                    Kind.CHARGER.value,
+                    session.owner_id,
+                    registered_at,
+                    p.seq,
+                    p.ts,
+                    p.import_wh,
+                    p.export_wh,
+                    evidence,
+                )
+                for p in planned
+            ]
+            outcome: IngestOutcome = self.platform.bus.handle(
+                commands.IngestReadings(readings, source="ocpp")
+            )
+        odd = [r.result for r in outcome.results if r.result not in ("accepted", "duplicate")]
+        if odd:
+            log.info("session %d: readings %s", session.id, ", ".join(odd))
+        return outcome
+
+    def stop(
+        self, charger: Charger, session: SessionRow, stopped_ts: int,
+        meter_stop_wh: int | None, reason: str | None,
+    ) -> None:
+        self.platform.bus.handle(
+            commands.StopChargingSession(
+                charger.device_id, session.id, stopped_ts, meter_stop_wh, reason
+            )
+        )
+
+    def transaction_event(
+        self,
+        charger: Charger,
+        tx_id: str,
+        event_type: str,
+        ts: int,
+        token: str | None,
+        connector_id: int,
+        samples: Sequence[Sample],
+        evidence: str,
+        stopped_reason: str | None,
+    ) -> EventResult:
+        """An OCPP 2.0.1 TransactionEvent: the first event of a transaction that names a token
+        starts the session (normally `Started`); its samples feed the chain; `Ended` stops it."""
+        uow = self.platform.uow
+        session = charging.session_by_tx(uow(), charger.device_id, tx_id)
+        if session is None:
+            if token is None:
+                log.info(
+                    "charger %s: transaction %r has no session and names no token: nothing is "
+                    "credited for it", charger.device_id, tx_id,
+                )
+                return EventResult(None, None)
+            first = min(samples, key=lambda s: s.ts, default=None)
+            meter_start = first.import_wh if first is not None else None
+            started = min(ts, first.ts) if first is not None else ts
+            session = self.start(
+                charger, OcppVersion.V201, tx_id, connector_id, token, started, meter_start
+            )
+            status: SessionStatus | None = SessionStatus(session.status)
+        elif token is None:
+            status = None
+        elif id_token_digest(self.platform.pseudonym_secret, token.upper()) == session.token_hash:
+            status = SessionStatus(session.status)
+        else:
+            status = self.authorize(token)
+        self.meter_values(session, samples, evidence)
+        if event_type == "Ended":
+            meter_stop = next(
+                (
+                    s.import_wh
+                    for s in sorted(samples, key=lambda s: -s.ts)
+                    if s.import_wh is not None
+                ),
+                None,
+            )
+            self.stop(charger, session, ts, meter_stop, stopped_reason)
+        return EventResult(status, session)
+
+    def _chain_lock(self, chain: str) -> threading.Lock:
+        # Striped: bounded memory, and a chain always maps to the same lock.
+        return self._stripes[hash(chain) % len(self._stripes)]

@@ -1,0 +1,191 @@
+"""The OCPP central system: a WebSocket server at `ws://HOST:PORT/ocpp/<charge_point_id>`.
+
+The handshake is where a charger is let in or not: the path must be /ocpp/<a device id> (else
+404), name a live charger of an operator, and HTTP Basic auth must carry its id and the
+password its operator set (OCPP security profile 1; else 401 either way, so nobody learns which
+charger ids exist), and it must offer `ocpp2.0.1` or `ocpp1.6` (else 400;
+2.0.1 is chosen when both are). Every refusal is logged. A charger that connects again
+replaces its older connection. Each connection is served by the handler class of its OCPP
+version; what they do with the database runs in threads, so one slow charger holds up none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+from cityshare.bootstrap import Platform
+from cityshare.ingest.ocpp.door import ChargingDoor, HandshakeError
+from cityshare.ingest.ocpp.v16 import CentralSystem16
+from cityshare.ingest.ocpp.v201 import CentralSystem201
+from cityshare.services.charging import Charger
+
+log = logging.getLogger("cityshare.ingest.ocpp")
+
+PATH_PREFIX = "/ocpp/"
+SUBPROTOCOLS = {"ocpp2.0.1": CentralSystem201, "ocpp1.6": CentralSystem16}
+#: The largest frame accepted (a MeterValues with many samples is a few KiB); a larger one
+#: closes the connection (1009), as no OCPP answer can name a message it could not read.
+MAX_FRAME = 64 * 1024
+
+
+class OcppServer:
+    def __init__(self, platform: Platform, host: str = "127.0.0.1", port: int = 9000) -> None:
+        self.door = ChargingDoor(platform)
+        self.host = host
+        self.port = port
+        self._admitted: dict[ServerConnection, Charger] = {}
+        self._live: dict[str, ServerConnection] = {}
+        self._server: Server | None = None
+
+    @property
+    def bound_port(self) -> int:
+        """The port listened on (useful with port 0)."""
+        assert self._server is not None, "the server is not started"
+        port: int = next(iter(self._server.sockets)).getsockname()[1]
+        return port
+
+    async def start(self) -> Server:
+        self._server = await serve(
+            self._serve_connection,
+            self.host,
+            self.port,
+            subprotocols=[Subprotocol(p) for p in SUBPROTOCOLS],
+            process_request=self._handshake,
+            max_size=MAX_FRAME,
+            logger=log,
+        )
+        return self._server
+
+    async def serve_forever(self) -> None:
+        server = await self.start()
+        log.info("OCPP central system on ws://%s:%d%s<charge_point_id>",
+                 self.host, self.bound_port, PATH_PREFIX)
+        await server.serve_forever()
+
+    async def _handshake(self, connection: ServerConnection, request: Request) -> Response | None:
+        charger_id = request.path.split("?", 1)[0].removeprefix(PATH_PREFIX)
+        peer = connection.remote_address
+        if not request.path.startswith(PATH_PREFIX) or "/" in charger_id:
+            return _refuse(connection, HandshakeError(404, "not an OCPP path"), request.path, peer)
+        offered = _offered(request.headers)
+        if not offered & SUBPROTOCOLS.keys():
+            supported = ", ".join(SUBPROTOCOLS)
+            reason = HandshakeError(400, f"offers no supported subprotocol ({supported})")
+            return _refuse(connection, reason, charger_id, peer)
+        try:
+            charger = await asyncio.to_thread(
+                self.door.authenticate, charger_id, request.headers.get("Authorization")
+            )
+        except HandshakeError as exc:
+            return _refuse(connection, exc, charger_id, peer)
+        self._admitted[connection] = charger
+        return None
+
+    async def _serve_connection(self, connection: ServerConnection) -> None:
+        charger = self._admitted.pop(connection, None)
+        handler_class = SUBPROTOCOLS.get(connection.subprotocol or "")
+        if charger is None or handler_class is None:
+            await connection.close(1008, "not admitted")
+            return
+        older = self._live.get(charger.device_id)
+        self._live[charger.device_id] = connection
+        if older is not None:
+            log.info("charger %s connected again: closing its older connection",
+                     charger.device_id)
+            await older.close(1000, "replaced by a newer connection")
+        log.info("charger %s connected (%s)", charger.device_id, connection.subprotocol)
+        handler: Any = handler_class(charger, connection, self.door)
+        try:
+            await handler.start()
+        except ConnectionClosed:
+            pass
+        finally:
+            if self._live.get(charger.device_id) is connection:
+                del self._live[charger.device_id]
+            log.info("charger %s disconnected", charger.device_id)
+
+
+def _offered(headers: Headers) -> set[str]:
+    return {
+        p.strip() for value in headers.get_all("Sec-WebSocket-Protocol") for p in value.split(",")
+    }
+
+
+def _refuse(connection: ServerConnection, refused: HandshakeError, who: str, peer: Any) -> Response:
+    log.warning("OCPP handshake of %r from %s refused (%d): %s",
+                who[:60], peer, refused.status, refused.reason)
+    return connection.respond(http.HTTPStatus(refused.status), refused.reason + "\n")
+
+
+class ServerThread:
+    """The central system on its own event loop in a background thread (for tests and for
+    embedding); `with ServerThread(platform) as server:` serves on `server.port`."""
+
+    def __init__(self, platform: Platform, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.server = OcppServer(platform, host, port)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="ocpp-server", daemon=True)
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._error: BaseException | None = None
+        self.port = 0
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self._main())
+
+    async def _main(self) -> None:
+        self._stop = asyncio.Event()
+        try:
+            server = await self.server.start()
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+            return
+        self.port = self.server.bound_port
+        self._ready.set()
+        await self._stop.wait()
+        server.close()
+        with contextlib.suppress(Exception):
+            await server.wait_closed()
+
+    def __enter__(self) -> ServerThread:
+        self._thread.start()
+        self._ready.wait(30)
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        stop = self._stop
+        if stop is not None:
+            self.loop.call_soon_threadsafe(stop.set)
+        self._thread.join(30)
+        self.loop.close()
+
+
+def run(
+    platform: Platform, host: str, port: int, ready: Callable[[int], None] | None = None
+) -> None:
+    """Serve until interrupted (what `cityshare ocpp serve` runs)."""
+
+    async def main() -> None:
+        server = OcppServer(platform, host, port)
+        ws = await server.start()
+        if ready is not None:
+            ready(server.bound_port)
+        await ws.serve_forever()
+
+    asyncio.run(main())

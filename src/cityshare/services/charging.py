@@ -1,0 +1,344 @@
+"""Charging capability (OCPP): charger passwords, vehicles' id tokens, charging sessions.
+
+The OCPP door (`cityshare.ingest.ocpp`) authenticates chargers and asks here whether a token
+may charge, records each transaction's start and stop, and hands the meter values it turns
+into readings to the energy capability as the same `IngestReadings` every door uses; the
+energy capability credits the vehicle's owner. What a charging-station operator sees of a
+vehicle is a pseudonym keyed to that operator (`domain.devices.counterparty_pseudonym`).
+
+Every fact written here is a leaf of the audit log in the same transaction (`RECORD_ENCODERS`
+re-encodes the stored rows for `cityshare audit verify`); a charger's password hash is
+stored but never logged (the log records only that a password was set).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cityshare.domain import commands
+from cityshare.domain.charging import (
+    ChargingError,
+    OcppVersion,
+    SessionStatus,
+    chain_id,
+    check_password,
+    hash_password,
+    id_token_digest,
+    normalise_id_token,
+    verify_password,
+)
+from cityshare.domain.devices import DeviceKind, counterparty_pseudonym
+from cityshare.domain.organisations import OrgKind, is_organisation
+from cityshare.services.unit_of_work import AbstractUnitOfWork
+from cityshare.store.charging_repo import (
+    ChainTotals,
+    ChargerSecretRow,
+    IdTokenRow,
+    SessionRow,
+    StopRow,
+)
+from cityshare.store.identity_repo import DeviceRow
+from cityshare.trust import entries
+
+MAX_TOKENS_PER_VEHICLE = 16
+
+# -- how each fact becomes a log entry (and is checked again by `audit verify`) -------------
+
+
+def charger_secret_entry(row: ChargerSecretRow) -> bytes:
+    return entries.encode_record(
+        "charger_secret", {"id": row.id, "device_id": row.device_id, "at": row.set_at}
+    )
+
+
+def id_token_entry(row: IdTokenRow) -> bytes:
+    return entries.encode_record(
+        "vehicle_id_token",
+        {"id": row.id, "device_id": row.device_id, "token_hash": row.token_hash,
+         "at": row.added_at},
+    )
+
+
+def id_token_removed_entry(token_id: int, at: int) -> bytes:
+    return entries.encode_record("vehicle_id_token_removed", {"id": token_id, "at": at})
+
+
+def session_entry(row: SessionRow) -> bytes:
+    return entries.encode_record(
+        "charging_session", {f: getattr(row, f) for f in SessionRow.__dataclass_fields__}
+    )
+
+
+def stop_entry(row: StopRow) -> bytes:
+    return entries.encode_record(
+        "charging_session_stop", {f: getattr(row, f) for f in StopRow.__dataclass_fields__}
+    )
+
+
+#: JSON entry type -> (table, how a stored row of it is encoded). `audit verify` walks this.
+RECORD_ENCODERS: dict[str, tuple[str, Callable[[Mapping[str, Any]], bytes]]] = {
+    "charger_secret": ("charger_secrets", lambda r: charger_secret_entry(ChargerSecretRow(**r))),
+    "vehicle_id_token": ("vehicle_id_tokens", lambda r: id_token_entry(IdTokenRow(**r))),
+    "vehicle_id_token_removed": (
+        "vehicle_id_token_removals",
+        lambda r: id_token_removed_entry(r["id"], r["removed_at"]),
+    ),
+    "charging_session": ("charging_sessions", lambda r: session_entry(SessionRow(**r))),
+    "charging_session_stop": ("charging_session_stops", lambda r: stop_entry(StopRow(**r))),
+}
+
+
+# -- command handlers ------------------------------------------------------------------------
+
+
+def set_charger_password(
+    cmd: commands.SetChargerPassword, uow: AbstractUnitOfWork
+) -> ChargerSecretRow:
+    """Record a new password for the operator's charger (the previous one stops working).
+    The returned row's hash is not for display."""
+    check_password(cmd.password)
+    secret_hash = hash_password(cmd.password)  # ~50 ms of scrypt: before taking the lock
+    with uow:
+        uow.ledger.lock_ledger()
+        device = _device(uow, cmd.org_id, cmd.device_id)
+        _check_charger(uow, device)
+        row = ChargerSecretRow(
+            uow.charging.next_secret_id(), device.id, secret_hash, uow.clock.now_ns()
+        )
+        uow.charging.insert_secret(row)
+        uow.log.append([charger_secret_entry(row)])
+        uow.commit()
+    return row
+
+
+def register_id_token(
+    cmd: commands.RegisterIdToken, uow: AbstractUnitOfWork, *, secret: bytes
+) -> IdTokenRow:
+    """Register a token for the owner's vehicle; registering it again changes nothing, and a
+    token another vehicle holds is refused (a token names one vehicle)."""
+    digest = id_token_digest(secret, normalise_id_token(cmd.id_token))
+    with uow:
+        uow.ledger.lock_ledger()
+        repo = uow.charging
+        device = _device(uow, cmd.owner_id, cmd.device_id)
+        if device.kind != DeviceKind.VEHICLE:
+            raise ChargingError("not_a_vehicle", "id tokens are registered for vehicles")
+        if not any(k.live for k in uow.identity.keys_of([device.id])):
+            raise ChargingError("device_revoked", "the vehicle is revoked")
+        held = repo.live_token(digest)
+        if held is not None:
+            if held.device_id == device.id:
+                return held
+            raise ChargingError("token_in_use", "this id token is registered for another vehicle")
+        if sum(t.live for t in repo.tokens_of(device.id)) >= MAX_TOKENS_PER_VEHICLE:
+            raise ChargingError(
+                "too_many_tokens", f"a vehicle has at most {MAX_TOKENS_PER_VEHICLE} id tokens"
+            )
+        row = IdTokenRow(repo.next_token_id(), device.id, digest, uow.clock.now_ns())
+        repo.insert_token(row)
+        uow.log.append([id_token_entry(row)])
+        uow.commit()
+    return row
+
+
+def remove_id_token(cmd: commands.RemoveIdToken, uow: AbstractUnitOfWork) -> IdTokenRow:
+    """Remove a registration (removing it again changes nothing)."""
+    with uow:
+        uow.ledger.lock_ledger()
+        repo = uow.charging
+        _device(uow, cmd.owner_id, cmd.device_id)
+        token = repo.token(cmd.token_id)
+        if token is None or token.device_id != cmd.device_id:
+            raise ChargingError("not_found", "no such id token")
+        if not token.live:
+            return token
+        now = uow.clock.now_ns()
+        repo.remove_token(token.id, now)
+        uow.log.append([id_token_removed_entry(token.id, now)])
+        uow.commit()
+    return IdTokenRow(token.id, token.device_id, token.token_hash, token.added_at, now)
+
+
+def start_charging_session(
+    cmd: commands.StartChargingSession, uow: AbstractUnitOfWork, *, secret: bytes
+) -> SessionRow:
+    """Record a transaction's start and whom it credits: the owner of the live vehicle the
+    token is registered for, or nobody (status unknown or blocked). Once per (charger,
+    tx_key): a resent start returns the session recorded the first time."""
+    version = OcppVersion(cmd.ocpp_version)
+    if not 0 < len(cmd.tx_key) <= 100:
+        raise ChargingError("invalid_transaction", "a transaction key is 1-100 characters")
+    if cmd.started_ts < 0 or (cmd.meter_start_wh is not None and cmd.meter_start_wh < 0):
+        raise ChargingError("invalid_transaction", "times and registers are not negative")
+    digest = id_token_digest(secret, cmd.id_token.upper())
+    with uow:
+        uow.ledger.lock_ledger()
+        repo = uow.charging
+        existing = repo.session_by_tx(cmd.charger_id, cmd.tx_key)
+        if existing is not None:
+            return existing
+        charger = uow.identity.device(cmd.charger_id)
+        if charger is None or not _is_operator_charger(uow, charger):
+            raise ChargingError("unknown_charger", "no such charger")
+        status, vehicle = _token_status(uow, digest)
+        row = SessionRow(
+            repo.next_session_id(), charger.id, charger.owner_id, version.value, cmd.tx_key,
+            cmd.connector_id, digest, status.value, vehicle.id if vehicle else None,
+            vehicle.owner_id if vehicle else None, chain_id(charger.id, cmd.tx_key),
+            cmd.started_ts, cmd.meter_start_wh, uow.clock.now_ns(),
+        )
+        repo.insert_session(row)
+        uow.log.append([session_entry(row)])
+        uow.commit()
+    return row
+
+
+def stop_charging_session(cmd: commands.StopChargingSession, uow: AbstractUnitOfWork) -> StopRow:
+    """Record a transaction's end (once: a resent stop returns the first one)."""
+    if cmd.stopped_ts < 0 or (cmd.meter_stop_wh is not None and cmd.meter_stop_wh < 0):
+        raise ChargingError("invalid_transaction", "times and registers are not negative")
+    with uow:
+        uow.ledger.lock_ledger()
+        repo = uow.charging
+        session = repo.session(cmd.session_id)
+        if session is None or session.charger_id != cmd.charger_id:
+            raise ChargingError("not_found", "no such transaction at this charger")
+        existing = repo.stop(session.id)
+        if existing is not None:
+            return existing
+        reason = cmd.reason[:32] if cmd.reason else None
+        row = StopRow(session.id, cmd.stopped_ts, cmd.meter_stop_wh, reason, uow.clock.now_ns())
+        repo.insert_stop(row)
+        uow.log.append([stop_entry(row)])
+        uow.commit()
+    return row
+
+
+def _device(uow: AbstractUnitOfWork, owner_id: int, device_id: str) -> DeviceRow:
+    device = uow.identity.device(device_id)
+    if device is None or device.owner_id != owner_id:  # someone else's device is not found
+        raise ChargingError("not_found", "no such device")
+    return device
+
+
+def _check_charger(uow: AbstractUnitOfWork, device: DeviceRow) -> None:
+    if device.kind != DeviceKind.CHARGER:
+        raise ChargingError("not_a_charger", "OCPP passwords are set for chargers")
+    org = uow.identity.organisation(device.owner_id) if is_organisation(device.owner_id) else None
+    if org is None or org.kind != OrgKind.OPERATOR:
+        raise ChargingError("not_an_operator", "chargers of the OCPP door belong to an operator")
+    if not any(k.live for k in uow.identity.keys_of([device.id])):
+        raise ChargingError("device_revoked", "the charger is revoked")
+
+
+def _is_operator_charger(uow: AbstractUnitOfWork, device: DeviceRow) -> bool:
+    try:
+        _check_charger(uow, device)
+    except ChargingError:
+        return False
+    return True
+
+
+def _token_status(uow: AbstractUnitOfWork, digest: str) -> tuple[SessionStatus, DeviceRow | None]:
+    token = uow.charging.live_token(digest)
+    vehicle = uow.identity.device(token.device_id) if token is not None else None
+    if vehicle is None:
+        return SessionStatus.UNKNOWN, None
+    if not any(k.live for k in uow.identity.keys_of([vehicle.id])):
+        return SessionStatus.BLOCKED, None
+    return SessionStatus.ACCEPTED, vehicle
+
+
+# -- queries (read side) ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Charger:
+    """A charger the OCPP door let in."""
+
+    device_id: str
+    operator_id: int
+
+
+def authenticate_charger(uow: AbstractUnitOfWork, charger_id: str, password: str) -> Charger:
+    """The charger, if it is a live charger of an operator and `password` is its current
+    one; else ChargingError `unknown_charger` (no such live charger) or `bad_password`."""
+    with uow:
+        device = uow.identity.device(charger_id)
+        if device is None or not _is_operator_charger(uow, device):
+            raise ChargingError("unknown_charger", "no such charger")
+        secret = uow.charging.current_secret(charger_id)
+    if secret is None or not verify_password(password, secret.secret_hash):
+        raise ChargingError("bad_password", "wrong or unset charger password")
+    return Charger(device.id, device.owner_id)
+
+
+def token_status(uow: AbstractUnitOfWork, secret: bytes, token: str) -> SessionStatus:
+    """What an Authorize with this token is answered (nothing is recorded)."""
+    with uow:
+        return _token_status(uow, id_token_digest(secret, token.upper()))[0]
+
+
+def session_by_tx(uow: AbstractUnitOfWork, charger_id: str, tx_key: str) -> SessionRow | None:
+    with uow:
+        return uow.charging.session_by_tx(charger_id, tx_key)
+
+
+def session_at(uow: AbstractUnitOfWork, charger_id: str, session_id: int) -> SessionRow | None:
+    with uow:
+        found = uow.charging.session(session_id)
+    return found if found is not None and found.charger_id == charger_id else None
+
+
+def chain_latest(uow: AbstractUnitOfWork, chain: str) -> tuple[int, int, int, int] | None:
+    """The latest reading of a session's chain: (seq, ts, import_wh, export_wh)."""
+    with uow:
+        return uow.energy.latest_readings([chain]).get(chain)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionView:
+    """A session as one reader may see it: `vehicle` is whatever names the vehicle for them
+    (a pseudonym for the operator, the device id for its owner)."""
+
+    session: SessionRow
+    stop: StopRow | None
+    totals: ChainTotals
+    vehicle: str | None
+
+
+def operator_sessions(
+    uow: AbstractUnitOfWork, org_id: int, secret: bytes, *, after: int = 0, limit: int = 100
+) -> list[SessionView]:
+    """An operator's sessions; the vehicle only as the operator's own pseudonym of it."""
+    with uow:
+        rows = uow.charging.sessions(operator_id=org_id, after=after, limit=limit)
+    counterparty = f"org:{org_id}"
+    return [
+        SessionView(
+            s,
+            stop,
+            totals,
+            counterparty_pseudonym(secret, s.vehicle_id, counterparty) if s.vehicle_id else None,
+        )
+        for s, stop, totals in rows
+    ]
+
+
+def owner_sessions(
+    uow: AbstractUnitOfWork, owner_id: int, *, after: int = 0, limit: int = 100
+) -> list[SessionView]:
+    """The sessions that credited a vehicle owner, with what each credited."""
+    with uow:
+        rows = uow.charging.sessions(owner_id=owner_id, after=after, limit=limit)
+    return [SessionView(s, stop, totals, s.vehicle_id) for s, stop, totals in rows]
+
+
+def vehicle_tokens(uow: AbstractUnitOfWork, owner_id: int, device_id: str) -> list[IdTokenRow]:
+    with uow:
+        device = _device(uow, owner_id, device_id)
+        if device.kind != DeviceKind.VEHICLE:
+            raise ChargingError("not_a_vehicle", "id tokens are registered for vehicles")
+        return uow.charging.tokens_of(device_id)

@@ -1,0 +1,297 @@
+"""OCPP 1.6-J end to end: the `ocpp` package's own ChargePoint client talks to the central
+system over a real WebSocket on loopback; a V2G session credits the vehicle's owner at the
+tariff's time-of-day rates, the operator sees only a pseudonym, a resend credits nothing,
+and strangers, bad passwords, unknown tokens and garbage frames get nowhere."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from ocpp.v16 import ChargePoint, call
+
+from cityshare.bootstrap import Platform
+from cityshare.ingest.ocpp.server import ServerThread
+from cityshare.services.energy import CREDIT_ISSUANCE
+from ocpp_helpers import (
+    PASSWORD,
+    TOKEN,
+    Station,
+    at,
+    connect,
+    expected_credits,
+    handshake_status,
+    owner_wallets,
+    raw_call,
+    running,
+    station,
+)
+
+EXPORT = "Energy.Active.Export.Register"
+IMPORT = "Energy.Active.Import.Register"
+
+
+def ts(hhmm: str) -> int:
+    return int(dt.datetime.fromisoformat(at(hhmm)).timestamp())
+
+
+#: The session: 17:30-18:30 in Kolkata, discharging 5 kWh across the 18:00 peak boundary
+#: (one sample in kWh), charging 400 Wh (meterStart 10000 -> meterStop 10400).
+EXPORTS = [("12:00", 50_000), ("12:15", 51_000), ("12:30", 52_500), ("12:45", 54_000),
+           ("13:00", 55_000)]  # fmt: skip
+
+
+def sample(hhmm: str, *values: dict[str, str]) -> dict[str, Any]:
+    return {"timestamp": at(hhmm), "sampled_value": list(values)}
+
+
+def export(wh: int, unit: str = "Wh") -> dict[str, str]:
+    value = str(wh) if unit == "Wh" else str(wh / 1000)
+    return {"value": value, "measurand": EXPORT, "unit": unit, "context": "Sample.Periodic"}
+
+
+async def v2g_session(port: int, s: Station, token: str = TOKEN) -> dict[str, Any]:
+    """Boot, authorize, start, four MeterValues, stop; what the central system answered."""
+    async with (
+        connect(port, s.charger, "ocpp1.6", s.basic()) as ws,
+        running(ChargePoint(s.charger, ws)) as cp,
+    ):
+        boot = await cp.call(
+            call.BootNotification(charge_point_model="V2G-11", charge_point_vendor="Bidi")
+        )
+        auth = await cp.call(call.Authorize(id_tag=token))
+        start = await cp.call(
+            call.StartTransaction(
+                connector_id=1, id_tag=token, meter_start=10_000, timestamp=at("12:00")
+            )
+        )
+        tx = start.transaction_id
+        begin = {"value": "10000", "measurand": IMPORT, "context": "Transaction.Begin"}
+        await cp.call(
+            call.MeterValues(
+                connector_id=1,
+                transaction_id=tx,
+                meter_value=[sample("12:00", begin, export(50_000))],
+            )
+        )
+        for hhmm, wh in EXPORTS[1:4]:
+            unit = "kWh" if wh == 52_500 else "Wh"
+            await cp.call(
+                call.MeterValues(
+                    connector_id=1,
+                    transaction_id=tx,
+                    meter_value=[sample(hhmm, export(wh, unit))],
+                )
+            )
+        stop = await cp.call(
+            call.StopTransaction(
+                meter_stop=10_400,
+                timestamp=at("13:00"),
+                transaction_id=tx,
+                id_tag=token,
+                reason="EVDisconnected",
+                transaction_data=[sample("13:00", export(55_000))],
+            )
+        )
+    return {"boot": boot, "auth": auth, "start": start, "stop": stop}
+
+
+@pytest.fixture
+def port(platform: Platform) -> Iterator[int]:
+    with ServerThread(platform) as server:
+        yield server.port
+
+
+def test_a_v2g_session_credits_the_vehicle_owner_at_the_time_of_day_rates(
+    client: TestClient, platform: Platform, port: int
+) -> None:
+    s = station(client, platform)
+    before = owner_wallets(platform, s)
+
+    answers = asyncio.run(v2g_session(port, s))
+
+    assert answers["boot"].status == "Accepted"
+    assert answers["auth"].id_tag_info["status"] == "Accepted"
+    assert answers["start"].id_tag_info["status"] == "Accepted"
+    assert answers["stop"].id_tag_info["status"] == "Accepted"
+    points, grams = expected_credits(platform.tariff, [(ts(t), wh) for t, wh in EXPORTS])
+    # 2500 Wh before 18:00 at 1 milli-point/Wh, 2500 Wh after at 1.2 x 1.5 (peak incentive).
+    assert (points, grams) == (2_500 + 4_500, 4_305)
+    after = owner_wallets(platform, s)
+    assert after["CREDIT"] - before["CREDIT"] == points
+    assert after["CARBON"] - before["CARBON"] == grams
+    assert after["ENERGY"] - before["ENERGY"] == 5_000 - 400  # net export
+
+    mine = client.get("/api/v1/me/charging-sessions", headers=s.resident).json()
+    assert [(m["vehicle_id"], m["exported_wh"], m["imported_wh"], m["credit_milli"],
+             m["carbon_g"], m["stop_reason"]) for m in mine] == [
+        (s.vehicle, 5_000, 400, points, grams, "EVDisconnected")
+    ]  # fmt: skip
+
+    # The operator sees the session, with the vehicle only as its own pseudonym.
+    listed = client.get(f"/api/v1/organisations/{s.org_id}/charging-sessions", headers=s.staff)
+    assert listed.status_code == 200, listed.text
+    [session] = listed.json()
+    assert session["charger_id"] == s.charger
+    assert session["transaction_id"] == str(answers["start"].transaction_id)
+    assert (session["exported_wh"], session["status"]) == (5_000, "accepted")
+    assert session["vehicle"].startswith("veh-")
+    assert session["started_at"] == "2023-11-14T12:00:00+00:00"
+    assert session["stopped_at"] == "2023-11-14T13:00:00+00:00"
+    for secret in (s.vehicle, TOKEN, TOKEN.lower(), PASSWORD, "resident", "owner"):
+        assert secret not in listed.text
+    # No field of it names the resident (ids are small numbers, so by field, not by text).
+    assert set(session) == {
+        "session_id", "charger_id", "connector_id", "ocpp_version", "transaction_id", "status",
+        "vehicle", "started_at", "stopped_at", "stop_reason", "exported_wh", "imported_wh",
+    }  # fmt: skip
+    # ... and no other operator's staff may list them.
+    other = station(client, platform, "Other Bays", "bala")
+    refused = client.get(f"/api/v1/organisations/{s.org_id}/charging-sessions", headers=other.staff)
+    assert refused.status_code == 403
+
+    # The charger resends everything after a reconnect: same transaction, nothing more.
+    again = asyncio.run(v2g_session(port, s))
+    assert again["start"].transaction_id == answers["start"].transaction_id
+    assert owner_wallets(platform, s) == after
+    assert len(client.get("/api/v1/me/charging-sessions", headers=s.resident).json()) == 1
+
+
+def test_an_unknown_token_is_refused_and_earns_nothing(
+    client: TestClient, platform: Platform, port: int
+) -> None:
+    s = station(client, platform)
+    with platform.uow() as uow:
+        issued = uow.ledger.load_accounts([CREDIT_ISSUANCE]).get(CREDIT_ISSUANCE)
+    before = owner_wallets(platform, s)
+
+    answers = asyncio.run(v2g_session(port, s, token="DEADBEEF"))
+
+    assert answers["auth"].id_tag_info["status"] == "Invalid"
+    assert answers["start"].id_tag_info["status"] == "Invalid"
+    assert owner_wallets(platform, s) == before
+    with platform.uow() as uow:
+        assert uow.ledger.load_accounts([CREDIT_ISSUANCE]).get(CREDIT_ISSUANCE) == issued
+    [session] = client.get(
+        f"/api/v1/organisations/{s.org_id}/charging-sessions", headers=s.staff
+    ).json()
+    assert (session["status"], session["vehicle"], session["exported_wh"]) == ("unknown", None, 0)
+
+
+def test_a_removed_token_stops_being_accepted(
+    client: TestClient, platform: Platform, port: int
+) -> None:
+    s = station(client, platform)
+    [token] = client.get(f"/api/v1/me/devices/{s.vehicle}/id-tokens", headers=s.resident).json()
+    removed = client.delete(
+        f"/api/v1/me/devices/{s.vehicle}/id-tokens/{token['id']}", headers=s.resident
+    )
+    assert removed.status_code == 200, removed.text
+    assert removed.json()["removed_at"]
+    before = owner_wallets(platform, s)
+    answers = asyncio.run(v2g_session(port, s))
+    assert answers["start"].id_tag_info["status"] == "Invalid"
+    assert owner_wallets(platform, s) == before
+
+
+def test_strangers_and_wrong_passwords_are_refused_at_the_handshake(
+    client: TestClient, platform: Platform, port: int
+) -> None:
+    s = station(client, platform)
+    stranger = "dev-aaaaaaaaaaaaaaaa"
+
+    async def statuses() -> list[int]:
+        return [
+            await handshake_status(port, s.charger, "ocpp1.6", s.basic()),
+            await handshake_status(port, stranger, "ocpp1.6", s.basic(user=stranger)),
+            await handshake_status(port, s.charger, "ocpp1.6", s.basic("wrong-password-123")),
+            await handshake_status(port, s.charger, "ocpp1.6", None),
+            await handshake_status(port, s.charger, "ocpp1.6", s.basic(user="someone-else")),
+            await handshake_status(port, s.charger, "ocpp1.5", s.basic()),
+        ]
+
+    assert asyncio.run(statuses()) == [101, 401, 401, 401, 401, 400]
+
+    # A revoked charger is no longer let in, whatever its password.
+    revoked = client.delete(
+        f"/api/v1/organisations/{s.org_id}/devices/{s.charger}", headers=s.staff
+    )
+    assert revoked.status_code == 200, revoked.text
+    assert asyncio.run(handshake_status(port, s.charger, "ocpp1.6", s.basic())) == 401
+
+
+def test_malformed_frames_get_a_callerror_and_the_connection_goes_on(
+    client: TestClient, platform: Platform, port: int
+) -> None:
+    s = station(client, platform)
+
+    async def exchange() -> list[list[Any]]:
+        async with connect(port, s.charger, "ocpp1.6", s.basic()) as ws:
+            answers = [
+                await raw_call(ws, frame)
+                for frame in (
+                    "this is not json",
+                    '{"not": "an array"}',
+                    '[2, "m1"]',
+                    '[7, "m2", "Heartbeat", {}]',
+                    '[2, "m3", "Heartbeat", "not an object"]',
+                    '[2, "m4", "TeleportVehicle", {}]',
+                    '[2, "m5", "Authorize", {}]',
+                    '[2, "m6", "Authorize", {"idTag": 42}]',
+                    '[2, "m7", "StartTransaction", {"connectorId": 1, "idTag": "X", '
+                    '"meterStart": 0, "timestamp": "yesterday-ish"}]',
+                    json.dumps(
+                        [
+                            2,
+                            "m8",
+                            "MeterValues",
+                            {
+                                "connectorId": 1,
+                                "transactionId": 1,
+                                "meterValue": [
+                                    {
+                                        "timestamp": at("12:00"),
+                                        "sampledValue": [{"value": "lots", "measurand": EXPORT}],
+                                    }
+                                ],
+                            },
+                        ]
+                    ),
+                    '[2, "m9", "Heartbeat", {}]',
+                )
+            ]
+            # Another charger is served meanwhile, and this one still is afterwards.
+            other = station(client, platform, "Neighbour Bays", "chitra")
+            async with connect(port, other.charger, "ocpp1.6", other.basic()) as ws2:
+                answers.append(await raw_call(ws2, '[2, "n1", "Heartbeat", {}]'))
+            answers.append(await raw_call(ws, '[2, "m10", "Heartbeat", {}]'))
+            return answers
+
+    answers = asyncio.run(exchange())
+    codes = [(a[0], a[1], a[2] if a[0] == 4 else "ok") for a in answers]
+    assert codes == [
+        (4, "-1", "FormationViolation"),
+        (4, "-1", "FormationViolation"),
+        (4, "m1", "FormationViolation"),
+        (4, "m2", "ProtocolError"),
+        (4, "m3", "FormationViolation"),
+        (4, "m4", "NotSupported"),
+        (4, "m5", "ProtocolError"),
+        (4, "m6", "TypeConstraintViolation"),
+        (4, "m7", "PropertyConstraintViolation"),
+        (4, "m8", "PropertyConstraintViolation"),
+        (3, "m9", "ok"),
+        (3, "n1", "ok"),
+        (3, "m10", "ok"),
+    ]
+    assert "currentTime" in answers[-1][2]
+    # Nothing a malformed frame said was recorded.
+    assert (
+        client.get(f"/api/v1/organisations/{s.org_id}/charging-sessions", headers=s.staff).json()
+        == []
+    )
