@@ -1,0 +1,162 @@
+"""Billing under /api/v1: providers' price lists, a resident's choice of provider, and the
+monthly statement (a resident's own, or read by staff for billing, which is recorded).
+
+Imported energy is billed per interval by `cityshare energy bill` (and by `serve`
+periodically) and paid from the resident's INR wallet; a top-up is a transfer into that
+wallet by a platform operator (POST /api/v1/transfers).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from cityshare.access.policy import Purpose
+from cityshare.api.access import record_reads
+from cityshare.api.billing_schemas import (
+    ChooseProviderIn,
+    PriceListIn,
+    PriceListOut,
+    ProviderChoiceOut,
+    ProviderPricesOut,
+    StatementOut,
+)
+from cityshare.api.deps import PlatformDep, PrincipalDep, ResidentDep, StaffDep, require_purpose
+from cityshare.api.errors import ApiError
+from cityshare.api.routers.identity import VID
+from cityshare.api.routers.organisations import OrgId, _for_its_staff
+from cityshare.api.schemas import error_responses
+from cityshare.domain import commands
+from cityshare.domain.billing import BillingError, month_of
+from cityshare.services import billing, identity
+
+router = APIRouter(prefix="/api/v1", tags=["billing"])
+
+MonthPath = Annotated[
+    str, Path(pattern=r"^[0-9]{4}-[0-9]{2}$", description="A month, YYYY-MM (local time).")
+]
+
+
+def refused(exc: BillingError) -> ApiError:
+    return ApiError(404 if exc.code == "not_found" else 422, exc.code, str(exc))
+
+
+@router.put(
+    "/organisations/{org_id}/price-list",
+    response_model=PriceListOut,
+    status_code=201,
+    summary="Set a new version of a provider's price list (its staff or an admin)",
+    description="Paise per kWh for each time-of-day window, effective now or from a later "
+    "`effective_from`; earlier versions are kept. Only per-kWh prices exist: a fixed, "
+    "standing or subscription charge, a fraction, a negative price or an unknown window is "
+    "refused with the reason and nothing is written.",
+    responses=error_responses(401, 403, 404, 422),
+)
+def set_price_list(
+    platform: PlatformDep, principal: PrincipalDep, org_id: OrgId, body: PriceListIn
+) -> PriceListOut:
+    _for_its_staff(principal, org_id)
+    try:
+        row = platform.bus.handle(
+            commands.SetPriceList(org_id, body.model_dump(exclude_unset=True), principal.name)
+        )
+    except BillingError as exc:
+        raise refused(exc) from exc
+    return PriceListOut.of(billing.price_list_view(row))
+
+
+@router.get(
+    "/organisations/{org_id}/price-list",
+    response_model=ProviderPricesOut,
+    summary="A provider's price list in force and those to come (anyone signed in)",
+    responses=error_responses(401, 404, 422),
+)
+def price_list(platform: PlatformDep, _: PrincipalDep, org_id: OrgId) -> ProviderPricesOut:
+    try:
+        return ProviderPricesOut.of(billing.provider_prices(platform.uow(), org_id))
+    except BillingError as exc:
+        raise refused(exc) from exc
+
+
+def _choice(platform: PlatformDep, resident_id: int) -> ProviderChoiceOut:
+    try:
+        choice = billing.current_provider(
+            platform.uow(), resident_id, default_setting=platform.settings.default_provider
+        )
+    except BillingError as exc:
+        raise refused(exc) from exc
+    return ProviderChoiceOut.of(choice)
+
+
+@router.get(
+    "/me/energy/provider",
+    response_model=ProviderChoiceOut,
+    summary="Who sells you the energy you import, and at what prices",
+    responses=error_responses(401, 403, 422),
+)
+def my_provider(platform: PlatformDep, principal: ResidentDep) -> ProviderChoiceOut:
+    assert principal.resident_id is not None
+    return _choice(platform, principal.resident_id)
+
+
+@router.put(
+    "/me/energy/provider",
+    response_model=ProviderChoiceOut,
+    summary="Buy your imported energy from this provider from now on (no fees, no contract)",
+    responses=error_responses(401, 403, 404, 422),
+)
+def choose_provider(
+    platform: PlatformDep, principal: ResidentDep, body: ChooseProviderIn
+) -> ProviderChoiceOut:
+    assert principal.resident_id is not None
+    try:
+        platform.bus.handle(commands.ChooseProvider(principal.resident_id, body.provider_id))
+    except BillingError as exc:
+        raise refused(exc) from exc
+    return _choice(platform, principal.resident_id)
+
+
+def _statement(platform: PlatformDep, resident_id: int, month: str) -> StatementOut:
+    try:
+        period = month_of(month, platform.tariff.zone)
+    except BillingError as exc:
+        raise refused(exc) from exc
+    return StatementOut.of(
+        billing.monthly_statement(platform.uow(), resident_id, period, tariff=platform.tariff)
+    )
+
+
+@router.get(
+    "/me/statements/{month}",
+    response_model=StatementOut,
+    summary="Your monthly statement: energy in and out, bills, payments, arrears, wallet",
+    responses=error_responses(401, 403, 422),
+)
+def my_statement(platform: PlatformDep, principal: ResidentDep, month: MonthPath) -> StatementOut:
+    assert principal.resident_id is not None
+    return _statement(platform, principal.resident_id, month)
+
+
+@router.get(
+    "/residents/{vid}/statements/{month}",
+    response_model=StatementOut,
+    summary="A resident's monthly statement, for billing (staff; the read is recorded)",
+    responses=error_responses(401, 403, 404, 422),
+)
+def resident_statement(
+    platform: PlatformDep,
+    principal: StaffDep,
+    vid: VID,
+    month: MonthPath,
+    purpose: Annotated[Purpose, Query(description="Must be `billing`, granted to you.")],
+) -> StatementOut:
+    require_purpose(principal, purpose)
+    if purpose != Purpose.BILLING:
+        raise ApiError(403, "wrong_purpose", "statements are read for billing only")
+    resident_id = identity.resident_by_vid(platform.uow(), vid)
+    if resident_id is None:
+        raise ApiError(404, "not_found", "no resident has this virtual id")
+    view = _statement(platform, resident_id, month)
+    record_reads(platform, principal, purpose, [(resident_id, f"energy statement {month}")])
+    return view
