@@ -1,0 +1,182 @@
+"""Community assets under /api/v1: shares (issued by the asset's staff, transferred by their
+holders) and the settlement of earnings to holders.
+
+The asset's staff (and administrators) see how many shares and holders there are and what
+each distribution paid in total; holders by VID only with the billing purpose, and every
+such read is recorded in each holder's access log. A resident sees their own holdings and
+payouts.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from cityshare.access.policy import Purpose
+from cityshare.api.access import record_reads
+from cityshare.api.community_schemas import (
+    AssetSharesOut,
+    DistributeIn,
+    MySharesOut,
+    SettlementOut,
+    ShareEventOut,
+    ShareIssueIn,
+    ShareTransferIn,
+)
+from cityshare.api.deps import PlatformDep, PrincipalDep, ResidentDep, require_purpose
+from cityshare.api.errors import ApiError
+from cityshare.api.routers.organisations import OrgId, _for_its_staff
+from cityshare.api.schemas import error_responses
+from cityshare.domain import commands
+from cityshare.services import community
+from cityshare.services.community import CommunityError
+
+router = APIRouter(prefix="/api/v1", tags=["community"])
+
+_STATUS = {
+    "not_found": 404,
+    "unknown_vid": 404,
+    "insufficient_shares": 409,
+    "too_many_shares": 409,
+}
+
+
+def refused(exc: CommunityError) -> ApiError:
+    return ApiError(_STATUS.get(exc.code, 422), exc.code, str(exc))
+
+
+@router.post(
+    "/organisations/{org_id}/shares",
+    response_model=ShareEventOut,
+    status_code=201,
+    summary="Issue new shares of a community asset to a resident (admins and its staff)",
+    responses=error_responses(401, 403, 404, 409, 422),
+)
+def issue_shares(
+    platform: PlatformDep, principal: PrincipalDep, org_id: OrgId, body: ShareIssueIn
+) -> ShareEventOut:
+    _for_its_staff(principal, org_id)
+    try:
+        [row] = platform.bus.handle(
+            commands.IssueShares(
+                org_id, [commands.ShareGrant(body.vid, body.shares)], principal.name
+            )
+        )
+    except CommunityError as exc:
+        raise refused(exc) from exc
+    with platform.uow() as uow:
+        holding = uow.community.holding(org_id, row.to_id)
+    return ShareEventOut(
+        id=row.id, asset_id=org_id, kind=row.kind, vid=body.vid, shares=row.shares, holding=holding
+    )
+
+
+@router.get(
+    "/organisations/{org_id}/shares",
+    response_model=AssetSharesOut,
+    response_model_exclude_none=True,
+    summary="A community asset's shares and distributions; holders by VID for billing (recorded)",
+    responses=error_responses(401, 403, 404, 422),
+)
+def asset_shares(
+    platform: PlatformDep,
+    principal: PrincipalDep,
+    org_id: OrgId,
+    purpose: Annotated[
+        Purpose | None,
+        Query(description="`billing` lists the holders by VID (each read is recorded)."),
+    ] = None,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> AssetSharesOut:
+    _for_its_staff(principal, org_id)
+    listed = purpose == Purpose.BILLING
+    if listed:
+        require_purpose(principal, Purpose.BILLING)
+    try:
+        data = community.asset_shares(
+            platform.uow(), org_id, with_holders=listed, offset=offset, limit=limit
+        )
+    except CommunityError as exc:
+        raise refused(exc) from exc
+    if listed:
+        what = f"community shares: holding of asset {org_id}"
+        record_reads(platform, principal, Purpose.BILLING, [(r, what) for r, _, _ in data.holdings])
+    more = listed and offset + len(data.holdings) < data.holders
+    return AssetSharesOut.of(
+        data,
+        platform.tariff.zone,
+        listed=listed,
+        next_offset=offset + len(data.holdings) if more else None,
+    )
+
+
+@router.post(
+    "/organisations/{org_id}/distributions",
+    response_model=list[SettlementOut],
+    summary="Settle a community asset now: pay every ended period's earnings to its holders",
+    responses=error_responses(401, 403, 404, 422),
+)
+def distribute(
+    platform: PlatformDep,
+    principal: PrincipalDep,
+    org_id: OrgId,
+    body: DistributeIn | None = None,
+) -> list[SettlementOut]:
+    _for_its_staff(principal, org_id)
+    zone = platform.tariff.zone
+    try:
+        text = body.period_end if body is not None else None
+        end = None if text is None else community.period_end_from(text, zone)
+        outcomes = platform.bus.handle(commands.SettleCommunityAssets(org_id, end))
+    except CommunityError as exc:
+        raise refused(exc) from exc
+    return [SettlementOut.of(o, zone) for o in outcomes]
+
+
+@router.get(
+    "/me/shares",
+    response_model=MySharesOut,
+    summary="Your shares of community assets and what each distribution paid you",
+    responses=error_responses(401, 403, 422),
+)
+def my_shares(
+    platform: PlatformDep,
+    principal: ResidentDep,
+    limit: Annotated[int, Query(ge=1, le=500, description="Most payouts listed.")] = 100,
+) -> MySharesOut:
+    assert principal.resident_id is not None
+    data = community.resident_shares(platform.uow(), principal.resident_id, limit=limit)
+    return MySharesOut.of(data, platform.tariff.zone)
+
+
+@router.post(
+    "/me/shares/transfers",
+    response_model=ShareEventOut,
+    status_code=201,
+    summary="Give some of your shares of a community asset to another resident (by VID)",
+    responses=error_responses(401, 403, 404, 409, 422),
+)
+def transfer_shares(
+    platform: PlatformDep, principal: ResidentDep, body: ShareTransferIn
+) -> ShareEventOut:
+    assert principal.resident_id is not None
+    try:
+        row = platform.bus.handle(
+            commands.TransferShares(
+                body.asset_id, principal.resident_id, body.to_vid, body.shares, principal.name
+            )
+        )
+    except CommunityError as exc:
+        raise refused(exc) from exc
+    with platform.uow() as uow:
+        holding = uow.community.holding(body.asset_id, principal.resident_id)
+    return ShareEventOut(
+        id=row.id,
+        asset_id=body.asset_id,
+        kind=row.kind,
+        vid=body.to_vid,
+        shares=row.shares,
+        holding=holding,
+    )
