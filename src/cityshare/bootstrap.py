@@ -14,7 +14,7 @@ from cityshare.config import Settings, get_settings
 from cityshare.domain import commands
 from cityshare.domain.energy import Tariff, load_tariff
 from cityshare.domain.identity import check_sector
-from cityshare.services import audit_log, energy, identity, ledger
+from cityshare.services import audit_log, billing, charging, community, energy, identity, ledger
 from cityshare.services.messagebus import MessageBus
 from cityshare.services.unit_of_work import SqlUnitOfWork
 from cityshare.store import migrate
@@ -93,6 +93,30 @@ def bootstrap(
             commands.IngestReadings: functools.partial(
                 energy.ingest_readings, verifier=verifier, tariff=tariff
             ),
+            commands.IssueShares: community.issue_shares,
+            commands.TransferShares: community.transfer_shares,
+            commands.DistributeCommunityEarnings: functools.partial(
+                community.distribute_earnings,
+                zone=tariff.zone,
+                period=settings.community_period,
+            ),
+            commands.SettleCommunityAssets: functools.partial(
+                community.settle, zone=tariff.zone, period=settings.community_period
+            ),
+            commands.SetPriceList: functools.partial(billing.set_price_list, tariff=tariff),
+            commands.ChooseProvider: billing.choose_provider,
+            commands.BillEnergy: functools.partial(
+                billing.bill_energy, default_provider_setting=settings.default_provider
+            ),
+            commands.SetChargerPassword: charging.set_charger_password,
+            commands.RegisterIdToken: functools.partial(
+                charging.register_id_token, secret=pseudonym_secret
+            ),
+            commands.RemoveIdToken: charging.remove_id_token,
+            commands.StartChargingSession: functools.partial(
+                charging.start_charging_session, secret=pseudonym_secret
+            ),
+            commands.StopChargingSession: charging.stop_charging_session,
             commands.AddCosignatures: functools.partial(
                 audit_log.add_cosignatures,
                 log_verifier=log_signer.verifier,

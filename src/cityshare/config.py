@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cityshare.domain.community import SettlementPeriod
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CITYSHARE_", env_file=".env", extra="ignore")
@@ -82,6 +84,34 @@ class Settings(BaseSettings):
         le=64,
         description="Processes that check reading signatures in parallel for large batches "
         "(0: check them in the serving process).",
+    )
+    mqtt_username: str | None = Field(
+        None, description="User name `cityshare ingest` gives the MQTT broker (if it asks one)."
+    )
+    mqtt_password: SecretStr | None = Field(
+        None, description="Password `cityshare ingest` gives the MQTT broker."
+    )
+    community_period: SettlementPeriod = Field(
+        SettlementPeriod.MONTHLY,
+        description="How often community assets pay their earnings out to shareholders: daily "
+        "or monthly (periods end at local midnight in the tariff's timezone).",
+    )
+    community_settle_seconds: float = Field(
+        3600.0,
+        ge=0,
+        description="How often `serve` settles community assets whose period ended (0: never; "
+        "`cityshare community settle` does it by hand).",
+    )
+    default_provider: int | None = Field(
+        None,
+        description="The organisation (a provider or community id) that sells energy to "
+        "residents who never chose one; if unset, the first organisation of kind provider.",
+    )
+    billing_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="How often `serve` bills new meter intervals and retries arrears (0: "
+        "never; `cityshare energy bill` does it by hand).",
     )
 
 

@@ -65,6 +65,17 @@ WRITES: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/v1/organisations/{org_id}/devices"): {"admin", "operator_org"},
     ("POST", "/api/v1/organisations/{org_id}/devices/{device_id}/keys"): {"admin", "operator_org"},
     ("DELETE", "/api/v1/organisations/{org_id}/devices/{device_id}"): {"admin", "operator_org"},
+    ("PUT", "/api/v1/organisations/{org_id}/devices/{device_id}/ocpp-password"): {
+        "admin",
+        "operator_org",
+    },
+    ("POST", "/api/v1/me/devices/{device_id}/id-tokens"): {"resident_a"},
+    ("DELETE", "/api/v1/me/devices/{device_id}/id-tokens/{token_id}"): {"resident_a"},
+    ("PUT", "/api/v1/organisations/{org_id}/price-list"): {"admin", "operator_org"},
+    ("PUT", "/api/v1/me/energy/provider"): {"resident_a", "resident_b"},
+    ("POST", "/api/v1/organisations/{org_id}/shares"): {"admin", "operator_org"},
+    ("POST", "/api/v1/organisations/{org_id}/distributions"): {"admin", "operator_org"},
+    ("POST", "/api/v1/me/shares/transfers"): {"resident_a", "resident_b"},
 }
 
 
@@ -109,6 +120,9 @@ def world(client: TestClient, platform: Platform) -> dict[str, Any]:
     org = client.post(
         "/api/v1/organisations", json={"kind": "community", "name": "Rooftops of Ward 9"}
     ).json()["id"]
+    # Resident A holds shares of the community asset: its staff may list holders by VID.
+    shares = client.post(f"/api/v1/organisations/{org}/shares", json={"vid": vid, "shares": 5})
+    assert shares.status_code == 201, shares.text
 
     def staff(
         role: str, purposes: list[str], domain: str | None = None, org_id: int | None = None
@@ -157,6 +171,8 @@ def world(client: TestClient, platform: Platform) -> dict[str, Any]:
         "device_id": meter,
         "size": 1,
         "org_id": org,
+        "token_id": 1,
+        "month": "2023-11",  # the test clock's month (statements)
     }
     return {"headers": headers, "markers": markers, "params": params}
 
@@ -245,9 +261,23 @@ def test_every_write_is_refused_to_the_roles_it_is_not_for(
         "/api/v1/organisations": {"kind": "provider", "name": "Sneaky Power"},
         "/api/v1/organisations/{org_id}/devices": {"kind": "meter", "public_key": new_key()[1]},
         "/api/v1/organisations/{org_id}/devices/{device_id}/keys": {"public_key": new_key()[1]},
+        "/api/v1/organisations/{org_id}/shares": {"vid": world["markers"]["vid"], "shares": 1},
+        "/api/v1/me/shares/transfers": {
+            "asset_id": world["params"]["org_id"],
+            "to_vid": world["markers"]["vid"],
+            "shares": 1,
+        },
+        "/api/v1/organisations/{org_id}/price-list": {
+            "prices": {"normal": 600, "solar": 400, "peak": 900}
+        },
+        "/api/v1/me/energy/provider": {"provider_id": world["params"]["org_id"]},
         "/api/v1/residents": {"assertion": "a.b.c"},
         "/api/v1/devices/token": {"proof": "a.b.c"},
         "/api/v1/vehicles/identify": {"presentation": "a.b.c"},
+        "/api/v1/organisations/{org_id}/devices/{device_id}/ocpp-password": {
+            "password": "a-valid-charger-password"
+        },
+        "/api/v1/me/devices/{device_id}/id-tokens": {"id_token": "CARD0001"},
     }
     with platform.uow() as uow:
         before = uow.log.size()

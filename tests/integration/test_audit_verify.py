@@ -35,6 +35,7 @@ from cityshare.clock import ManualClock
 from cityshare.domain import commands
 from cityshare.domain.devices import parse_public_key
 from cityshare.domain.ledger import Ledger, NewAccount, Transfer, TransferFlags, TransferRecord
+from cityshare.domain.residents import wallet_account_id
 from cityshare.services import audit
 from cityshare.services.unit_of_work import SqlUnitOfWork
 from cityshare.store import tables
@@ -132,6 +133,12 @@ def seed(platform: Platform, clock: ManualClock) -> None:
     # An organisation (and its wallets) owning a device.
     org = platform.bus.handle(commands.CreateOrganisation("community", "Ward 9 Rooftops"))
     platform.bus.handle(commands.RegisterDevice(org.id, "meter", parse_public_key(new_key()[1])))
+    # Billing records: the organisation sells energy (a price list), the resident buys from it
+    # (a choice) before the readings below begin.
+    dear = {"normal": 100_000, "solar": 100_000, "peak": 100_000}  # 100 paise a Wh
+    platform.bus.handle(commands.SetPriceList(org.id, {"prices": dear}, "admin"))
+    platform.bus.handle(commands.ChooseProvider(resident, org.id))
+    clock.advance(300)
     # Energy records: the tariff, readings (one waiting for a missing one), their intervals
     # (one anomalous) and the platform accounts and transfers that credit them.
     now = clock.now_ns() // 10**9
@@ -140,11 +147,28 @@ def seed(platform: Platform, clock: ManualClock) -> None:
         for seq, e in ((0, 0), (1, 50), (2, 90_000), (3, 90_100), (4, 90_170), (9, 90_900))
     ]
     ingest(platform, readings)
+    # Its imports billed (bills and a run record); the empty INR wallet leaves them in arrears.
+    billed = platform.bus.handle(commands.BillEnergy())
+    assert billed.bills == billed.unpaid_bills == 3
     platform.bus.handle(
         commands.RecordAccess(
             [commands.AccessRequest(resident, "operator:energy-co", "operator", "billing", "vid")]
         )
     )
+    # Community records: shares of the organisation issued to the resident, and its earnings
+    # paid out to them when the month is settled (a share event, a distribution, a payout).
+    with platform.uow() as uow:
+        enrolment = uow.identity.latest_enrolment(resident)
+    assert enrolment is not None
+    platform.bus.handle(
+        commands.IssueShares(org.id, [commands.ShareGrant(enrolment.vid, 3)], "admin")
+    )
+    earnings = Transfer(next_id, ISSUER, wallet_account_id(org.id, Ledger.CREDIT), 700, CREDIT)
+    assert post(platform, earnings) == ["created"]
+    next_id += 1
+    clock.advance(30 * 86400)  # past the end of the month
+    [settled] = platform.bus.handle(commands.SettleCommunityAssets(org.id))
+    assert settled.distribution is not None
     # The last commit is a transfer, so the ledger clock equals the newest record's timestamp.
     assert post(platform, Transfer(next_id, 11, 10, 3, CREDIT)) == ["created"]
 
@@ -211,7 +235,21 @@ def test_a_clean_history_verifies_clean(seeded: Platform, chunk_size: int) -> No
     assert {t: report.records[t] for t in identity_records} == identity_records
     energy_records = {"tariffs": 1, "meter_readings": 6, "meter_intervals": 5}
     assert {t: report.records[t] for t in energy_records} == energy_records
-    others = sum(identity_records.values()) + sum(energy_records.values())
+    community_records = {"share_events": 1, "community_distributions": 1, "community_payouts": 1}
+    assert {t: report.records[t] for t in community_records} == community_records
+    billing_records = {
+        "price_lists": 1,
+        "provider_choices": 1,
+        "energy_bills": 3,
+        "billing_runs": 1,
+    }
+    assert {t: report.records[t] for t in billing_records} == billing_records
+    others = (
+        sum(identity_records.values())
+        + sum(energy_records.values())
+        + sum(community_records.values())
+        + sum(billing_records.values())
+    )
     assert report.records["transfers"] + 19 + 2 + others == size
     with seeded.engine.connect() as conn:
         stored_nodes = conn.execute(text("SELECT count(*) FROM log_nodes")).scalar_one()
@@ -425,10 +463,11 @@ def test_extra_leaves_with_their_nodes_but_no_record(seeded: Platform) -> None:
         size = uow.log.size()
         record = uow.ledger.get_transfer(PLAIN)
     assert record is not None
+    with seeded.engine.connect() as conn:
+        newest = conn.execute(text("SELECT max(timestamp) FROM transfers")).scalar_one()
     extra = 16 - size % 16  # enough to complete a stored node of level 4
     fakes = [
-        record._replace(id=777_000 + i, timestamp=record.timestamp + 10**12 + i)
-        for i in range(extra + 1)
+        record._replace(id=777_000 + i, timestamp=newest + 10**12 + i) for i in range(extra + 1)
     ]
     with seeded.engine.begin() as conn:
         nodes = conn.execute(text("SELECT count(*) FROM log_nodes")).scalar_one()
@@ -597,8 +636,20 @@ TAMPERABLE: dict[str, list[str]] = {
             "tariffs",
             "meter_readings",
             "meter_intervals",
+            "share_events",
+            "community_distributions",
+            "community_payouts",
+            "price_lists",
+            "provider_choices",
+            "energy_bills",
+            "billing_runs",
         )
     },
+    # The arrears queue is derived: `audit verify` checks it against the bills and payments.
+    "energy_arrears": ["bill_id", "resident_id"],
+    # The derived holdings (keyed by asset and resident): `audit verify` sums the share events
+    # again. (resident_id is left out: the tamper updates every row of the first key column.)
+    "share_holdings": ["asset_id", "shares"],
 }
 TAMPER_SEED = int(os.environ.get("CITYSHARE_TAMPER_SEED", "20261124"))
 

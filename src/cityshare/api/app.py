@@ -14,7 +14,9 @@ from sqlalchemy import text
 from cityshare import __version__
 from cityshare.api.deps import PlatformDep
 from cityshare.api.errors import ApiError, error_body, install_error_handlers
-from cityshare.api.routers import energy, identity, ledger, organisations
+from cityshare.api.routers import billing, energy, identity, ledger, organisations
+from cityshare.api.routers import charging as charging_router
+from cityshare.api.routers import community as community_router
 from cityshare.api.routers import log as log_router
 from cityshare.api.schemas import Health, error_responses
 from cityshare.bootstrap import Platform
@@ -51,17 +53,54 @@ async def _sweep_expired(platform: Platform) -> None:
             log.exception("expiry sweep failed; will try again")
 
 
-def create_app(platform: Platform, *, sweep_expired: bool = True) -> FastAPI:
+async def _bill_energy(platform: Platform) -> None:
+    interval = platform.settings.billing_seconds
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.to_thread(platform.bus.handle, commands.BillEnergy())
+        except Exception:
+            log.exception("billing failed; will try again")
+
+
+async def _settle_community(platform: Platform) -> None:
+    interval = platform.settings.community_settle_seconds
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.to_thread(platform.bus.handle, commands.SettleCommunityAssets())
+        except Exception:
+            log.exception("settling community assets failed; will try again")
+
+
+def create_app(
+    platform: Platform,
+    *,
+    sweep_expired: bool = True,
+    bill_energy: bool | None = None,
+    settle_community: bool | None = None,
+) -> FastAPI:
+    """`bill_energy` (default: as `sweep_expired`, so tests that turn background work off get
+    none) bills meter intervals every `billing_seconds` (0: never)."""
+    billing_on = sweep_expired if bill_energy is None else bill_energy
+    billing_on = billing_on and platform.settings.billing_seconds > 0
+    # Community settlement follows the same default (`community_settle_seconds`, 0: never).
+    settling_on = sweep_expired if settle_community is None else settle_community
+    settling_on = settling_on and platform.settings.community_settle_seconds > 0
+
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(_sweep_expired(platform)) if sweep_expired else None
+        biller = asyncio.create_task(_bill_energy(platform)) if billing_on else None
+        settler = asyncio.create_task(_settle_community(platform)) if settling_on else None
         try:
             yield
         finally:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            for running in (task, biller, settler):
+                if running is not None:
+                    running.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await running
 
     app = FastAPI(
         title="cityshare",
@@ -92,6 +131,9 @@ def create_app(platform: Platform, *, sweep_expired: bool = True) -> FastAPI:
     app.include_router(identity.router)
     app.include_router(energy.router)
     app.include_router(organisations.router)
+    app.include_router(community_router.router)
+    app.include_router(billing.router)
+    app.include_router(charging_router.router)
 
     @app.get(
         "/healthz",

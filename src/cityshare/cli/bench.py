@@ -14,6 +14,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from cityshare.cli.bench_billing import billing_bench
 from cityshare.cli.bench_ingest import ingest_bench
 from cityshare.cli.common import JSON_OPTION, console, err_console, print_json
 
@@ -146,3 +147,32 @@ def log_bench(
 
 
 app.command("ingest")(ingest_bench)
+app.command("billing")(billing_bench)
+
+
+@app.command("community")
+def community_bench(
+    holders: int = typer.Option(10_000, min=1, help="Shareholders of the asset."),
+    database_url: str | None = typer.Option(
+        None, "--db", help="Database URL (default: a fresh SQLite file in a temporary folder)."
+    ),
+    audit: bool = typer.Option(False, "--audit", help="Run `audit verify` on the result."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Pay one settlement period of a community asset out to N holders (pro rata, one linked
+    chain of transfers, every record logged, one durable commit); then rerun it (a no-op)."""
+    from cityshare.bench import community as scenario
+
+    with console.status("setting up holders, then distributing…"):
+        result = scenario.run(holders=holders, database_url=database_url, audit=audit)
+    if as_json:
+        print_json(result)
+        return
+    console.print(
+        f"[bold]{result['transfers_per_s']:,} transfers/s[/]: {result['transfers']:,} payouts "
+        f"to {holders:,} holders in {result['seconds']} s on {result['database']} "
+        f"({result['log_leaves']:,} log leaves, one commit)\n"
+        f"paid exactly: {result['exact']} · rerun {result['rerun_seconds']} s, paid nothing: "
+        f"{result['rerun_paid_nothing']} · invariants "
+        f"{'ok' if result['invariants_ok'] else 'BROKEN'}\n{result['machine']}"
+    )

@@ -8,7 +8,21 @@ import typer
 from pydantic import SecretStr
 
 from cityshare import __version__
-from cityshare.cli import audit, bench, db, device, issuer, ledger, org, token, twin
+from cityshare.cli import (
+    audit,
+    bench,
+    community,
+    db,
+    device,
+    energy,
+    ingest,
+    issuer,
+    ledger,
+    ocpp,
+    org,
+    token,
+    twin,
+)
 from cityshare.cli.common import DB_OPTION, console, settings_with
 
 app = typer.Typer(
@@ -24,9 +38,13 @@ app.add_typer(bench.app, name="bench")
 app.add_typer(issuer.app, name="issuer")
 app.add_typer(token.app, name="token")
 app.add_typer(org.app, name="org")
+app.add_typer(community.app, name="community")
 app.add_typer(device.app, name="device")
 app.add_typer(twin.app, name="twin")
 app.add_typer(audit.app, name="audit")
+app.add_typer(ingest.app, name="ingest")
+app.add_typer(ocpp.app, name="ocpp")
+app.add_typer(energy.app, name="energy")
 
 
 def _version(value: bool) -> None:

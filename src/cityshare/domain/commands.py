@@ -100,10 +100,155 @@ class AddCosignatures(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class AttestedReading:
+    """A reading a door measured itself, from a device it authenticated (the OCPP central
+    system, from a charger's meter values): no signature to check; `evidence` (the message
+    it came from) is stored and logged in the place of a JWS. Only the in-process OCPP door
+    builds these; no HTTP or MQTT input can become one."""
+
+    device_id: str  # the reading chain (an OCPP transaction's, `ocpp-...`)
+    kind: str  # the device kind whose rules apply ("charger")
+    owner_id: int  # the party credited (the vehicle's owner)
+    registered_at: int  # ns since the epoch: readings stamped before it are anomalies
+    seq: int
+    ts: int
+    import_wh: int
+    export_wh: int
+    evidence: str
+
+
+@dataclass(frozen=True, slots=True)
 class IngestReadings(Command):
     """Verify, deduplicate, store and credit signed meter readings (JWS strings, see
     `cityshare.trust.readings`). Every door hands over the same command: `source` names it
-    (http, mqtt or ocpp). Each item gets its own result; bad items never stop good ones."""
+    (http, mqtt or ocpp). Each item gets its own result; bad items never stop good ones.
+    The OCPP door hands over `AttestedReading`s (source "ocpp" only)."""
 
-    readings: Sequence[str]
+    readings: Sequence[str | AttestedReading]
     source: str = "http"
+
+
+@dataclass(frozen=True, slots=True)
+class ShareGrant:
+    """New shares of a community asset for the resident holding this virtual id."""
+
+    vid: str
+    shares: int
+
+
+@dataclass(frozen=True, slots=True)
+class IssueShares(Command):
+    """Issue new shares of a community asset (all grants or none); `actor` names who asked."""
+
+    asset_id: int
+    grants: Sequence[ShareGrant]
+    actor: str
+
+
+@dataclass(frozen=True, slots=True)
+class TransferShares(Command):
+    """A holder gives some of their shares of a community asset to another resident."""
+
+    asset_id: int
+    from_resident: int
+    to_vid: str
+    shares: int
+    actor: str
+
+
+@dataclass(frozen=True, slots=True)
+class DistributeCommunityEarnings(Command):
+    """Pay out what the asset's wallets held at the end of one settlement period to its
+    holders at that instant, pro rata; a rerun for the same period pays nothing again."""
+
+    asset_id: int
+    period_end_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class SettleCommunityAssets(Command):
+    """Distribute every ended settlement period not yet settled (of one asset, or of all;
+    only the period ending at `period_end_ns` when one is given), oldest first."""
+
+    asset_id: int | None = None
+    period_end_ns: int | None = None
+
+
+# -- charging (OCPP) ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SetChargerPassword(Command):
+    """Set the password a charger of `org_id` logs in to the OCPP central system with."""
+
+    org_id: int
+    device_id: str
+    password: str
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterIdToken(Command):
+    """A vehicle's owner registers the id token (OCPP idTag / IdToken) it presents."""
+
+    owner_id: int
+    device_id: str
+    id_token: str
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveIdToken(Command):
+    owner_id: int
+    device_id: str
+    token_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class StartChargingSession(Command):
+    """A charger started a transaction: record who it credits (once per `tx_key`; a resent
+    start returns the session already recorded)."""
+
+    charger_id: str
+    ocpp_version: str
+    tx_key: str
+    connector_id: int
+    id_token: str
+    started_ts: int
+    meter_start_wh: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StopChargingSession(Command):
+    """A charger ended a transaction (recorded once; a resent stop changes nothing)."""
+
+    charger_id: str
+    session_id: int
+    stopped_ts: int
+    meter_stop_wh: int | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetPriceList(Command):
+    """A new version of a provider's price list (`document` as sent: `prices`, paise per kWh
+    per time-of-day window, and an optional `effective_from`); `set_by` names who set it."""
+
+    provider_id: int
+    document: object
+    set_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChooseProvider(Command):
+    """A resident buys their imported energy from this provider from now on."""
+
+    resident_id: int
+    provider_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class BillEnergy(Command):
+    """Bill every meter interval recorded up to `up_to_ns` (default: now) and not billed yet,
+    paying from residents' INR wallets what they can; `batch` intervals per transaction."""
+
+    up_to_ns: int | None = None
+    batch: int = 4096

@@ -35,7 +35,7 @@ Catching those needs a checkpoint kept elsewhere (a witness or the digital twin,
 from __future__ import annotations
 
 import binascii
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,7 +60,7 @@ from cityshare.domain.ledger import (
     TransferFlags,
     TransferRecord,
 )
-from cityshare.services import energy, identity
+from cityshare.services import billing, charging, community, energy, identity
 from cityshare.services.unit_of_work import AbstractUnitOfWork
 from cityshare.store import tables
 from cityshare.store.ledger_repo import TRANSFER_COLUMNS
@@ -166,6 +166,12 @@ class RecordType:
 #: imports every capability, and so does the CLI through it), and `audit verify` then checks
 #: those rows both ways. A JSON leaf of a type not registered here is reported as a problem.
 RECORD_TYPES: dict[str, RecordType] = {}
+
+#: State a capability derives from its logged records and keeps beside them (e.g. share
+#: holdings, the sum of share events): each check runs in the audit's read transaction and
+#: yields (table, key, message) for every derived row that is not what the records say.
+DerivedCheck = Callable[[AbstractUnitOfWork], Iterable[tuple[str, int | str | None, str]]]
+DERIVED_CHECKS: list[DerivedCheck] = []
 
 #: Tables whose leaves are the binary ledger entries (not available to JSON record types).
 _LEDGER_TABLES = frozenset({"accounts", "transfers", "pending_transfers"})
@@ -297,6 +303,9 @@ def verify(
     with uow:
         audit = _Audit(uow.ledger.conn, log_verifier, max_problems, chunk_size, progress)
         audit.run()
+        for check in DERIVED_CHECKS:
+            for table, key, message in check(uow):
+                audit.problem(table, key, None, message)
     return audit.report
 
 
@@ -1126,4 +1135,19 @@ for _type, (_table, _encode) in identity.RECORD_ENCODERS.items():
 
 # The energy capability's records (tariffs, meter readings, credited intervals).
 for _type, (_table, _encode) in energy.RECORD_ENCODERS.items():
+    register_record_type(_type, _table, _encode)
+
+# The community capability's records (share events, distributions, payouts) and the holdings
+# derived from the share events.
+for _type, (_table, _encode) in community.RECORD_ENCODERS.items():
+    register_record_type(_type, _table, _encode)
+DERIVED_CHECKS.append(community.derived_problems)
+
+# The billing capability's records (price lists, provider choices, bills, billing runs).
+for _type, (_table, _encode) in billing.RECORD_ENCODERS.items():
+    register_record_type(_type, _table, _encode)
+DERIVED_CHECKS.append(billing.derived_problems)
+
+# The charging capability's records (charger passwords set, id tokens, sessions and stops).
+for _type, (_table, _encode) in charging.RECORD_ENCODERS.items():
     register_record_type(_type, _table, _encode)

@@ -15,6 +15,9 @@ from sqlalchemy.exc import DBAPIError
 
 from cityshare.clock import Clock, SystemClock
 from cityshare.domain.events import Event
+from cityshare.store.billing_repo import BillingRepository
+from cityshare.store.charging_repo import ChargingRepository
+from cityshare.store.community_repo import CommunityRepository
 from cityshare.store.db import WRITE
 from cityshare.store.energy_repo import EnergyRepository
 from cityshare.store.identity_repo import IdentityRepository
@@ -28,6 +31,9 @@ class AbstractUnitOfWork(Protocol):
     log: LogRepository
     identity: IdentityRepository
     energy: EnergyRepository
+    billing: BillingRepository
+    community: CommunityRepository
+    charging: ChargingRepository
     clock: Clock
 
     def __enter__(self) -> AbstractUnitOfWork: ...
@@ -93,6 +99,9 @@ class SqlUnitOfWork:
         self.log = LogRepository(conn)
         self.identity = IdentityRepository(conn)
         self.energy = EnergyRepository(conn)
+        self.billing = BillingRepository(conn)
+        self.community = CommunityRepository(conn)
+        self.charging = ChargingRepository(conn)
         self._events = []
         return self
 

@@ -284,3 +284,206 @@ meter_intervals = Table(
     Index("ix_meter_intervals_device_id", "device_id", "id"),
     Index("ix_meter_intervals_owner_start", "owner_id", "start_ts"),
 )
+
+# -- community assets: shares of a shared solar array or battery, and what they were paid ------
+# Share events and distributions (with one payout row per holder) are immutable facts, each a
+# leaf of the audit log. `share_holdings` is derived (the events summed per holder), kept for
+# fast reads in the same transaction as each event; `audit verify` sums the events again.
+
+share_events = Table(
+    "share_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=False),
+    Column("asset_id", BigInteger, nullable=False),
+    #: issue (new shares to `to_id`) or transfer (from `from_id` to `to_id`).
+    Column("kind", String(8), nullable=False),
+    #: The resident giving the shares; 0 for an issue.
+    Column("from_id", BigInteger, nullable=False),
+    Column("to_id", BigInteger, nullable=False),
+    Column("shares", BigInteger, nullable=False),
+    #: Who asked for it (a principal's name).
+    Column("actor", String(200), nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Index("ix_share_events_asset", "asset_id", "at"),
+)
+
+share_holdings = Table(
+    "share_holdings",
+    metadata,
+    Column("asset_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("resident_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("shares", BigInteger, nullable=False),
+    Index("ix_share_holdings_resident", "resident_id"),
+)
+
+community_distributions = Table(
+    "community_distributions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=False),
+    Column("asset_id", BigInteger, nullable=False),
+    #: The settlement period's end (unix ns): earnings and holdings are taken as of then.
+    Column("period_end", BigInteger, nullable=False),
+    Column("credit_milli", BigInteger, nullable=False),
+    Column("carbon_g", BigInteger, nullable=False),
+    Column("holders", BigInteger, nullable=False),
+    Column("total_shares", BigInteger, nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Index("ux_community_distributions_period", "asset_id", "period_end", unique=True),
+)
+
+community_payouts = Table(
+    "community_payouts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=False),
+    Column("distribution_id", BigInteger, nullable=False),
+    Column("asset_id", BigInteger, nullable=False),
+    Column("resident_id", BigInteger, nullable=False),
+    Column("shares", BigInteger, nullable=False),
+    Column("credit_milli", BigInteger, nullable=False),
+    Column("carbon_g", BigInteger, nullable=False),
+    Index("ix_community_payouts_distribution", "distribution_id", "id"),
+    Index("ix_community_payouts_resident", "resident_id", "id"),
+)
+
+# -- billing: price lists, provider choices, pay-as-you-go bills (services/billing.py) ---------
+# Price lists, choices, bills and runs are immutable facts, each a leaf of the audit log.
+# `energy_arrears` is the live work queue of bills not yet paid (like `pending_transfers`):
+# derived, a bill is in it exactly while its payment transfer does not exist.
+
+price_lists = Table(
+    "price_lists",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=False),
+    Column("provider_id", BigInteger, nullable=False),
+    #: Unix seconds from which this version is in force (never in the past when it was set).
+    Column("effective_from", BigInteger, nullable=False),
+    #: Canonical JSON {window: paise per kWh}; per-kWh prices are all a price list can hold.
+    Column("prices", Text, nullable=False),
+    #: Who set it (a principal's name).
+    Column("set_by", String(200), nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Index("ix_price_lists_provider", "provider_id", "effective_from"),
+)
+
+provider_choices = Table(
+    "provider_choices",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=False),
+    Column("resident_id", BigInteger, nullable=False),
+    Column("provider_id", BigInteger, nullable=False),
+    Column("effective_from", BigInteger, nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Index("ix_provider_choices_resident", "resident_id", "id"),
+)
+
+#: One bill per billed interval (the id is the interval's): what it cost and the carry after.
+energy_bills = Table(
+    "energy_bills",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=False),
+    Column("resident_id", BigInteger, nullable=False),
+    #: 0 when no price list was in force (the energy is recorded, not charged).
+    Column("provider_id", BigInteger, nullable=False),
+    Column("price_list_id", BigInteger, nullable=False),
+    Column("tod", String(32), nullable=False),
+    Column("start_ts", BigInteger, nullable=False),
+    Column("import_wh", BigInteger, nullable=False),
+    Column("paise_per_kwh", BigInteger, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    #: Thousandths of a paisa carried to the resident's next bill from this provider.
+    Column("carry", BigInteger, nullable=False),
+    Column("run_id", BigInteger, nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Index("ix_energy_bills_resident_provider", "resident_id", "provider_id", "id"),
+    Index("ix_energy_bills_resident_start", "resident_id", "start_ts"),
+)
+
+energy_arrears = Table(
+    "energy_arrears",
+    metadata,
+    Column("bill_id", Id, primary_key=True, autoincrement=False),
+    Column("resident_id", BigInteger, nullable=False),
+    Index("ix_energy_arrears_resident", "resident_id", "bill_id"),
+)
+
+#: One row per billing batch: it examined every interval with id <= through_id.
+billing_runs = Table(
+    "billing_runs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=False),
+    Column("through_id", BigInteger, nullable=False),
+    Column("bills", BigInteger, nullable=False),
+    Column("billed", BigInteger, nullable=False),
+    Column("at", BigInteger, nullable=False),
+)
+
+# -- charging (OCPP): charger passwords, vehicles' id tokens, charging sessions ------------------
+# Append-only like the rest: a new password or token registration is a new row, a removal or a
+# session's stop is a row of its own; all but the password hashes are leaves of the audit log.
+
+#: OCPP security profile 1: a salted scrypt hash of each password an operator set for a
+#: charger (the latest one counts). The log records that a password was set, never its hash.
+charger_secrets = Table(
+    "charger_secrets",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=False),
+    Column("device_id", String(40), nullable=False),
+    Column("secret_hash", String(200), nullable=False),
+    Column("set_at", BigInteger, nullable=False),
+    Index("ix_charger_secrets_device", "device_id", "id"),
+)
+
+#: A vehicle's id token (OCPP idTag / IdToken) by its keyed hash (domain.charging).
+vehicle_id_tokens = Table(
+    "vehicle_id_tokens",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=False),
+    Column("device_id", String(40), nullable=False),
+    Column("token_hash", String(64), nullable=False),
+    Column("added_at", BigInteger, nullable=False),
+    Index("ix_vehicle_id_tokens_hash", "token_hash"),
+    Index("ix_vehicle_id_tokens_device", "device_id"),
+)
+
+vehicle_id_token_removals = Table(
+    "vehicle_id_token_removals",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=False),  # the registration removed
+    Column("removed_at", BigInteger, nullable=False),
+)
+
+#: One row per transaction a charger started: who is credited (the vehicle's owner, when the
+#: token was accepted) and the reading chain its meter values feed.
+charging_sessions = Table(
+    "charging_sessions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=False),
+    Column("charger_id", String(40), nullable=False),
+    Column("operator_id", BigInteger, nullable=False),
+    Column("ocpp_version", String(8), nullable=False),
+    #: The charger's transaction (2.0.1 transactionId; 1.6: connector, start time, token).
+    Column("tx_key", String(100), nullable=False),
+    Column("connector_id", Integer, nullable=False),
+    Column("token_hash", String(64), nullable=False),
+    #: accepted, unknown or blocked (domain.charging.SessionStatus).
+    Column("status", String(16), nullable=False),
+    Column("vehicle_id", String(40), nullable=True),
+    Column("owner_id", BigInteger, nullable=True),
+    Column("chain_id", String(40), nullable=False),
+    Column("started_ts", BigInteger, nullable=False),
+    Column("meter_start_wh", BigInteger, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ux_charging_sessions_charger_tx", "charger_id", "tx_key", unique=True),
+    Index("ix_charging_sessions_operator", "operator_id", "id"),
+    Index("ix_charging_sessions_owner", "owner_id", "id"),
+)
+
+charging_session_stops = Table(
+    "charging_session_stops",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=False),  # the session's id
+    Column("stopped_ts", BigInteger, nullable=False),
+    Column("meter_stop_wh", BigInteger, nullable=True),
+    Column("reason", String(32), nullable=True),
+    Column("recorded_at", BigInteger, nullable=False),
+)
