@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from cityshare.bench.ingest import machine
+from cityshare.bench.ledger import machine
 from cityshare.bootstrap import Platform, bootstrap
 from cityshare.clock import ManualClock
 from cityshare.config import Settings

@@ -34,7 +34,6 @@ import json
 import math
 import multiprocessing
 import os
-import platform as platform_info
 import queue
 import random
 import secrets
@@ -48,6 +47,7 @@ from typing import Any
 from nacl.signing import SigningKey
 from pydantic import SecretStr
 
+from cityshare.bench.ledger import machine
 from cityshare.bootstrap import Platform, bootstrap
 from cityshare.clock import ManualClock
 from cityshare.config import Settings
@@ -72,18 +72,6 @@ START = int(
     dt.datetime(2026, 6, 1, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30))).timestamp()
 )
 SETUP_CHUNK = 2_000
-
-
-def machine() -> str:
-    cpu = platform_info.processor() or platform_info.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores, {cpu}, Python {platform_info.python_version()}"
 
 
 def _b64(data: bytes) -> str:

@@ -31,7 +31,8 @@ from typing import Any
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
-from cityshare.bench.ingest import INTERVAL, START, Progress, _setup, machine, make_readings
+from cityshare.bench.ingest import INTERVAL, START, Progress, _setup, make_readings
+from cityshare.bench.ledger import machine
 from cityshare.bootstrap import Platform, bootstrap
 from cityshare.clock import ManualClock
 from cityshare.config import Settings
