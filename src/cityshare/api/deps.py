@@ -103,3 +103,12 @@ StaffDep = Annotated[
 AdminDep = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
 #: A counterparty (a charging-station or parking operator) is an operator credential.
 CounterpartyDep = Annotated[Principal, Depends(require_roles(Role.OPERATOR))]
+
+
+def require_org_staff(principal: Principal, org_id: int) -> None:
+    """Administrators, and staff whose credential names this organisation."""
+    if principal.role == Role.ADMIN:
+        return
+    if principal.role == Role.OPERATOR and principal.org_id == org_id:
+        return
+    raise ApiError(403, "forbidden", "this is for administrators and the organisation's staff")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,6 +22,19 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.extra = extra
+
+
+class Refusal(Protocol):
+    """What every capability raises when it refuses a request: a stable code and a reason."""
+
+    code: str
+
+
+def refused(exc: Refusal, statuses: Mapping[str, int] = MappingProxyType({})) -> ApiError:
+    """The API error for a capability's refusal: 404 for `not_found`, the router's own status
+    for the codes it names (409 for conflicts, ...), else 422."""
+    status = 404 if exc.code == "not_found" else statuses.get(exc.code, 422)
+    return ApiError(status, exc.code, str(exc))
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:

@@ -22,10 +22,17 @@ from cityshare.api.billing_schemas import (
     ProviderPricesOut,
     StatementOut,
 )
-from cityshare.api.deps import PlatformDep, PrincipalDep, ResidentDep, StaffDep, require_purpose
-from cityshare.api.errors import ApiError
+from cityshare.api.deps import (
+    PlatformDep,
+    PrincipalDep,
+    ResidentDep,
+    StaffDep,
+    require_org_staff,
+    require_purpose,
+)
+from cityshare.api.errors import ApiError, refused
 from cityshare.api.routers.identity import VID
-from cityshare.api.routers.organisations import OrgId, _for_its_staff
+from cityshare.api.routers.organisations import OrgId
 from cityshare.api.schemas import error_responses
 from cityshare.domain import commands
 from cityshare.domain.billing import BillingError, month_of
@@ -36,10 +43,6 @@ router = APIRouter(prefix="/api/v1", tags=["billing"])
 MonthPath = Annotated[
     str, Path(pattern=r"^[0-9]{4}-[0-9]{2}$", description="A month, YYYY-MM (local time).")
 ]
-
-
-def refused(exc: BillingError) -> ApiError:
-    return ApiError(404 if exc.code == "not_found" else 422, exc.code, str(exc))
 
 
 @router.put(
@@ -56,7 +59,7 @@ def refused(exc: BillingError) -> ApiError:
 def set_price_list(
     platform: PlatformDep, principal: PrincipalDep, org_id: OrgId, body: PriceListIn
 ) -> PriceListOut:
-    _for_its_staff(principal, org_id)
+    require_org_staff(principal, org_id)
     try:
         row = platform.bus.handle(
             commands.SetPriceList(org_id, body.model_dump(exclude_unset=True), principal.name)

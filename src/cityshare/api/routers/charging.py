@@ -8,8 +8,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from cityshare.access.policy import Role
-from cityshare.access.tokens import Principal
 from cityshare.api.charging_schemas import (
     ChargerPasswordIn,
     ChargerPasswordOut,
@@ -18,8 +16,8 @@ from cityshare.api.charging_schemas import (
     OperatorSessionOut,
     OwnerSessionOut,
 )
-from cityshare.api.deps import PlatformDep, PrincipalDep, ResidentDep
-from cityshare.api.errors import ApiError
+from cityshare.api.deps import PlatformDep, PrincipalDep, ResidentDep, require_org_staff
+from cityshare.api.errors import refused
 from cityshare.api.routers.identity import DeviceId
 from cityshare.api.routers.organisations import OrgId
 from cityshare.api.schemas import error_responses
@@ -33,20 +31,7 @@ TokenId = Annotated[int, Path(ge=1, le=2**63 - 1, description="An id token regis
 After = Annotated[int, Query(ge=0, le=2**63 - 1, description="Sessions after this id.")]
 Limit = Annotated[int, Query(ge=1, le=500)]
 
-_CONFLICTS = {"token_in_use", "device_revoked", "too_many_tokens"}
-
-
-def _refused(exc: ChargingError) -> ApiError:
-    status = 404 if exc.code == "not_found" else 409 if exc.code in _CONFLICTS else 422
-    return ApiError(status, exc.code, str(exc))
-
-
-def _for_its_staff(principal: Principal, org_id: int) -> None:
-    if principal.role == Role.ADMIN:
-        return
-    if principal.role == Role.OPERATOR and principal.org_id == org_id:
-        return
-    raise ApiError(403, "forbidden", "this is for administrators and the organisation's staff")
+_STATUSES = dict.fromkeys(("token_in_use", "device_revoked", "too_many_tokens"), 409)
 
 
 @router.put(
@@ -62,11 +47,11 @@ def set_charger_password(
     device_id: DeviceId,
     body: ChargerPasswordIn,
 ) -> ChargerPasswordOut:
-    _for_its_staff(principal, org_id)
+    require_org_staff(principal, org_id)
     try:
         row = platform.bus.handle(commands.SetChargerPassword(org_id, device_id, body.password))
     except ChargingError as exc:
-        raise _refused(exc) from exc
+        raise refused(exc, _STATUSES) from exc
     return ChargerPasswordOut.of(row)
 
 
@@ -83,7 +68,7 @@ def operator_sessions(
     after: After = 0,
     limit: Limit = 100,
 ) -> list[OperatorSessionOut]:
-    _for_its_staff(principal, org_id)
+    require_org_staff(principal, org_id)
     views = charging.operator_sessions(
         platform.uow(), org_id, platform.pseudonym_secret, after=after, limit=limit
     )
@@ -117,7 +102,7 @@ def vehicle_tokens(
     try:
         rows = charging.vehicle_tokens(platform.uow(), principal.resident_id, device_id)
     except ChargingError as exc:
-        raise _refused(exc) from exc
+        raise refused(exc, _STATUSES) from exc
     return [IdTokenOut.of(r) for r in rows]
 
 
@@ -137,7 +122,7 @@ def register_id_token(
             commands.RegisterIdToken(principal.resident_id, device_id, body.id_token)
         )
     except ChargingError as exc:
-        raise _refused(exc) from exc
+        raise refused(exc, _STATUSES) from exc
     return IdTokenOut.of(row)
 
 
@@ -156,5 +141,5 @@ def remove_id_token(
             commands.RemoveIdToken(principal.resident_id, device_id, token_id)
         )
     except ChargingError as exc:
-        raise _refused(exc) from exc
+        raise refused(exc, _STATUSES) from exc
     return IdTokenOut.of(row)

@@ -24,9 +24,15 @@ from cityshare.api.community_schemas import (
     ShareIssueIn,
     ShareTransferIn,
 )
-from cityshare.api.deps import PlatformDep, PrincipalDep, ResidentDep, require_purpose
-from cityshare.api.errors import ApiError
-from cityshare.api.routers.organisations import OrgId, _for_its_staff
+from cityshare.api.deps import (
+    PlatformDep,
+    PrincipalDep,
+    ResidentDep,
+    require_org_staff,
+    require_purpose,
+)
+from cityshare.api.errors import refused
+from cityshare.api.routers.organisations import OrgId
 from cityshare.api.schemas import error_responses
 from cityshare.domain import commands
 from cityshare.services import community
@@ -34,16 +40,11 @@ from cityshare.services.community import CommunityError
 
 router = APIRouter(prefix="/api/v1", tags=["community"])
 
-_STATUS = {
-    "not_found": 404,
+_STATUSES = {
     "unknown_vid": 404,
     "insufficient_shares": 409,
     "too_many_shares": 409,
 }
-
-
-def refused(exc: CommunityError) -> ApiError:
-    return ApiError(_STATUS.get(exc.code, 422), exc.code, str(exc))
 
 
 @router.post(
@@ -56,7 +57,7 @@ def refused(exc: CommunityError) -> ApiError:
 def issue_shares(
     platform: PlatformDep, principal: PrincipalDep, org_id: OrgId, body: ShareIssueIn
 ) -> ShareEventOut:
-    _for_its_staff(principal, org_id)
+    require_org_staff(principal, org_id)
     try:
         [row] = platform.bus.handle(
             commands.IssueShares(
@@ -64,7 +65,7 @@ def issue_shares(
             )
         )
     except CommunityError as exc:
-        raise refused(exc) from exc
+        raise refused(exc, _STATUSES) from exc
     with platform.uow() as uow:
         holding = uow.community.holding(org_id, row.to_id)
     return ShareEventOut(
@@ -90,7 +91,7 @@ def asset_shares(
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AssetSharesOut:
-    _for_its_staff(principal, org_id)
+    require_org_staff(principal, org_id)
     listed = purpose == Purpose.BILLING
     if listed:
         require_purpose(principal, Purpose.BILLING)
@@ -99,7 +100,7 @@ def asset_shares(
             platform.uow(), org_id, with_holders=listed, offset=offset, limit=limit
         )
     except CommunityError as exc:
-        raise refused(exc) from exc
+        raise refused(exc, _STATUSES) from exc
     if listed:
         what = f"community shares: holding of asset {org_id}"
         record_reads(platform, principal, Purpose.BILLING, [(r, what) for r, _, _ in data.holdings])
@@ -124,14 +125,14 @@ def distribute(
     org_id: OrgId,
     body: DistributeIn | None = None,
 ) -> list[SettlementOut]:
-    _for_its_staff(principal, org_id)
+    require_org_staff(principal, org_id)
     zone = platform.tariff.zone
     try:
         text = body.period_end if body is not None else None
         end = None if text is None else community.period_end_from(text, zone)
         outcomes = platform.bus.handle(commands.SettleCommunityAssets(org_id, end))
     except CommunityError as exc:
-        raise refused(exc) from exc
+        raise refused(exc, _STATUSES) from exc
     return [SettlementOut.of(o, zone) for o in outcomes]
 
 
@@ -169,7 +170,7 @@ def transfer_shares(
             )
         )
     except CommunityError as exc:
-        raise refused(exc) from exc
+        raise refused(exc, _STATUSES) from exc
     with platform.uow() as uow:
         holding = uow.community.holding(body.asset_id, principal.resident_id)
     return ShareEventOut(

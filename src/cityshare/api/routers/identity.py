@@ -3,6 +3,7 @@ purpose-limited reads of a resident by staff (every such read is recorded)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
@@ -18,7 +19,7 @@ from cityshare.api.deps import (
     StaffDep,
     require_purpose,
 )
-from cityshare.api.errors import ApiError
+from cityshare.api.errors import ApiError, refused
 from cityshare.api.identity_schemas import (
     AccessLogOut,
     AccessOut,
@@ -57,12 +58,26 @@ def _now(platform: PlatformDep) -> int:
     return platform.clock.now_ns() // 1_000_000_000
 
 
-def refused(exc: IdentityError) -> ApiError:
-    status = 404 if exc.code == "not_found" else 409 if exc.code in _CONFLICTS else 422
-    return ApiError(status, exc.code, str(exc))
+#: Refusals of the identity capability that are conflicts with what is stored.
+IDENTITY_STATUSES = dict.fromkeys(
+    ("assertion_replayed", "vid_in_use", "key_in_use", "device_revoked", "name_taken"), 409
+)
 
 
-_CONFLICTS = {"assertion_replayed", "vid_in_use", "key_in_use", "device_revoked", "name_taken"}
+def changed_device(
+    platform: PlatformDep, command: Callable[[], commands.Command], device_id: str | None = None
+) -> DeviceOut:
+    """Run a device command (register, rotate, revoke: built by `command`, which may refuse
+    a malformed key) and answer with the device as it now is."""
+    try:
+        result = platform.bus.handle(command())
+    except DeviceError as exc:
+        raise ApiError(422, "invalid_key", str(exc)) from exc
+    except IdentityError as exc:
+        raise refused(exc, IDENTITY_STATUSES) from exc
+    view = identity.device(platform.uow(), device_id or result.id)
+    assert view is not None
+    return DeviceOut.of(view)
 
 
 # -- enrolment and credentials ---------------------------------------------------------------
@@ -78,7 +93,7 @@ def enrol(platform: PlatformDep, body: EnrolIn, response: Response) -> EnrolledO
     try:
         enrolled = platform.bus.handle(commands.EnrolResident(body.assertion))
     except IdentityError as exc:
-        raise refused(exc) from exc
+        raise refused(exc, IDENTITY_STATUSES) from exc
     principal = Principal(
         f"resident-{enrolled.resident_id}", Role.RESIDENT, resident_id=enrolled.resident_id
     )
@@ -183,19 +198,14 @@ def my_devices(platform: PlatformDep, principal: ResidentDep) -> list[DeviceOut]
     responses=error_responses(401, 403, 409, 422),
 )
 def register_device(platform: PlatformDep, principal: ResidentDep, body: DeviceIn) -> DeviceOut:
-    assert principal.resident_id is not None
-    try:
-        key = parse_public_key(body.public_key)
-        row = platform.bus.handle(
-            commands.RegisterDevice(principal.resident_id, body.kind, key, body.label)
-        )
-    except DeviceError as exc:
-        raise ApiError(422, "invalid_key", str(exc)) from exc
-    except IdentityError as exc:
-        raise refused(exc) from exc
-    view = identity.device(platform.uow(), row.id)
-    assert view is not None
-    return DeviceOut.of(view)
+    owner = principal.resident_id
+    assert owner is not None
+    return changed_device(
+        platform,
+        lambda: commands.RegisterDevice(
+            owner, body.kind, parse_public_key(body.public_key), body.label
+        ),
+    )
 
 
 @router.post(
@@ -207,17 +217,13 @@ def register_device(platform: PlatformDep, principal: ResidentDep, body: DeviceI
 def rotate_key(
     platform: PlatformDep, principal: ResidentDep, device_id: DeviceId, body: KeyIn
 ) -> DeviceOut:
-    assert principal.resident_id is not None
-    try:
-        key = parse_public_key(body.public_key)
-        platform.bus.handle(commands.RotateDeviceKey(principal.resident_id, device_id, key))
-    except DeviceError as exc:
-        raise ApiError(422, "invalid_key", str(exc)) from exc
-    except IdentityError as exc:
-        raise refused(exc) from exc
-    view = identity.device(platform.uow(), device_id)
-    assert view is not None
-    return DeviceOut.of(view)
+    owner = principal.resident_id
+    assert owner is not None
+    return changed_device(
+        platform,
+        lambda: commands.RotateDeviceKey(owner, device_id, parse_public_key(body.public_key)),
+        device_id,
+    )
 
 
 @router.delete(
@@ -227,14 +233,9 @@ def rotate_key(
     responses=error_responses(401, 403, 404, 422),
 )
 def revoke_device(platform: PlatformDep, principal: ResidentDep, device_id: DeviceId) -> DeviceOut:
-    assert principal.resident_id is not None
-    try:
-        platform.bus.handle(commands.RevokeDevice(principal.resident_id, device_id))
-    except IdentityError as exc:
-        raise refused(exc) from exc
-    view = identity.device(platform.uow(), device_id)
-    assert view is not None
-    return DeviceOut.of(view)
+    owner = principal.resident_id
+    assert owner is not None
+    return changed_device(platform, lambda: commands.RevokeDevice(owner, device_id), device_id)
 
 
 @router.get(

@@ -12,20 +12,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from cityshare.access.policy import Role
-from cityshare.access.tokens import Principal
-from cityshare.api.deps import AdminDep, PlatformDep, PrincipalDep
-from cityshare.api.errors import ApiError
+from cityshare.api.deps import AdminDep, PlatformDep, PrincipalDep, require_org_staff
+from cityshare.api.errors import ApiError, refused
 from cityshare.api.identity_schemas import DeviceIn, DeviceOut, KeyIn
 from cityshare.api.organisation_schemas import (
     OrganisationAccountOut,
     OrganisationIn,
     OrganisationOut,
 )
-from cityshare.api.routers.identity import DeviceId, refused
+from cityshare.api.routers.identity import IDENTITY_STATUSES, DeviceId, changed_device
 from cityshare.api.schemas import error_responses
 from cityshare.domain import commands
-from cityshare.domain.devices import DeviceError, parse_public_key
+from cityshare.domain.devices import parse_public_key
 from cityshare.domain.organisations import MAX_PARTY_ID, ORG_ID_BASE, OrgKind
 from cityshare.services import identity
 from cityshare.services.identity import IdentityError
@@ -33,15 +31,6 @@ from cityshare.services.identity import IdentityError
 router = APIRouter(prefix="/api/v1", tags=["organisations"])
 
 OrgId = Annotated[int, Path(ge=ORG_ID_BASE, le=MAX_PARTY_ID, description="An organisation id.")]
-
-
-def _for_its_staff(principal: Principal, org_id: int) -> None:
-    """Administrators, and staff whose credential names this organisation."""
-    if principal.role == Role.ADMIN:
-        return
-    if principal.role == Role.OPERATOR and principal.org_id == org_id:
-        return
-    raise ApiError(403, "forbidden", "this is for administrators and the organisation's staff")
 
 
 def _found(platform: PlatformDep, org_id: int) -> identity.OrganisationData:
@@ -64,7 +53,7 @@ def create_organisation(
     try:
         row = platform.bus.handle(commands.CreateOrganisation(body.kind, body.name, body.domain))
     except IdentityError as exc:
-        raise refused(exc) from exc
+        raise refused(exc, IDENTITY_STATUSES) from exc
     return OrganisationOut.of(row)
 
 
@@ -94,7 +83,7 @@ def list_organisations(
 def organisation(
     platform: PlatformDep, principal: PrincipalDep, org_id: OrgId
 ) -> OrganisationAccountOut:
-    _for_its_staff(principal, org_id)
+    require_org_staff(principal, org_id)
     return OrganisationAccountOut.of(_found(platform, org_id))
 
 
@@ -108,17 +97,13 @@ def organisation(
 def register_device(
     platform: PlatformDep, principal: PrincipalDep, org_id: OrgId, body: DeviceIn
 ) -> DeviceOut:
-    _for_its_staff(principal, org_id)
-    try:
-        key = parse_public_key(body.public_key)
-        row = platform.bus.handle(commands.RegisterDevice(org_id, body.kind, key, body.label))
-    except DeviceError as exc:
-        raise ApiError(422, "invalid_key", str(exc)) from exc
-    except IdentityError as exc:
-        raise refused(exc) from exc
-    view = identity.device(platform.uow(), row.id)
-    assert view is not None
-    return DeviceOut.of(view)
+    require_org_staff(principal, org_id)
+    return changed_device(
+        platform,
+        lambda: commands.RegisterDevice(
+            org_id, body.kind, parse_public_key(body.public_key), body.label
+        ),
+    )
 
 
 @router.post(
@@ -130,17 +115,12 @@ def register_device(
 def rotate_key(
     platform: PlatformDep, principal: PrincipalDep, org_id: OrgId, device_id: DeviceId, body: KeyIn
 ) -> DeviceOut:
-    _for_its_staff(principal, org_id)
-    try:
-        key = parse_public_key(body.public_key)
-        platform.bus.handle(commands.RotateDeviceKey(org_id, device_id, key))
-    except DeviceError as exc:
-        raise ApiError(422, "invalid_key", str(exc)) from exc
-    except IdentityError as exc:
-        raise refused(exc) from exc
-    view = identity.device(platform.uow(), device_id)
-    assert view is not None
-    return DeviceOut.of(view)
+    require_org_staff(principal, org_id)
+    return changed_device(
+        platform,
+        lambda: commands.RotateDeviceKey(org_id, device_id, parse_public_key(body.public_key)),
+        device_id,
+    )
 
 
 @router.delete(
@@ -152,11 +132,5 @@ def rotate_key(
 def revoke_device(
     platform: PlatformDep, principal: PrincipalDep, org_id: OrgId, device_id: DeviceId
 ) -> DeviceOut:
-    _for_its_staff(principal, org_id)
-    try:
-        platform.bus.handle(commands.RevokeDevice(org_id, device_id))
-    except IdentityError as exc:
-        raise refused(exc) from exc
-    view = identity.device(platform.uow(), device_id)
-    assert view is not None
-    return DeviceOut.of(view)
+    require_org_staff(principal, org_id)
+    return changed_device(platform, lambda: commands.RevokeDevice(org_id, device_id), device_id)
