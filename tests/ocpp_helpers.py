@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime as dt
 import itertools
 import json
 import math
@@ -32,9 +33,18 @@ TOKEN = "04A2B3C4D5E6F7"  # an RFID card's UID, as chargers read it
 DAY = "2023-11-14"
 
 
+EXPORT = "Energy.Active.Export.Register"
+IMPORT = "Energy.Active.Import.Register"
+
+
 def at(hhmm: str) -> str:
     """An OCPP timestamp on DAY at hh:mm UTC."""
     return f"{DAY}T{hhmm}:00Z"
+
+
+def ts(hhmm: str) -> int:
+    """The unix time of `at(hhmm)`."""
+    return int(dt.datetime.fromisoformat(at(hhmm)).timestamp())
 
 
 def bearer(token: str) -> dict[str, str]:

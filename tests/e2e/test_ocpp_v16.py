@@ -6,7 +6,6 @@ and strangers, bad passwords, unknown tokens and garbage frames get nowhere."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +18,8 @@ from cityshare.bootstrap import Platform
 from cityshare.ingest.ocpp.server import ServerThread
 from cityshare.services.energy import CREDIT_ISSUANCE
 from ocpp_helpers import (
+    EXPORT,
+    IMPORT,
     PASSWORD,
     TOKEN,
     Station,
@@ -30,15 +31,8 @@ from ocpp_helpers import (
     raw_call,
     running,
     station,
+    ts,
 )
-
-EXPORT = "Energy.Active.Export.Register"
-IMPORT = "Energy.Active.Import.Register"
-
-
-def ts(hhmm: str) -> int:
-    return int(dt.datetime.fromisoformat(at(hhmm)).timestamp())
-
 
 #: The session: 17:30-18:30 in Kolkata, discharging 5 kWh across the 18:00 peak boundary
 #: (one sample in kWh), charging 400 Wh (meterStart 10000 -> meterStop 10400).

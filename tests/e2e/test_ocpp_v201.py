@@ -6,7 +6,6 @@ nothing, unknown tokens earn nothing and garbage frames get a CALLERROR."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +16,8 @@ from ocpp.v201 import ChargePoint, call
 from cityshare.bootstrap import Platform
 from cityshare.ingest.ocpp.server import ServerThread
 from ocpp_helpers import (
+    EXPORT,
+    IMPORT,
     PASSWORD,
     Station,
     at,
@@ -27,15 +28,10 @@ from ocpp_helpers import (
     raw_call,
     running,
     station,
+    ts,
 )
 
-EXPORT = "Energy.Active.Export.Register"
-IMPORT = "Energy.Active.Import.Register"
 TX = "0b7e2a4c-v2g-0001"
-
-
-def ts(hhmm: str) -> int:
-    return int(dt.datetime.fromisoformat(at(hhmm)).timestamp())
 
 
 #: 17:30-18:30 in Kolkata: 5 kWh discharged across the 18:00 peak boundary, 250 Wh charged.
