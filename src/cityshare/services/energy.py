@@ -1,17 +1,19 @@
 """Energy capability: ingest signed meter readings and credit residents' wallets.
 
-One handler for every door (HTTP now; MQTT and OCPP hand over the same `IngestReadings`):
+One handler for every door (HTTP, MQTT and OCPP hand over the same `IngestReadings`):
 
 1. **Verify, outside the write lock.** Each item is parsed (`trust.readings`), its device and
-   keys are looked up for the whole batch in one read query, and signatures are checked; when
-   the batch is large and `CITYSHARE_VERIFY_WORKERS` > 0, parsing and checking run in a
-   process pool across cores (this process reads only the headers, to look devices up).
-2. **Write, in one transaction under the ledger lock.** Keys revoked meanwhile are refused;
-   readings are deduplicated by (device, seq) against the store and the batch (a replay or a
-   retried batch changes nothing: "duplicate"); new readings are stored; each device's chain
-   (`domain.energy`) takes every reading that can join it; each joined reading records its
-   interval, what it credited and the chain after it; the credits are posted as ledger
-   transfers; readings, intervals (and a tariff seen for the first time) become audit-log
+   keys (revoked ones too) are looked up for the whole batch in one read query, and signatures
+   are checked; when the batch is large and `CITYSHARE_VERIFY_WORKERS` > 0, parsing and
+   checking run in a process pool across cores (this process reads only the headers, to look
+   devices up).
+2. **Write, in one transaction under the ledger lock.** Readings are deduplicated by (device,
+   seq) against the store (a replay or a retried batch changes nothing: "duplicate", even when
+   the key that signed it has been revoked since), then readings signed by a key revoked by now
+   are refused, then duplicates within the batch are dropped; new readings are stored; each
+   device's chain (`domain.energy`) takes every reading that can join it; each joined reading
+   records its interval, what it credited and the chain after it; the credits are posted as
+   ledger transfers; readings, intervals (and a tariff seen for the first time) become audit-log
    leaves; one commit.
 
 Accounts and transfers. Three platform accounts, opened on first use (ids below 1000, code 20,
@@ -240,7 +242,8 @@ RECORD_ENCODERS: dict[str, tuple[str, Callable[[Mapping[str, Any]], bytes]]] = {
 
 @dataclass(frozen=True, slots=True)
 class Verified:
-    """An item whose signature a live key of a metered device made."""
+    """An item whose signature one of a metered device's keys made: a live one, or one revoked
+    by now (the writer refuses those, once it knows the reading is not a redelivery)."""
 
     index: int
     reading: SignedReading
@@ -251,9 +254,9 @@ class Verified:
 @dataclass(slots=True)
 class Checked:
     verified: list[Verified] = field(default_factory=list)
-    #: index -> why it was refused (a short code), and the device when it is known to be
-    #: authentic (a signature made by a revoked key).
-    rejected: dict[int, tuple[str, str | None]] = field(default_factory=dict)
+    #: index -> why it was refused (a short code; such an item names no device, since it is
+    #: not known to be authentic).
+    rejected: dict[int, str] = field(default_factory=dict)
 
 
 class ReadingVerifier:
@@ -307,7 +310,7 @@ class ReadingVerifier:
             try:
                 parsed.append((i, parse(item)))
             except ReadingError as exc:
-                rejected[i] = (exc.reason, None)
+                rejected[i] = exc.reason
         if not parsed:
             return out
         devices, orders = self._devices({r.device_id for _, r in parsed})
@@ -316,28 +319,24 @@ class ReadingVerifier:
         for i, reading in parsed:
             order = orders.get(reading.device_id, "unknown_device")
             if isinstance(order, str):
-                rejected[i] = (order, None)
+                rejected[i] = order
             else:
                 jobs.append((order[0], reading.signing_input, reading.signature))
                 candidates.append((i, reading, order[1]))
         verified = out.verified
         for (i, reading, keys), found in zip(candidates, which_key(jobs), strict=True):
             if found < 0:
-                rejected[i] = ("bad_signature", None)
+                rejected[i] = "bad_signature"
                 continue
-            key = keys[found]
-            device = devices[reading.device_id]
-            if key.live:
-                verified.append(Verified(i, reading, device, key.id))
-            else:
-                rejected[i] = ("revoked_key", device.device_id)
+            verified.append(Verified(i, reading, devices[reading.device_id], keys[found].id))
         return out
 
     def _devices(
         self, device_ids: set[str]
     ) -> tuple[dict[str, DeviceKeys], dict[str, tuple[list[bytes], list[DeviceKey]] | str]]:
         """The devices, and per device, once: its keys with the live ones first, then revoked
-        ones (to tell "revoked key" from "forged"), or why its readings are refused."""
+        ones (a reading they signed may be a redelivery of one stored before the revocation),
+        or why its readings are refused."""
         with self.read_uow() as uow:
             devices = uow.energy.device_keys(device_ids)
         orders: dict[str, tuple[list[bytes], list[DeviceKey]] | str] = {}
@@ -364,7 +363,7 @@ class ReadingVerifier:
                 try:
                     kid = parse(item).device_id  # a header not seen yet, or a bad item
                 except ReadingError as exc:
-                    rejected[i] = (exc.reason, None)
+                    rejected[i] = exc.reason
                     continue
                 if len(known) >= _MAX_KNOWN_HEADERS:
                     known.clear()
@@ -381,9 +380,9 @@ class ReadingVerifier:
             if isinstance(order, str):
                 try:
                     parse(token)  # its form first, as in-process
-                    rejected[i] = (order, None)
+                    rejected[i] = order
                 except ReadingError as exc:
-                    rejected[i] = (exc.reason, None)
+                    rejected[i] = exc.reason
             else:
                 jobs.append((token, order[0]))
                 candidates.append((i, kid, order[1]))
@@ -394,22 +393,17 @@ class ReadingVerifier:
         verified = out.verified
         for (i, kid, keys), answer in zip(candidates, answers, strict=True):
             if isinstance(answer, str):
-                rejected[i] = (answer, None)
+                rejected[i] = answer
                 continue
             found, seq, ts, imported, exported, signing_input, signature = answer
             if found < 0:
-                rejected[i] = ("bad_signature", None)
+                rejected[i] = "bad_signature"
                 continue
-            key = keys[found]
-            device = devices[kid]
-            if key.live:
-                token = cast(str, items[i])
-                reading = SignedReading(
-                    kid, seq, ts, imported, exported, signing_input, signature, token
-                )
-                verified.append(Verified(i, reading, device, key.id))
-            else:
-                rejected[i] = ("revoked_key", device.device_id)
+            token = cast(str, items[i])
+            reading = SignedReading(
+                kid, seq, ts, imported, exported, signing_input, signature, token
+            )
+            verified.append(Verified(i, reading, devices[kid], keys[found].id))
         return out
 
 
@@ -436,11 +430,11 @@ def check_attested(verifier: ReadingVerifier, items: Sequence[object]) -> Checke
             continue
         values = (item.seq, item.ts, item.import_wh, item.export_wh, item.registered_at)
         if item.kind not in METERED_KINDS:
-            out.rejected[i] = ("wrong_kind", None)
+            out.rejected[i] = "wrong_kind"
         elif not 0 < len(item.device_id) <= 40 or not all(
             type(v) is int and 0 <= v <= _MAX_REGISTER for v in values
         ):
-            out.rejected[i] = ("invalid_claims", None)
+            out.rejected[i] = "invalid_claims"
         else:
             reading = SignedReading(
                 item.device_id, item.seq, item.ts, item.import_wh, item.export_wh, b"", b"",
@@ -523,8 +517,7 @@ def ingest_checked(
     transaction under the ledger lock (see the module docstring). A caller may check the next
     batch while this one is written (`cityshare bench ingest --pipeline` does)."""
     results: dict[int, ItemResult] = {
-        i: ItemResult(i, f"rejected:{reason}", device)
-        for i, (reason, device) in checked.rejected.items()
+        i: ItemResult(i, f"rejected:{reason}") for i, reason in checked.rejected.items()
     }
     outcome = IngestOutcome([])
     with uow:
@@ -645,35 +638,42 @@ class _Batch:
         self.uow.add_event(events.ReadingsIngested(len(reading_rows), len(interval_rows)))
 
     def _fresh(self, verified: list[Verified]) -> list[Verified]:
-        """Drop duplicates (same device and seq: stored, or earlier in the batch) and readings
-        signed by a key revoked since it was checked."""
-        revoked = self.repo.revoked_among({v.key_id for v in verified if v.key_id})
-        live = []
+        """The readings to store: not stored already, not signed by a key revoked by now, and
+        not earlier in the batch. A reading stored before its key was revoked is still a
+        duplicate when it comes again (a redelivery is not a new claim); a reading with the
+        same device and seq but other claims is refused as `seq_reused`."""
+        results = self.results
+        stored = self.repo.existing_readings(
+            {(v.reading.device_id, v.reading.seq) for v in verified}
+        )
+        unseen = []
         for v in verified:
-            if v.key_id in revoked:
-                self.results[v.index] = ItemResult(
-                    v.index, "rejected:revoked_key", v.device.device_id
-                )
+            r = v.reading
+            prior = stored.get((r.device_id, r.seq))
+            if prior is None:
+                unseen.append(v)
+            elif (prior.ts, prior.import_wh, prior.export_wh) == (r.ts, r.import_wh, r.export_wh):
+                results[v.index] = ItemResult(v.index, "duplicate", r.device_id)
             else:
-                live.append(v)
-        stored = self.repo.existing_readings({(v.device.device_id, v.reading.seq) for v in live})
+                results[v.index] = ItemResult(v.index, "rejected:seq_reused", r.device_id)
+        revoked = self.repo.revoked_among({v.key_id for v in unseen if v.key_id})
         seen: dict[tuple[str, int], tuple[int, int, int]] = {}
         fresh = []
-        for v in live:
+        for v in unseen:
             r = v.reading
+            if v.key_id in revoked:
+                results[v.index] = ItemResult(v.index, "rejected:revoked_key", r.device_id)
+                continue
             key = (r.device_id, r.seq)
             claims = (r.ts, r.import_wh, r.export_wh)
-            prior = stored.get(key)
             earlier = seen.get(key)
-            if prior is not None:
-                earlier = (prior.ts, prior.import_wh, prior.export_wh)
             if earlier is None:
                 seen[key] = claims
                 fresh.append(v)
             elif earlier == claims:
-                self.results[v.index] = ItemResult(v.index, "duplicate", r.device_id)
+                results[v.index] = ItemResult(v.index, "duplicate", r.device_id)
             else:
-                self.results[v.index] = ItemResult(v.index, "rejected:seq_reused", r.device_id)
+                results[v.index] = ItemResult(v.index, "rejected:seq_reused", r.device_id)
         return fresh
 
     def _tariff_id(self) -> int:
