@@ -93,6 +93,9 @@ def bootstrap(
             commands.IngestReadings: functools.partial(
                 energy.ingest_readings, verifier=verifier, tariff=tariff
             ),
+            commands.SweepWaitingReadings: functools.partial(
+                energy.sweep_waiting_readings, tariff=tariff
+            ),
             commands.IssueShares: community.issue_shares,
             commands.TransferShares: community.transfer_shares,
             commands.DistributeCommunityEarnings: functools.partial(

@@ -113,6 +113,13 @@ class Settings(BaseSettings):
         description="How often `serve` bills new meter intervals and retries arrears (0: "
         "never; `cityshare energy bill` does it by hand).",
     )
+    reading_sweep_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="How often `serve` bridges the gaps of meters gone silent: readings that "
+        "waited the tariff's gap horizon for a reading that never came are credited (0: never; "
+        "`cityshare energy sweep` does it by hand).",
+    )
 
 
 @lru_cache

@@ -416,6 +416,111 @@ def test_a_reading_lost_for_good_is_bridged_once_the_next_has_waited_the_horizon
     audit_ok(platform)
 
 
+def sweep(platform: Platform, limit: int = 1000) -> energy.SweepOutcome:
+    outcome: energy.SweepOutcome = platform.bus.handle(commands.SweepWaitingReadings(limit))
+    return outcome
+
+
+def log_size(platform: Platform) -> int:
+    with platform.uow() as uow:
+        return uow.log.size()
+
+
+def test_a_meter_gone_silent_after_a_lost_reading_is_credited_by_the_sweep(
+    platform: Platform, clock: ManualClock
+) -> None:
+    silent = resident_with_meter(platform, "asha")
+    talking = resident_with_meter(platform, "ravi")
+    late_evening(clock)
+
+    def readings(meter: Meter) -> list[str]:
+        return [meter.reading(seq, ist(20) + 600 * seq, 0, 500 * seq) for seq in range(5)]
+
+    s, t = readings(silent), readings(talking)
+    for r in (s, t):  # reading 1 is lost for good
+        assert results(ingest(platform, [r[0], r[2], r[3]])) == ["accepted"] * 3
+    assert count(platform, tables.meter_waiting) == 2
+    clock.advance(platform.tariff.gap_horizon_s - 1)
+    before = log_size(platform)
+    assert sweep(platform) == energy.SweepOutcome()  # nothing overdue yet
+    assert log_size(platform) == before
+    assert wallets(platform, silent.resident_id)["ENERGY"] == 0
+
+    clock.advance(1)
+    # The talking meter's next reading bridges its gap; the silent meter has only the sweep.
+    assert results(ingest(platform, [t[4]])) == ["accepted"]
+    outcome = sweep(platform)
+    assert (outcome.devices, outcome.intervals) == (1, 2)
+    assert outcome.credited.export_wh == 1500
+    assert wallets(platform, silent.resident_id)["ENERGY"] == 1500
+    assert count(platform, tables.meter_waiting) == 0
+    before = log_size(platform)
+    assert sweep(platform) == energy.SweepOutcome()
+    assert log_size(platform) == before
+
+    # When the silent meter speaks again, it ends up exactly where the talking one is.
+    assert results(ingest(platform, [s[4], s[1]])) == ["accepted"] * 2
+    assert wallets(platform, silent.resident_id) == wallets(platform, talking.resident_id)
+    assert count(platform, tables.meter_waiting) == 0  # 1 is inside the chain: nothing waits
+    audit_ok(platform)
+
+
+def test_the_sweep_bridges_below_the_base_and_works_through_every_overdue_device(
+    platform: Platform, clock: ManualClock
+) -> None:
+    meters = [resident_with_meter(platform, f"person{i}") for i in range(5)]
+    late_evening(clock)
+    for m in meters:  # the chain starts at 2; 0 waits below it for 1, which never comes
+        r = [m.reading(seq, ist(20) + 600 * seq, 0, 500 * seq) for seq in range(4)]
+        assert results(ingest(platform, [r[2], r[3], r[0]])) == ["accepted"] * 3
+        assert wallets(platform, m.resident_id)["ENERGY"] == 500
+    clock.advance(platform.tariff.gap_horizon_s)
+    outcome = sweep(platform, limit=2)  # three transactions
+    assert (outcome.devices, outcome.intervals) == (5, 5)
+    for m in meters:
+        assert wallets(platform, m.resident_id)["ENERGY"] == 1500
+    assert count(platform, tables.meter_waiting) == 0
+    audit_ok(platform)
+
+
+def test_only_readings_beside_a_chain_are_marked_for_the_sweep(
+    platform: Platform, clock: ManualClock
+) -> None:
+    meter = resident_with_meter(platform, "asha")
+    broken = resident_with_meter(platform, "ravi")
+    late_evening(clock)
+    now = clock.now_ns() // 10**9
+    # A device whose every reading is anomalous has no chain to bridge to: nothing to sweep.
+    assert results(ingest(platform, [broken.reading(5, now + 86_400, 0, 0)])) == [
+        "anomaly:future_timestamp"
+    ]
+    assert count(platform, tables.meter_waiting) == 0
+    r = [meter.reading(seq, ist(20) + 600 * seq, 0, 500 * seq) for seq in range(3)]
+    assert results(ingest(platform, [r[0], r[2]])) == ["accepted"] * 2
+    assert count(platform, tables.meter_waiting) == 1
+    assert results(ingest(platform, [r[1]])) == ["accepted"]  # the missing one came
+    assert count(platform, tables.meter_waiting) == 0
+    assert wallets(platform, meter.resident_id)["ENERGY"] == 1000
+    audit_ok(platform)
+
+
+def test_audit_verify_finds_a_sweep_mark_removed_or_invented(
+    platform: Platform, clock: ManualClock
+) -> None:
+    meter = resident_with_meter(platform, "asha")
+    other = resident_with_meter(platform, "ravi")
+    late_evening(clock)
+    r = [meter.reading(seq, ist(20) + 600 * seq, 0, 500 * seq) for seq in range(3)]
+    ingest(platform, [r[0], r[2], other.reading(0, ist(20), 0, 0)])
+    audit_ok(platform)
+    with platform.engine.begin() as conn:
+        conn.execute(tables.meter_waiting.delete())
+        conn.execute(tables.meter_waiting.insert().values(device_id=other.device_id, since=1))
+    report = audit.verify(platform.uow(), platform.log_signer.verifier)
+    found = {(p.table, p.key) for p in report.problems}
+    assert found == {("meter_waiting", meter.device_id), ("meter_waiting", other.device_id)}
+
+
 def test_readings_wait_for_a_missing_one_and_are_credited_when_it_comes(
     platform: Platform, clock: ManualClock
 ) -> None:

@@ -63,6 +63,16 @@ async def _bill_energy(platform: Platform) -> None:
             log.exception("billing failed; will try again")
 
 
+async def _sweep_waiting_readings(platform: Platform) -> None:
+    interval = platform.settings.reading_sweep_seconds
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.to_thread(platform.bus.handle, commands.SweepWaitingReadings())
+        except Exception:
+            log.exception("sweeping waiting readings failed; will try again")
+
+
 async def _settle_community(platform: Platform) -> None:
     interval = platform.settings.community_settle_seconds
     while True:
@@ -87,16 +97,21 @@ def create_app(
     # Community settlement follows the same default (`community_settle_seconds`, 0: never).
     settling_on = sweep_expired if settle_community is None else settle_community
     settling_on = settling_on and platform.settings.community_settle_seconds > 0
+    # And so does the sweep of meters gone silent (`reading_sweep_seconds`, 0: never).
+    sweeping_on = sweep_expired and platform.settings.reading_sweep_seconds > 0
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(_sweep_expired(platform)) if sweep_expired else None
         biller = asyncio.create_task(_bill_energy(platform)) if billing_on else None
         settler = asyncio.create_task(_settle_community(platform)) if settling_on else None
+        sweeper = (
+            asyncio.create_task(_sweep_waiting_readings(platform)) if sweeping_on else None
+        )
         try:
             yield
         finally:
-            for running in (task, biller, settler):
+            for running in (task, biller, settler, sweeper):
                 if running is not None:
                     running.cancel()
                     with contextlib.suppress(asyncio.CancelledError):

@@ -1,7 +1,9 @@
-"""`cityshare energy`: bill imported energy (pay-as-you-go) and print a resident's statement.
+"""`cityshare energy`: bill imported energy (pay-as-you-go), print a resident's statement, and
+credit the readings of meters gone silent.
 
-`serve` bills every `CITYSHARE_BILLING_SECONDS`; `cityshare energy bill` does the same by hand
-(from cron, or after a batch of top-ups) against the same database.
+`serve` bills every `CITYSHARE_BILLING_SECONDS` and sweeps every
+`CITYSHARE_READING_SWEEP_SECONDS`; `cityshare energy bill` and `cityshare energy sweep` do the
+same by hand (from cron, or after a batch of top-ups) against the same database.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from cityshare.domain.billing import BillingError, month_of
 from cityshare.services import billing, identity
 
 app = typer.Typer(
-    help="Energy billing: bill imported energy from residents' INR wallets, print statements.",
+    help="Energy: bill imported energy from residents' INR wallets, print statements, and "
+    "credit the readings of meters gone silent (sweep).",
     no_args_is_help=True,
 )
 
@@ -75,6 +78,39 @@ def bill(
         f"({_rupees(outcome.paid)}); {outcome.unpaid_bills:,} new bills unpaid, "
         f"{len(outcome.short):,} residents short of funds"
         + (f"; {outcome.unpriced:,} with no price in force" if outcome.unpriced else "")
+    )
+
+
+@app.command()
+def sweep(
+    limit: int = typer.Option(1000, min=1, max=100_000, help="Devices per transaction."),
+    database_url: str | None = DB_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Credit the readings of meters gone silent: a reading that has waited the tariff's gap
+    horizon (rules.gap_horizon_s) for a lost one joins its chain over the gap, as the meter's
+    next reading would have made it. `serve` does this every CITYSHARE_READING_SWEEP_SECONDS."""
+    platform = open_platform(database_url)
+    try:
+        outcome = platform.bus.handle(commands.SweepWaitingReadings(limit))
+    finally:
+        platform.close()
+    credited = outcome.credited
+    data = {
+        "devices": outcome.devices,
+        "intervals": outcome.intervals,
+        "import_wh": credited.import_wh,
+        "export_wh": credited.export_wh,
+        "carbon_g": credited.carbon_g,
+        "credit_milli": credited.credit_milli,
+    }
+    if as_json:
+        print_json(data)
+        return
+    console.print(
+        f"{outcome.devices:,} silent devices swept: {outcome.intervals:,} intervals joined, "
+        f"{_kwh(credited.export_wh)} kWh exported and {_kwh(credited.import_wh)} kWh imported "
+        f"credited ({credited.carbon_g:,} g CO2e, {_kwh(credited.credit_milli)} points)"
     )
 
 

@@ -129,6 +129,15 @@ class IngestReadings(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class SweepWaitingReadings(Command):
+    """Join the readings that have waited out the gap horizon beside their device's chain (a
+    meter that went silent after a reading was lost sends nothing that would bridge the gap),
+    for at most `limit` devices per transaction, until none is overdue."""
+
+    limit: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
 class ShareGrant:
     """New shares of a community asset for the resident holding this virtual id."""
 

@@ -1133,9 +1133,11 @@ def _differences(stored: bytes, logged: bytes) -> str:
 for _type, (_table, _encode) in identity.RECORD_ENCODERS.items():
     register_record_type(_type, _table, _encode)
 
-# The energy capability's records (tariffs, meter readings, credited intervals).
+# The energy capability's records (tariffs, meter readings, credited intervals), and the
+# devices marked for the sweep, derived from the readings and chains.
 for _type, (_table, _encode) in energy.RECORD_ENCODERS.items():
     register_record_type(_type, _table, _encode)
+DERIVED_CHECKS.append(energy.derived_problems)
 
 # The community capability's records (share events, distributions, payouts) and the holdings
 # derived from the share events.

@@ -44,7 +44,7 @@ import enum
 import logging
 import multiprocessing
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii as json_string
@@ -536,6 +536,45 @@ def ingest_checked(
     return outcome
 
 
+@dataclass(slots=True)
+class SweepOutcome:
+    #: Devices whose overdue waiting readings were looked at.
+    devices: int = 0
+    #: Readings that joined their chain (each with its interval).
+    intervals: int = 0
+    credited: IntervalSums = field(default_factory=IntervalSums)
+
+
+def sweep_waiting_readings(
+    cmd: commands.SweepWaitingReadings, uow: AbstractUnitOfWork, *, tariff: Tariff
+) -> SweepOutcome:
+    """Bridge the gaps of meters gone silent: each stored reading that has waited the tariff's
+    gap horizon beside its chain joins it, exactly as the next reading of its device would have
+    made it join (`domain.energy.advance`); `cmd.limit` devices per transaction."""
+    if cmd.limit < 1:
+        raise ValueError("a sweep looks at one device or more per transaction")
+    total = SweepOutcome()
+    while True:
+        outcome = IngestOutcome([])
+        with uow:
+            last = uow.ledger.lock_ledger()
+            looked = _Batch(uow, tariff, "sweep", {}, outcome).sweep(cmd.limit, last)
+        total.devices += looked
+        total.intervals += outcome.intervals
+        total.credited = IntervalSums(
+            *(a + b for a, b in zip(dataclasses.astuple(total.credited),
+                                    dataclasses.astuple(outcome.credited), strict=True))
+        )  # fmt: skip
+        # Every device looked at is unmarked or marked again with a reading not overdue yet.
+        if looked < cmd.limit:
+            break
+    if total.intervals:
+        log.info(
+            "bridged the gaps of %d silent devices: %d intervals", total.devices, total.intervals
+        )
+    return total
+
+
 class _Batch:
     """The write half of one `IngestReadings`, inside the caller's locked transaction."""
 
@@ -561,18 +600,11 @@ class _Batch:
         if not fresh:
             return  # nothing new: nothing is written (the transaction rolls back)
         tariff = self.tariff
-        tariff_id = self._tariff_id()
         devices = {v.device.device_id: v.device for v in fresh}
-        states = self.repo.chain_states(devices.keys())
-        bounds = [
-            (d, s.base_seq, s.top_seq) if (s := states.get(d)) else (d, -1, -1) for d in devices
-        ]
-        waiting = self.repo.waiting_readings(bounds)
-        reading_id, interval_id = self.repo.next_ids()
+        reading_id = self.repo.next_ids()[0]
         now = self.now
         source = self.source
         results = self.results
-
         kinds = {d: Device(k.kind, k.registered_at) for d, k in devices.items()}
         reading_rows: list[ReadingRow] = []
         pools: dict[str, dict[int, Reading]] = {d: {} for d in devices}
@@ -589,14 +621,58 @@ class _Batch:
             index_of[(d, r.seq)] = v.index
             bad = reading_anomaly(reading, kinds[d], tariff)
             results[v.index] = ItemResult(v.index, f"anomaly:{bad}" if bad else "accepted", d)
+        self.repo.insert_readings(reading_rows)
+        self.leaves += _READINGS.encode_all(reading_rows)
+        self.outcome.stored = len(reading_rows)
+        self._join(devices, pools, index_of, last_timestamp)
+        self.uow.add_event(events.ReadingsIngested(len(reading_rows), self.outcome.intervals))
+
+    def sweep(self, limit: int, last_timestamp: int) -> int:
+        """Join the readings of up to `limit` devices whose waiting readings are overdue (see
+        `SweepWaitingReadings`); returns how many devices were looked at (0: none overdue)."""
+        overdue = self.now - self.tariff.gap_horizon_s * 1_000_000_000
+        device_ids = self.repo.overdue_waiting(overdue, limit)
+        if not device_ids:
+            return 0
+        devices = self.repo.device_keys(device_ids)
+        gone = set(device_ids) - devices.keys()
+        if gone:  # cannot happen through the platform (devices are never deleted)
+            raise EnergyError(f"waiting readings of unknown devices: {sorted(gone)[:5]}")
+        self._join(devices, {d: {} for d in devices}, {}, last_timestamp, marked=device_ids)
+        if self.outcome.intervals:
+            self.uow.add_event(events.ReadingsIngested(0, self.outcome.intervals))
+        return len(device_ids)
+
+    def _join(
+        self,
+        devices: Mapping[str, DeviceKeys],
+        pools: dict[str, dict[int, Reading]],
+        index_of: Mapping[tuple[str, int], int],
+        last_timestamp: int,
+        *,
+        marked: Collection[str] = (),
+    ) -> None:
+        """Each device's chain takes every reading that can join it now (new ones in `pools`,
+        and those stored earlier that wait beside it); devices left with readings waiting are
+        marked for the sweep (`marked`: the devices known to be marked already); one commit."""
+        tariff = self.tariff
+        tariff_id = self._tariff_id()
+        states = self.repo.chain_states(devices.keys())
+        bounds = [
+            (d, s.base_seq, s.top_seq) if (s := states.get(d)) else (d, -1, -1) for d in devices
+        ]
+        waiting = self.repo.waiting_readings(bounds)
         for device_id, stored in waiting.items():
             for reading in stored:
                 pools[device_id].setdefault(reading.seq, reading)
-
+        interval_id = self.repo.next_ids()[1]
+        now = self.now
+        results = self.results
         interval_rows: list[IntervalRow] = []
         transfers: list[Transfer] = []
         old_tariffs: dict[int, Tariff] = {}
         credited = [0, 0, 0, 0]
+        still_waiting: dict[str, int] = {}
         for device_id, pool in pools.items():
             keys = devices[device_id]
             owner = keys.owner_id
@@ -607,7 +683,9 @@ class _Batch:
                     keys.kind, tariff_id,
                 )  # fmt: skip
             wallets: tuple[int, int, int] | None = None
-            for step in advance(state, pool, kinds[device_id], tariff, tariff_id, now=now):
+            device = Device(keys.kind, keys.registered_at)
+            steps = advance(state, pool, device, tariff, tariff_id, now=now)
+            for step in steps:
                 interval_rows.append(_interval_row(interval_id, device_id, owner, step, now))
                 status = step.status
                 if status == OK:
@@ -623,19 +701,30 @@ class _Batch:
                     if index is not None:
                         results[index] = ItemResult(index, f"anomaly:{status}", device_id)
                 interval_id += 1
-
-        self.repo.insert_readings(reading_rows)
+            chain = steps[-1].state if steps else state
+            if pool and chain is not None:
+                # Readings left above or below the chain wait for the ones between (those
+                # inside it only filled the profile); a device with no chain yet (every reading
+                # so far anomalous) waits for a usable reading, which no sweep can supply.
+                outside = [
+                    r.received_at
+                    for seq, r in pool.items()
+                    if seq > chain.top_seq or seq < chain.base_seq
+                ]
+                if outside:
+                    still_waiting[device_id] = min(outside)
+        # Only devices that had readings waiting can have been marked.
+        cleared = (waiting.keys() | set(marked)) - still_waiting.keys()
+        self.repo.set_waiting(still_waiting, cleared)
         self.repo.insert_intervals(interval_rows)
-        self.leaves += _READINGS.encode_all(reading_rows)
         self.leaves += _INTERVALS.encode_all(interval_rows)
-        self.uow.log.append(self.leaves)
+        if self.leaves:
+            self.uow.log.append(self.leaves)
         if transfers:
             self._post(transfers, last_timestamp)
         self.uow.commit()
-        self.outcome.stored = len(reading_rows)
         self.outcome.intervals = len(interval_rows)
         self.outcome.credited = IntervalSums(*credited)
-        self.uow.add_event(events.ReadingsIngested(len(reading_rows), len(interval_rows)))
 
     def _fresh(self, verified: list[Verified]) -> list[Verified]:
         """The readings to store: not stored already, not signed by a key revoked by now, and
@@ -770,6 +859,24 @@ def _add_credits(
         if amount > 0:
             row = (base | (code - _POINTS), debit, credit_account, amount, ledger, code, 0, 0, 0)
             out.append(new(Transfer, (*row, interval_id)))
+
+
+def derived_problems(
+    uow: AbstractUnitOfWork, *, limit: int = 100
+) -> list[tuple[str, int | str | None, str]]:
+    """`audit verify`'s check of the devices marked for the sweep against the readings and
+    chains: a device is marked exactly while a reading waits above or below its chain, since
+    the oldest of them was received."""
+    out: list[tuple[str, int | str | None, str]] = []
+    for device_id, derived, marked in uow.energy.waiting_mismatches(limit):
+        if marked is None:
+            out.append(("meter_waiting", device_id, "readings wait beside its chain, unmarked"))
+        elif derived is None:
+            out.append(("meter_waiting", device_id, "marked, but no reading waits"))
+        else:
+            why = f"marked since {marked}, but readings wait since {derived}"
+            out.append(("meter_waiting", device_id, why))
+    return out
 
 
 # -- queries (read side) ---------------------------------------------------------------------

@@ -14,11 +14,11 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, insert, select
 
 from cityshare.domain.energy import ChainState, Reading
 from cityshare.store.driver import DriverRepository
-from cityshare.store.tables import meter_intervals, meter_readings, tariffs
+from cityshare.store.tables import meter_intervals, meter_readings, meter_waiting, tariffs
 
 READING_COLUMNS = "id, device_id, seq, ts, import_wh, export_wh, received_at, source, jws"
 INTERVAL_COLUMNS = (
@@ -29,6 +29,15 @@ INTERVAL_COLUMNS = (
 _STATE_COLUMNS = (
     "device_id, base_seq, base_ts, base_import, base_export, top_seq, top_ts, hw_ts, "
     "hw_import, hw_export, carbon_carry, credit_carry, tariff_id"
+)
+
+#: Per device with a chain, when its oldest reading above or below the chain (by the state of
+#: its latest interval) was received: what `meter_waiting` holds (migration 0010 fills it so).
+WAITING_SINCE = (
+    "SELECT r.device_id AS device_id, MIN(r.received_at) AS since FROM meter_readings r "
+    "JOIN meter_intervals i ON i.id = "
+    "(SELECT MAX(l.id) FROM meter_intervals l WHERE l.device_id = r.device_id) "
+    "WHERE r.seq > i.top_seq OR r.seq < i.base_seq GROUP BY r.device_id"
 )
 
 ReadingRow = tuple[int, str, int, int, int, int, int, str, str]
@@ -268,6 +277,42 @@ class EnergyRepository(DriverRepository):
 
     def insert_intervals(self, rows: Sequence[IntervalRow]) -> None:
         self._insert("meter_intervals", INTERVAL_COLUMNS, _INTERVAL_TYPES, rows)
+
+    # -- devices whose readings wait beside their chain ------------------------------------
+
+    def overdue_waiting(self, received_before: int, limit: int) -> list[str]:
+        """Devices with a reading waiting since at or before `received_before`, oldest first."""
+        w = meter_waiting.c
+        rows = self.conn.execute(
+            select(w.device_id).where(w.since <= received_before).order_by(w.since).limit(limit)
+        )
+        return [row[0] for row in rows]
+
+    def waiting_mismatches(self, limit: int) -> list[tuple[str, int | None, int | None]]:
+        """(device, since derived from the readings, since marked) wherever `meter_waiting` is
+        not what the readings and chains say, for `audit verify`."""
+        rows = self._rows(
+            f"WITH expected AS ({WAITING_SINCE}) "
+            "SELECT e.device_id, e.since, w.since FROM expected e "
+            "LEFT JOIN meter_waiting w ON w.device_id = e.device_id "
+            "WHERE w.since IS NULL OR w.since <> e.since "
+            "UNION ALL SELECT w.device_id, NULL, w.since FROM meter_waiting w "
+            "WHERE NOT EXISTS (SELECT 1 FROM expected e WHERE e.device_id = w.device_id) "
+            f"ORDER BY 1 LIMIT {int(limit)}",
+            (),
+        )
+        return [(row[0], row[1], row[2]) for row in rows]
+
+    def set_waiting(self, since: dict[str, int], cleared: Collection[str]) -> None:
+        """Mark devices as waiting since the given instant, and unmark `cleared` ones."""
+        w = meter_waiting.c
+        changed = [*since, *cleared]
+        if changed:
+            self.conn.execute(delete(meter_waiting).where(w.device_id.in_(changed)))
+        if since:
+            self.conn.execute(
+                insert(meter_waiting), [{"device_id": d, "since": t} for d, t in since.items()]
+            )
 
     # -- read side ------------------------------------------------------------------------
 

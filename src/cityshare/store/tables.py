@@ -285,6 +285,19 @@ meter_intervals = Table(
     Index("ix_meter_intervals_owner_start", "owner_id", "start_ts"),
 )
 
+#: Devices with readings stored beside their chain (above a gap or below the base), waiting
+#: for the readings between; `since` is when the oldest of them was received. Derived (from
+#: the readings and each device's latest interval; `audit verify` re-derives it), kept so the
+#: sweep that bridges the gaps of silent meters (`SweepWaitingReadings`) never scans the
+#: readings; not logged.
+meter_waiting = Table(
+    "meter_waiting",
+    metadata,
+    Column("device_id", String(40), primary_key=True),
+    Column("since", BigInteger, nullable=False),
+    Index("ix_meter_waiting_since", "since"),
+)
+
 # -- community assets: shares of a shared solar array or battery, and what they were paid ------
 # Share events and distributions (with one payout row per holder) are immutable facts, each a
 # leaf of the audit log. `share_holdings` is derived (the events summed per holder), kept for
