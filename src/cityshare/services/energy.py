@@ -601,7 +601,7 @@ class _Batch:
             return  # nothing new: nothing is written (the transaction rolls back)
         tariff = self.tariff
         devices = {v.device.device_id: v.device for v in fresh}
-        reading_id = self.repo.next_ids()[0]
+        reading_id, interval_id = self.repo.next_ids()
         now = self.now
         source = self.source
         results = self.results
@@ -621,10 +621,8 @@ class _Batch:
             index_of[(d, r.seq)] = v.index
             bad = reading_anomaly(reading, kinds[d], tariff)
             results[v.index] = ItemResult(v.index, f"anomaly:{bad}" if bad else "accepted", d)
-        self.repo.insert_readings(reading_rows)
-        self.leaves += _READINGS.encode_all(reading_rows)
         self.outcome.stored = len(reading_rows)
-        self._join(devices, pools, index_of, last_timestamp)
+        self._join(devices, pools, index_of, interval_id, last_timestamp, reading_rows)
         self.uow.add_event(events.ReadingsIngested(len(reading_rows), self.outcome.intervals))
 
     def sweep(self, limit: int, last_timestamp: int) -> int:
@@ -638,7 +636,9 @@ class _Batch:
         gone = set(device_ids) - devices.keys()
         if gone:  # cannot happen through the platform (devices are never deleted)
             raise EnergyError(f"waiting readings of unknown devices: {sorted(gone)[:5]}")
-        self._join(devices, {d: {} for d in devices}, {}, last_timestamp, marked=device_ids)
+        pools: dict[str, dict[int, Reading]] = {d: {} for d in devices}
+        interval_id = self.repo.next_ids()[1]
+        self._join(devices, pools, {}, interval_id, last_timestamp, marked=device_ids)
         if self.outcome.intervals:
             self.uow.add_event(events.ReadingsIngested(0, self.outcome.intervals))
         return len(device_ids)
@@ -648,24 +648,28 @@ class _Batch:
         devices: Mapping[str, DeviceKeys],
         pools: dict[str, dict[int, Reading]],
         index_of: Mapping[tuple[str, int], int],
+        interval_id: int,
         last_timestamp: int,
+        reading_rows: Sequence[ReadingRow] = (),
         *,
         marked: Collection[str] = (),
     ) -> None:
-        """Each device's chain takes every reading that can join it now (new ones in `pools`,
-        and those stored earlier that wait beside it); devices left with readings waiting are
-        marked for the sweep (`marked`: the devices known to be marked already); one commit."""
+        """Store the new readings (`reading_rows`, also in `pools`); each device's chain takes
+        every reading that can join it now (new ones, and those stored earlier that wait
+        beside it); devices left with readings waiting are marked for the sweep (`marked`: the
+        devices known to be marked already); one commit."""
         tariff = self.tariff
         tariff_id = self._tariff_id()
         states = self.repo.chain_states(devices.keys())
         bounds = [
             (d, s.base_seq, s.top_seq) if (s := states.get(d)) else (d, -1, -1) for d in devices
         ]
-        waiting = self.repo.waiting_readings(bounds)
+        waiting = self.repo.waiting_readings(bounds)  # before the new readings are stored
         for device_id, stored in waiting.items():
             for reading in stored:
                 pools[device_id].setdefault(reading.seq, reading)
-        interval_id = self.repo.next_ids()[1]
+        self.repo.insert_readings(reading_rows)
+        self.leaves += _READINGS.encode_all(reading_rows)
         now = self.now
         results = self.results
         interval_rows: list[IntervalRow] = []
