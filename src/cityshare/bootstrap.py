@@ -14,7 +14,16 @@ from cityshare.config import Settings, get_settings
 from cityshare.domain import commands
 from cityshare.domain.energy import Tariff, load_tariff
 from cityshare.domain.identity import check_sector
-from cityshare.services import audit_log, billing, charging, community, energy, identity, ledger
+from cityshare.services import (
+    audit_log,
+    billing,
+    charging,
+    community,
+    energy,
+    idempotency,
+    identity,
+    ledger,
+)
 from cityshare.services.messagebus import MessageBus
 from cityshare.services.unit_of_work import SqlUnitOfWork
 from cityshare.store import migrate
@@ -82,6 +91,10 @@ def bootstrap(
             commands.CreateAccounts: ledger.create_accounts,
             commands.CreateTransfers: ledger.create_transfers,
             commands.ExpirePendingTransfers: ledger.expire_pending_transfers,
+            commands.PurgeIdempotencyKeys: functools.partial(
+                idempotency.purge_expired,
+                retention_seconds=settings.idempotency_retention_seconds,
+            ),
             commands.EnrolResident: functools.partial(
                 identity.enrol_resident, issuers=issuers, sector=settings.sector
             ),

@@ -31,6 +31,14 @@ class Settings(BaseSettings):
     expiry_sweep_seconds: float = Field(
         1.0, gt=0, description="How often `serve` releases pending transfers whose timeout passed."
     )
+    idempotency_retention_seconds: int = Field(
+        86400,
+        ge=86400,
+        le=366 * 86400,
+        description="How long the answer to a write sent with an `Idempotency-Key` is kept "
+        "for retries of it (at least a day); older ones are purged and the key may be used "
+        "again.",
+    )
     key_dir: Path | None = Field(
         None,
         description="Where the platform keeps keys it generated itself (mode 0600) when no key "

@@ -24,6 +24,9 @@ from cityshare.domain import commands
 
 log = logging.getLogger(__name__)
 
+#: How often `serve` forgets the answers to keyed writes older than their retention.
+IDEMPOTENCY_PURGE_SECONDS = 3600.0
+
 DESCRIPTION = """
 cityshare makes smart-city residents stakeholders: they earn smart credit points by sharing what
 they own and spend or trade them inside the city. Every value moves through one double-entry
@@ -73,6 +76,17 @@ async def _sweep_waiting_readings(platform: Platform) -> None:
             log.exception("sweeping waiting readings failed; will try again")
 
 
+async def _purge_idempotency_keys(platform: Platform) -> None:
+    # Each keyed write purges a few expired answers; this bounds how long any outlives the
+    # retention when no keyed writes come.
+    while True:
+        await asyncio.sleep(IDEMPOTENCY_PURGE_SECONDS)
+        try:
+            await asyncio.to_thread(platform.bus.handle, commands.PurgeIdempotencyKeys())
+        except Exception:
+            log.exception("purging idempotency keys failed; will try again")
+
+
 async def _settle_community(platform: Platform) -> None:
     interval = platform.settings.community_settle_seconds
     while True:
@@ -108,10 +122,11 @@ def create_app(
         sweeper = (
             asyncio.create_task(_sweep_waiting_readings(platform)) if sweeping_on else None
         )
+        purger = asyncio.create_task(_purge_idempotency_keys(platform)) if sweep_expired else None
         try:
             yield
         finally:
-            for running in (task, biller, settler, sweeper):
+            for running in (task, biller, settler, sweeper, purger):
                 if running is not None:
                     running.cancel()
                     with contextlib.suppress(asyncio.CancelledError):

@@ -35,6 +35,14 @@ class ExpirePendingTransfers(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class PurgeIdempotencyKeys(Command):
+    """Forget the answers to keyed writes older than the retention setting (`limit` per
+    transaction, until none is left)."""
+
+    limit: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
 class EnrolResident(Command):
     """Accept an issuer's signed enrolment assertion: create the resident (and wallets) on first
     sight, record the enrolment (current VID and attributes) every time."""

@@ -20,6 +20,7 @@ from cityshare.store.charging_repo import ChargingRepository
 from cityshare.store.community_repo import CommunityRepository
 from cityshare.store.db import WRITE
 from cityshare.store.energy_repo import EnergyRepository
+from cityshare.store.idempotency_repo import IdempotencyRepository
 from cityshare.store.identity_repo import IdentityRepository
 from cityshare.store.ledger_repo import LedgerRepository
 from cityshare.store.log_repo import LogRepository, StoredCheckpoint
@@ -34,6 +35,7 @@ class AbstractUnitOfWork(Protocol):
     billing: BillingRepository
     community: CommunityRepository
     charging: ChargingRepository
+    idempotency: IdempotencyRepository
     clock: Clock
 
     def __enter__(self) -> AbstractUnitOfWork: ...
@@ -102,6 +104,7 @@ class SqlUnitOfWork:
         self.billing = BillingRepository(conn)
         self.community = CommunityRepository(conn)
         self.charging = ChargingRepository(conn)
+        self.idempotency = IdempotencyRepository(conn)
         self._events = []
         return self
 

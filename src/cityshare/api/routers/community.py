@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from cityshare.access.policy import Purpose
 from cityshare.api.access import record_reads
@@ -32,11 +32,14 @@ from cityshare.api.deps import (
     require_purpose,
 )
 from cityshare.api.errors import refused
+from cityshare.api.idempotency import IdempotencyDep, idempotent_responses
 from cityshare.api.routers.organisations import OrgId
 from cityshare.api.schemas import error_responses
 from cityshare.domain import commands
 from cityshare.services import community
 from cityshare.services.community import CommunityError
+from cityshare.services.unit_of_work import AbstractUnitOfWork
+from cityshare.store.community_repo import ShareEventRow
 
 router = APIRouter(prefix="/api/v1", tags=["community"])
 
@@ -52,25 +55,33 @@ _STATUSES = {
     response_model=ShareEventOut,
     status_code=201,
     summary="Issue new shares of a community asset to a resident (admins and its staff)",
-    responses=error_responses(401, 403, 404, 409, 422),
+    responses=idempotent_responses(201, 401, 403, 404, 409),
 )
 def issue_shares(
-    platform: PlatformDep, principal: PrincipalDep, org_id: OrgId, body: ShareIssueIn
-) -> ShareEventOut:
+    platform: PlatformDep,
+    principal: PrincipalDep,
+    org_id: OrgId,
+    body: ShareIssueIn,
+    idempotency: IdempotencyDep,
+) -> ShareEventOut | Response:
     require_org_staff(principal, org_id)
+    command = commands.IssueShares(
+        org_id, [commands.ShareGrant(body.vid, body.shares)], principal.name
+    )
+
+    def answer(rows: list[ShareEventRow], uow: AbstractUnitOfWork) -> ShareEventOut:
+        [row] = rows
+        with uow:
+            holding = uow.community.holding(org_id, row.to_id)
+        return ShareEventOut(
+            id=row.id, asset_id=org_id, kind=row.kind, vid=body.vid, shares=row.shares,
+            holding=holding,
+        )  # fmt: skip
+
     try:
-        [row] = platform.bus.handle(
-            commands.IssueShares(
-                org_id, [commands.ShareGrant(body.vid, body.shares)], principal.name
-            )
-        )
+        return idempotency.run(platform, command, body, answer)
     except CommunityError as exc:
         raise refused(exc, _STATUSES) from exc
-    with platform.uow() as uow:
-        holding = uow.community.holding(org_id, row.to_id)
-    return ShareEventOut(
-        id=row.id, asset_id=org_id, kind=row.kind, vid=body.vid, shares=row.shares, holding=holding
-    )
 
 
 @router.get(
@@ -157,27 +168,33 @@ def my_shares(
     response_model=ShareEventOut,
     status_code=201,
     summary="Give some of your shares of a community asset to another resident (by VID)",
-    responses=error_responses(401, 403, 404, 409, 422),
+    responses=idempotent_responses(201, 401, 403, 404, 409),
 )
 def transfer_shares(
-    platform: PlatformDep, principal: ResidentDep, body: ShareTransferIn
-) -> ShareEventOut:
-    assert principal.resident_id is not None
-    try:
-        row = platform.bus.handle(
-            commands.TransferShares(
-                body.asset_id, principal.resident_id, body.to_vid, body.shares, principal.name
-            )
+    platform: PlatformDep,
+    principal: ResidentDep,
+    body: ShareTransferIn,
+    idempotency: IdempotencyDep,
+) -> ShareEventOut | Response:
+    resident = principal.resident_id
+    assert resident is not None
+    command = commands.TransferShares(
+        body.asset_id, resident, body.to_vid, body.shares, principal.name
+    )
+
+    def answer(row: ShareEventRow, uow: AbstractUnitOfWork) -> ShareEventOut:
+        with uow:
+            holding = uow.community.holding(body.asset_id, resident)
+        return ShareEventOut(
+            id=row.id,
+            asset_id=body.asset_id,
+            kind=row.kind,
+            vid=body.to_vid,
+            shares=row.shares,
+            holding=holding,
         )
+
+    try:
+        return idempotency.run(platform, command, body, answer)
     except CommunityError as exc:
         raise refused(exc, _STATUSES) from exc
-    with platform.uow() as uow:
-        holding = uow.community.holding(body.asset_id, principal.resident_id)
-    return ShareEventOut(
-        id=row.id,
-        asset_id=body.asset_id,
-        kind=row.kind,
-        vid=body.to_vid,
-        shares=row.shares,
-        holding=holding,
-    )

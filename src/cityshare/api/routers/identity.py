@@ -4,7 +4,7 @@ purpose-limited reads of a resident by staff (every such read is recorded)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 
@@ -20,6 +20,7 @@ from cityshare.api.deps import (
     require_purpose,
 )
 from cityshare.api.errors import ApiError, refused
+from cityshare.api.idempotency import Idempotency, IdempotencyDep, idempotent_responses
 from cityshare.api.identity_schemas import (
     AccessLogOut,
     AccessOut,
@@ -46,6 +47,7 @@ from cityshare.domain.devices import (
 )
 from cityshare.services import identity
 from cityshare.services.identity import IdentityError
+from cityshare.services.unit_of_work import AbstractUnitOfWork
 from cityshare.trust import device_proof
 
 router = APIRouter(prefix="/api/v1", tags=["identity"])
@@ -71,13 +73,39 @@ def changed_device(
     a malformed key) and answer with the device as it now is."""
     try:
         result = platform.bus.handle(command())
-    except DeviceError as exc:
-        raise ApiError(422, "invalid_key", str(exc)) from exc
-    except IdentityError as exc:
-        raise refused(exc, IDENTITY_STATUSES) from exc
-    view = identity.device(platform.uow(), device_id or result.id)
-    assert view is not None
-    return DeviceOut.of(view)
+    except (DeviceError, IdentityError) as exc:
+        raise _device_refusal(exc) from exc
+    return _device_answer(device_id)(result, platform.uow())
+
+
+def registered_device(
+    platform: PlatformDep,
+    command: Callable[[], commands.RegisterDevice],
+    idempotency: Idempotency,
+    body: DeviceIn,
+) -> DeviceOut | Response:
+    """Register a device (as `changed_device`), at most once per `Idempotency-Key`."""
+    try:
+        return idempotency.run(platform, command(), body, _device_answer(None))
+    except (DeviceError, IdentityError) as exc:
+        raise _device_refusal(exc) from exc
+
+
+def _device_answer(device_id: str | None) -> Callable[[Any, AbstractUnitOfWork], DeviceOut]:
+    """The device a command changed (`device_id`, or the one it returned), as it now is."""
+
+    def answer(result: Any, uow: AbstractUnitOfWork) -> DeviceOut:
+        view = identity.device(uow, device_id or result.id)
+        assert view is not None
+        return DeviceOut.of(view)
+
+    return answer
+
+
+def _device_refusal(exc: DeviceError | IdentityError) -> ApiError:
+    if isinstance(exc, DeviceError):
+        return ApiError(422, "invalid_key", str(exc))
+    return refused(exc, IDENTITY_STATUSES)
 
 
 # -- enrolment and credentials ---------------------------------------------------------------
@@ -195,16 +223,20 @@ def my_devices(platform: PlatformDep, principal: ResidentDep) -> list[DeviceOut]
     response_model=DeviceOut,
     status_code=201,
     summary="Register a device with its Ed25519 public key",
-    responses=error_responses(401, 403, 409, 422),
+    responses=idempotent_responses(201, 401, 403, 409),
 )
-def register_device(platform: PlatformDep, principal: ResidentDep, body: DeviceIn) -> DeviceOut:
+def register_device(
+    platform: PlatformDep, principal: ResidentDep, body: DeviceIn, idempotency: IdempotencyDep
+) -> DeviceOut | Response:
     owner = principal.resident_id
     assert owner is not None
-    return changed_device(
+    return registered_device(
         platform,
         lambda: commands.RegisterDevice(
             owner, body.kind, parse_public_key(body.public_key), body.label
         ),
+        idempotency,
+        body,
     )
 
 

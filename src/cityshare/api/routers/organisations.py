@@ -10,17 +10,23 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Response
 
 from cityshare.api.deps import AdminDep, PlatformDep, PrincipalDep, require_org_staff
 from cityshare.api.errors import ApiError, refused
+from cityshare.api.idempotency import IdempotencyDep, idempotent_responses
 from cityshare.api.identity_schemas import DeviceIn, DeviceOut, KeyIn
 from cityshare.api.organisation_schemas import (
     OrganisationAccountOut,
     OrganisationIn,
     OrganisationOut,
 )
-from cityshare.api.routers.identity import IDENTITY_STATUSES, DeviceId, changed_device
+from cityshare.api.routers.identity import (
+    IDENTITY_STATUSES,
+    DeviceId,
+    changed_device,
+    registered_device,
+)
 from cityshare.api.schemas import error_responses
 from cityshare.domain import commands
 from cityshare.domain.devices import parse_public_key
@@ -92,17 +98,23 @@ def organisation(
     response_model=DeviceOut,
     status_code=201,
     summary="Register a device of the organisation (a charger, a community asset's meter)",
-    responses=error_responses(401, 403, 404, 409, 422),
+    responses=idempotent_responses(201, 401, 403, 404, 409),
 )
 def register_device(
-    platform: PlatformDep, principal: PrincipalDep, org_id: OrgId, body: DeviceIn
-) -> DeviceOut:
+    platform: PlatformDep,
+    principal: PrincipalDep,
+    org_id: OrgId,
+    body: DeviceIn,
+    idempotency: IdempotencyDep,
+) -> DeviceOut | Response:
     require_org_staff(principal, org_id)
-    return changed_device(
+    return registered_device(
         platform,
         lambda: commands.RegisterDevice(
             org_id, body.kind, parse_public_key(body.public_key), body.label
         ),
+        idempotency,
+        body,
     )
 
 

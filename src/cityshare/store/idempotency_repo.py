@@ -1,0 +1,72 @@
+"""Idempotency keys: the stored first answer to each keyed write, per principal.
+
+One row per (principal, key); the primary key is what makes a second insert of the same key
+lose, on SQLite and PostgreSQL alike (`INSERT ... ON CONFLICT DO NOTHING`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, delete, func, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+
+from cityshare.store.tables import idempotency_keys
+
+t = idempotency_keys
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRow:
+    principal: str
+    key: str
+    fingerprint: str  # hex SHA-256 of the request (services/idempotency.fingerprint)
+    status: int
+    body: str  # the JSON answer, as sent
+    created_at: int  # ns since the epoch
+
+
+class IdempotencyRepository:
+    """Reads and writes idempotency keys on one open connection inside one transaction."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def get(self, principal: str, key: str) -> IdempotencyRow | None:
+        row = self.conn.execute(
+            select(t).where(t.c.principal == principal, t.c.key == key)
+        ).one_or_none()
+        return None if row is None else IdempotencyRow(**row._mapping)
+
+    def insert(self, row: IdempotencyRow) -> bool:
+        """Store `row`; False (and nothing written) if its key is already taken."""
+        values = {
+            "principal": row.principal,
+            "key": row.key,
+            "fingerprint": row.fingerprint,
+            "status": row.status,
+            "body": row.body,
+            "created_at": row.created_at,
+        }
+        insert = (
+            sqlite.insert(t) if self.conn.dialect.name == "sqlite" else postgresql.insert(t)
+        ).on_conflict_do_nothing(index_elements=[t.c.principal, t.c.key])
+        # RETURNING names the row only if it was inserted (psycopg's rowcount is not reliable).
+        return self.conn.execute(insert.values(values).returning(t.c.key)).first() is not None
+
+    def delete(self, principal: str, key: str) -> None:
+        self.conn.execute(delete(t).where(t.c.principal == principal, t.c.key == key))
+
+    def purge(self, before: int, limit: int) -> int:
+        """Delete up to `limit` of the oldest keys stored before `before` (ns); how many."""
+        oldest = (
+            select(t.c.principal, t.c.key)
+            .where(t.c.created_at < before)
+            .order_by(t.c.created_at)
+            .limit(limit)
+        )
+        result = self.conn.execute(delete(t).where(tuple_(t.c.principal, t.c.key).in_(oldest)))
+        return int(result.rowcount)
+
+    def count(self) -> int:
+        return int(self.conn.execute(select(func.count()).select_from(t)).scalar_one())
