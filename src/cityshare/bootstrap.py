@@ -133,6 +133,7 @@ def bootstrap(
                 charging.start_charging_session, secret=pseudonym_secret
             ),
             commands.StopChargingSession: charging.stop_charging_session,
+            commands.PlanChargingReadings: charging.plan_readings,
             commands.AddCosignatures: functools.partial(
                 audit_log.add_cosignatures,
                 log_verifier=log_signer.verifier,

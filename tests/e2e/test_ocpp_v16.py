@@ -1,18 +1,22 @@
 """OCPP 1.6-J end to end: the `ocpp` package's own ChargePoint client talks to the central
 system over a real WebSocket on loopback; a V2G session credits the vehicle's owner at the
 tariff's time-of-day rates, the operator sees only a pseudonym, a resend credits nothing,
-and strangers, bad passwords, unknown tokens and garbage frames get nowhere."""
+and strangers, bad passwords, unknown tokens, garbage frames and chargers revoked while
+connected get nowhere; the log names no token and no vehicle."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from ocpp.exceptions import SecurityError
 from ocpp.v16 import ChargePoint, call
+from sqlalchemy import text
 
 from cityshare.bootstrap import Platform
 from cityshare.ingest.ocpp.server import ServerThread
@@ -289,3 +293,107 @@ def test_malformed_frames_get_a_callerror_and_the_connection_goes_on(
         client.get(f"/api/v1/organisations/{s.org_id}/charging-sessions", headers=s.staff).json()
         == []
     )
+
+
+NEW_PASSWORD = "a-brand-new-password-16"
+
+
+def withdraw(client: TestClient, s: Station, change: str) -> None:
+    """The operator revokes the charger, or sets it another password."""
+    if change == "revoked":
+        done = client.delete(f"/api/v1/organisations/{s.org_id}/devices/{s.charger}",
+                             headers=s.staff)  # fmt: skip
+    else:
+        done = client.put(
+            f"/api/v1/organisations/{s.org_id}/devices/{s.charger}/ocpp-password",
+            headers=s.staff,
+            json={"password": NEW_PASSWORD},
+        )
+    assert done.status_code == 200, done.text
+
+
+def reading_count(platform: Platform) -> int:
+    with platform.engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM meter_readings")).scalar_one())
+
+
+@pytest.mark.parametrize("message", ["MeterValues", "StartTransaction"])
+@pytest.mark.parametrize("change", ["revoked", "new_password"])
+def test_a_charger_revoked_while_connected_gets_a_security_error_and_is_disconnected(
+    client: TestClient, platform: Platform, port: int, change: str, message: str
+) -> None:
+    s = station(client, platform)
+
+    async def session() -> tuple[int | None, dict[str, int], int]:
+        async with connect(port, s.charger, "ocpp1.6", s.basic()) as ws:
+            async with running(ChargePoint(s.charger, ws)) as cp:
+                start = await cp.call(
+                    call.StartTransaction(
+                        connector_id=1, id_tag=TOKEN, meter_start=10_000, timestamp=at("12:00")
+                    )
+                )
+                tx = start.transaction_id
+                for hhmm, wh in EXPORTS[:2]:
+                    meter_value = [sample(hhmm, export(wh))]
+                    await cp.call(
+                        call.MeterValues(connector_id=1, transaction_id=tx, meter_value=meter_value)
+                    )
+                credited = owner_wallets(platform, s)
+                readings = reading_count(platform)
+                withdraw(client, s, change)
+                after: Any = (
+                    call.MeterValues(connector_id=1, transaction_id=tx,
+                                     meter_value=[sample("12:30", export(52_500))])
+                    if message == "MeterValues"
+                    else call.StartTransaction(connector_id=2, id_tag=TOKEN, meter_start=0,
+                                               timestamp=at("12:30"))
+                )
+                with pytest.raises(SecurityError):
+                    await cp.call(after, suppress=False)
+            await asyncio.wait_for(ws.wait_closed(), 10)
+            return ws.close_code, credited, readings
+
+    close_code, credited, readings = asyncio.run(session())
+
+    assert close_code == 1008  # policy violation
+    # Credited up to the change (12:00-12:15), and nothing it sent after it.
+    assert credited["ENERGY"] == 1_000
+    assert owner_wallets(platform, s) == credited
+    assert reading_count(platform) == readings
+    sessions = client.get(f"/api/v1/organisations/{s.org_id}/charging-sessions", headers=s.staff)
+    assert len(sessions.json()) == 1
+    # It is let in again only as the operator now says.
+    again = [
+        asyncio.run(handshake_status(port, s.charger, "ocpp1.6", s.basic())),
+        asyncio.run(handshake_status(port, s.charger, "ocpp1.6", s.basic(NEW_PASSWORD))),
+    ]
+    assert again == ([401, 401] if change == "revoked" else [401, 101])
+
+
+def test_the_log_names_no_token_and_no_vehicle(
+    client: TestClient, platform: Platform, port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    s = station(client, platform)
+    caplog.set_level(logging.DEBUG)
+    too_long = "SECRETCARD-0123456789"  # 21 characters: more than an idTag holds
+
+    async def exchange() -> None:
+        async with connect(port, s.charger, "ocpp1.6", s.basic()) as ws:
+            for frame in (
+                json.dumps([2, "m1", "Authorize", {"idTag": too_long}]),
+                json.dumps([2, "m2", "StartTransaction", {"connectorId": 1, "idTag": TOKEN,
+                                                          "meterStart": 0,
+                                                          "timestamp": "yesterday"}]),
+            ):  # fmt: skip
+                assert (await raw_call(ws, frame))[0] == 4
+
+    asyncio.run(v2g_session(port, s))
+    asyncio.run(exchange())
+
+    # The central system's lines (the charger's own, the client here, log what they like).
+    ours = [r for r in caplog.records if r.name.startswith("cityshare")]
+    logged = [r.getMessage() + (r.exc_text or "") for r in ours]
+    assert any(r.name == "cityshare.ingest.ocpp.package" for r in ours)
+    assert any("[redacted]" in m for m in logged)
+    for secret in (TOKEN, TOKEN.lower(), too_long, s.vehicle, PASSWORD):
+        assert not [m for m in logged if secret in m], secret

@@ -1,7 +1,8 @@
 """OCPP 2.0.1 end to end: the `ocpp` package's own ChargePoint client sends a V2G transaction
 (TransactionEvent Started / Updated / Ended) over a real WebSocket; the vehicle's owner is
 credited at the tariff's rates, the operator sees only a pseudonym, a resend credits
-nothing, unknown tokens earn nothing and garbage frames get a CALLERROR."""
+nothing, unknown tokens earn nothing, garbage frames get a CALLERROR, and a charger revoked
+while connected gets a SecurityError and is disconnected."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from ocpp.exceptions import SecurityError
 from ocpp.v201 import ChargePoint, call
+from sqlalchemy import text
 
 from cityshare.bootstrap import Platform
 from cityshare.ingest.ocpp.server import ServerThread
@@ -189,3 +192,80 @@ def test_handshake_and_frames(client: TestClient, platform: Platform, port: int)
         (4, "m4", "ProtocolError"),
         (3, "m5", "ok"),
     ]
+
+
+NEW_PASSWORD = "a-brand-new-password-201"
+
+
+@pytest.mark.parametrize("event", ["Updated", "Started"])
+@pytest.mark.parametrize("change", ["revoked", "new_password"])
+def test_a_charger_revoked_while_connected_gets_a_security_error_and_is_disconnected(
+    client: TestClient, platform: Platform, port: int, change: str, event: str
+) -> None:
+    s = station(client, platform)
+    id_token = {"id_token": s.token, "type": "ISO14443"}
+
+    def transaction_event(kind: str, seq_no: int, hhmm: str, tx: str, **extra: Any) -> Any:
+        return call.TransactionEvent(
+            event_type=kind,
+            timestamp=at(hhmm),
+            trigger_reason="MeterValuePeriodic" if kind == "Updated" else "Authorized",
+            seq_no=seq_no,
+            transaction_info={"transaction_id": tx},
+            evse={"id": 1, "connector_id": 1},
+            **extra,
+        )
+
+    def readings() -> int:
+        with platform.engine.connect() as conn:
+            return int(conn.execute(text("SELECT count(*) FROM meter_readings")).scalar_one())
+
+    def withdraw() -> None:
+        base = f"/api/v1/organisations/{s.org_id}/devices/{s.charger}"
+        done = (
+            client.delete(base, headers=s.staff)
+            if change == "revoked"
+            else client.put(f"{base}/ocpp-password", headers=s.staff,
+                            json={"password": NEW_PASSWORD})
+        )  # fmt: skip
+        assert done.status_code == 200, done.text
+
+    async def session() -> tuple[int | None, dict[str, int], int]:
+        async with connect(port, s.charger, "ocpp2.0.1", s.basic()) as ws:
+            async with running(ChargePoint(s.charger, ws)) as cp:
+                started = meter("12:00", 80_000)
+                await cp.call(
+                    transaction_event("Started", 0, "12:00", TX, id_token=id_token,
+                                      meter_value=started)
+                )  # fmt: skip
+                await cp.call(
+                    transaction_event("Updated", 1, "12:20", TX, meter_value=meter("12:20", 81_200))
+                )
+                credited, stored = owner_wallets(platform, s), readings()
+                withdraw()
+                after = (
+                    transaction_event("Updated", 2, "12:30", TX, meter_value=meter("12:30", 82_000))
+                    if event == "Updated"
+                    else transaction_event("Started", 0, "12:30", "another-transaction",
+                                           id_token=id_token, meter_value=meter("12:30", 0))
+                )  # fmt: skip
+                with pytest.raises(SecurityError):
+                    await cp.call(after, suppress=False)
+            await asyncio.wait_for(ws.wait_closed(), 10)
+            return ws.close_code, credited, stored
+
+    close_code, credited, stored = asyncio.run(session())
+
+    assert close_code == 1008  # policy violation
+    # Credited up to the change (12:00-12:20), and nothing it sent after it.
+    assert credited["ENERGY"] == 1_200
+    assert owner_wallets(platform, s) == credited
+    assert readings() == stored
+    listed = client.get(f"/api/v1/organisations/{s.org_id}/charging-sessions", headers=s.staff)
+    assert [x["transaction_id"] for x in listed.json()] == [TX]
+    # It is let in again only as the operator now says.
+    again = [
+        asyncio.run(handshake_status(port, s.charger, "ocpp2.0.1", s.basic())),
+        asyncio.run(handshake_status(port, s.charger, "ocpp2.0.1", s.basic(NEW_PASSWORD))),
+    ]
+    assert again == ([401, 401] if change == "revoked" else [401, 101])

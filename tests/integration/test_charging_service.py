@@ -1,23 +1,26 @@
 """The charging capability behind the OCPP door, on SQLite and PostgreSQL: id tokens and
 charger passwords, sessions credited through the same `IngestReadings` as every door, the
-peak incentive, exactly-once across resends and restarts, and the audit log."""
+peak incentive, exactly-once across resends, restarts and two central-system processes
+sharing one database, chargers revoked while connected, and the audit log."""
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 from sqlalchemy import text
 
-from cityshare.bootstrap import Platform
+from cityshare.bootstrap import Platform, bootstrap
 from cityshare.domain import commands
-from cityshare.domain.charging import ChargingError, OcppVersion, SessionStatus
+from cityshare.domain.charging import ChargingError, OcppVersion, Sample, SessionStatus
 from cityshare.domain.devices import parse_public_key
-from cityshare.ingest.ocpp.door import ChargingDoor, HandshakeError
-from cityshare.ingest.ocpp.sessions import Sample
+from cityshare.ingest.ocpp.door import ChargerRevokedError, ChargingDoor, HandshakeError
 from cityshare.services import audit, charging
 from cityshare.services.charging import Charger
+from cityshare.services.energy import IngestOutcome
 from cityshare.store.charging_repo import SessionRow
 from energy_helpers import add_device, enrol, wallets
 from identity_helpers import new_key
@@ -66,7 +69,7 @@ def start(w: World, at: str, token: str = CARD, meter_start: int = 1_000) -> Ses
 
 
 def export(w: World, session: SessionRow, *samples: tuple[str, int]) -> None:
-    w.door.meter_values(session, [Sample(utc(t), None, wh) for t, wh in samples], "{}")
+    w.door.meter_values(w.charger, session, [Sample(utc(t), None, wh) for t, wh in samples], "{}")
 
 
 def test_tokens_name_one_vehicle_and_only_a_keyed_hash_is_kept(platform: Platform) -> None:
@@ -112,7 +115,11 @@ def test_chargers_log_in_with_their_current_password_only(platform: Platform) ->
     platform.bus.handle(commands.SetChargerPassword(w.org_id, charger, "a-brand-new-password"))
     with pytest.raises(HandshakeError):
         w.door.authenticate(charger, _basic(charger, PASSWORD))
-    assert w.door.authenticate(charger, _basic(charger, "a-brand-new-password")) == w.charger
+    renewed = w.door.authenticate(charger, _basic(charger, "a-brand-new-password"))
+    assert (renewed.device_id, renewed.operator_id) == (charger, w.org_id)
+    # A connection let in with the old password is no longer admitted; the new one is.
+    assert not w.door.admitted(w.charger)
+    assert w.door.admitted(renewed)
     with platform.engine.connect() as conn:
         hashes = conn.execute(text("SELECT secret_hash FROM charger_secrets")).scalars().all()
     assert len(hashes) == 2
@@ -155,8 +162,8 @@ def test_resends_and_restarts_credit_each_interval_once(platform: Platform) -> N
     restarted = ChargingDoor(platform)
     stored = charging.session_at(platform.uow(), w.charger.device_id, session.id)
     assert stored is not None
-    restarted.meter_values(stored, [Sample(utc("10:10"), None, 5_600),
-                                    Sample(utc("10:20"), None, 6_000)], "{}")  # fmt: skip
+    resent = [Sample(utc("10:10"), None, 5_600), Sample(utc("10:20"), None, 6_000)]
+    restarted.meter_values(w.charger, stored, resent, "{}")
     restarted.stop(w.charger, stored, utc("10:20"), 1_000, "Local")
     restarted.stop(w.charger, stored, utc("10:20"), 1_000, "Local")
     assert wallets(platform, w.resident_id)["ENERGY"] == 1_000
@@ -223,3 +230,128 @@ def test_sessions_and_tokens_are_in_the_audit_log(platform: Platform) -> None:
     report = audit.verify(platform.uow(), verifier)
     assert not report.ok
     assert any(p.table == "charging_sessions" for p in report.problems)
+
+
+def chain_readings(platform: Platform, chain: str) -> list[tuple[int, int, int]]:
+    """(seq, ts, export_wh) of a chain's stored readings, by seq."""
+    with platform.engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT seq, ts, export_wh FROM meter_readings WHERE device_id = :c ORDER BY seq"),
+            {"c": chain},
+        ).all()
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def test_a_charger_revoked_or_given_a_new_password_is_no_longer_admitted(
+    platform: Platform,
+) -> None:
+    w = world(platform)
+    session = start(w, "10:00")
+    export(w, session, ("10:00", 5_000), ("10:10", 5_600))
+    credited = wallets(platform, w.resident_id)
+    assert credited["ENERGY"] == 600
+
+    platform.bus.handle(commands.SetChargerPassword(w.org_id, w.charger.device_id,
+                                                    "a-brand-new-password"))  # fmt: skip
+    assert not w.door.admitted(w.charger)
+    with pytest.raises(ChargerRevokedError):
+        export(w, session, ("10:20", 6_000))
+    # Let in again with the new password, it carries on; then its operator revokes it.
+    charger = w.charger.device_id
+    w.charger = w.door.authenticate(charger, _basic(charger, "a-brand-new-password"))
+    export(w, session, ("10:20", 6_000))
+    assert wallets(platform, w.resident_id)["ENERGY"] == 1_000
+    platform.bus.handle(commands.RevokeDevice(w.org_id, w.charger.device_id))
+    assert not w.door.admitted(w.charger)
+    with pytest.raises(ChargerRevokedError):
+        export(w, session, ("10:30", 7_000))
+    with pytest.raises(ChargerRevokedError):
+        start(w, "11:00")
+    assert wallets(platform, w.resident_id)["ENERGY"] == 1_000
+    assert [ts for _, ts, _ in chain_readings(platform, session.chain_id)] == [
+        utc("10:00"), utc("10:10"), utc("10:20")
+    ]
+    assert len(charging.operator_sessions(platform.uow(), w.org_id, platform.pseudonym_secret)) == 1
+
+
+@pytest.fixture
+def second_process(platform: Platform) -> Iterator[Platform]:
+    """Another central-system process on the same database: its own engine, bus and door."""
+    other = bootstrap(platform.settings, clock=platform.clock)
+    yield other
+    other.close()
+
+
+#: A V2G session in the solar window (x 0.8): a baseline, then two messages; M2 is the
+#: transaction's last (its stop), so a reading of it that went missing would never be made up.
+MESSAGES = {"M0": ("06:00", 10_000), "M1": ("06:10", 10_400), "M2": ("06:20", 11_000)}
+
+#: Steps of two processes A and B serving the same transaction (the charger sends M1 to A,
+#: loses the connection and sends M2, or M1 again, to B), interleaved: "plan" is the first
+#: half of a MeterValues (the readings planned and recorded), "store" the second (handed to
+#: the energy capability).
+INTERLEAVINGS = {
+    "a-stores-first": [("A", "plan", "M1"), ("B", "plan", "M2"), ("A", "store", "M1"),
+                       ("B", "store", "M2")],
+    "b-stores-first": [("A", "plan", "M1"), ("B", "plan", "M2"), ("B", "store", "M2"),
+                       ("A", "store", "M1")],
+    "later-message-planned-first": [("B", "plan", "M2"), ("A", "plan", "M1"),
+                                    ("A", "store", "M1"), ("B", "store", "M2")],
+    "resent-to-b-meanwhile": [("A", "plan", "M1"), ("B", "plan", "M1"), ("B", "store", "M1"),
+                              ("B", "plan", "M2"), ("B", "store", "M2"), ("A", "store", "M1")],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("steps", INTERLEAVINGS.values(), ids=INTERLEAVINGS.keys())
+def test_two_processes_serving_one_transaction_lose_nothing_and_double_nothing(
+    platform: Platform, second_process: Platform, steps: list[tuple[str, str, str]]
+) -> None:
+    w = world(platform)
+    doors = {"A": w.door, "B": ChargingDoor(second_process)}
+    session = start(w, "06:00", meter_start=1_000)
+
+    def samples(message: str) -> list[Sample]:
+        at, wh = MESSAGES[message]
+        return [Sample(utc(at), None, wh)]
+
+    outcomes: list[IngestOutcome | None] = [
+        w.door.meter_values(w.charger, session, samples("M0"), "{}")
+    ]
+    planned: dict[tuple[str, str], list[commands.AttestedReading]] = {}
+    for door, step, message in steps:
+        if step == "plan":
+            planned[door, message] = doors[door].plan(w.charger, session, samples(message), "{}")
+        else:
+            outcomes.append(doors[door].ingest(session, planned.pop((door, message))))
+
+    results = [r.result for o in outcomes if o is not None for r in o.results]
+    assert set(results) <= {"accepted", "duplicate"}
+    # Everything the charger reported is credited once: 1000 Wh at 0.8 milli-points/Wh.
+    credited = wallets(platform, w.resident_id)
+    assert credited == {"CREDIT": 800, "CARBON": 861, "ENERGY": 1_000}
+    stored = chain_readings(platform, session.chain_id)
+    assert [seq for seq, _, _ in stored] == list(range(len(stored)))
+    assert stored[-1] == (len(stored) - 1, utc("06:20"), 11_000)
+    assert all(a[1] < b[1] for a, b in itertools.pairwise(stored))
+    # (M1 is a reading of its own unless M2 was planned before it: then it is older than the
+    # chain's newest sample and the interval to M2 credits its energy.)
+
+    # Every message resent to either process afterwards changes nothing.
+    for door in doors.values():
+        for message in MESSAGES:
+            door.meter_values(w.charger, session, samples(message), "{}")
+    assert wallets(platform, w.resident_id) == credited
+    assert chain_readings(platform, session.chain_id) == stored
+
+
+def test_a_chain_from_before_planned_readings_were_recorded_carries_on(
+    platform: Platform,
+) -> None:
+    w = world(platform)
+    session = start(w, "06:00", meter_start=1_000)
+    export(w, session, ("06:00", 10_000), ("06:10", 10_400))
+    with platform.engine.begin() as conn:  # as a database upgraded mid-session has it
+        conn.execute(text("DELETE FROM charging_chain_seqs"))
+    export(w, session, ("06:10", 10_400), ("06:20", 11_000))
+    assert wallets(platform, w.resident_id)["ENERGY"] == 1_000
+    assert [seq for seq, _, _ in chain_readings(platform, session.chain_id)] == [0, 1, 2]

@@ -1,27 +1,34 @@
-"""How a charging session's OCPP meter values become readings of its chain (pure rules), and
-how frames are read."""
+"""How a charging session's OCPP meter values become readings of its chain (pure rules), how
+frames are read, and how tokens are kept out of the log."""
 
 from __future__ import annotations
 
 import itertools
 import json
+import logging
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from ocpp.messages import Call
+from websockets.frames import Frame, Opcode
 
-from cityshare.domain.charging import chain_id, hash_password, verify_password
-from cityshare.ingest.ocpp.frames import FrameError, read_frame
-from cityshare.ingest.ocpp.sessions import (
-    EXPORT,
-    IMPORT,
+from cityshare.domain.charging import (
     Planned,
     Progress,
     Sample,
+    chain_id,
+    hash_password,
+    plan,
+    verify_password,
+)
+from cityshare.ingest.ocpp.frames import FrameError, RedactTokens, read_frame, redact_text
+from cityshare.ingest.ocpp.sessions import (
+    EXPORT,
+    IMPORT,
     SampleError,
     evidence,
     parse_timestamp,
-    plan,
     samples_v16,
     samples_v201,
 )
@@ -195,3 +202,31 @@ def test_passwords_and_chain_ids() -> None:
     ids = {chain_id("dev-a", "1@100"), chain_id("dev-a", "1@101"), chain_id("dev-b", "1@100")}
     assert len(ids) == 3
     assert all(len(i) <= 40 and i.startswith("ocpp-") for i in ids)
+
+
+def test_log_records_carry_no_token() -> None:
+    v16 = '[2,"m1","Authorize",{"idTag":"04A2B3C4"}]'
+    v201 = (
+        '[2,"m2","TransactionEvent",{"idToken": {"idToken":"EMP\\"77","type":"eMAID",'
+        '"additionalInfo":[{"additionalIdToken":"X9","type":"x"}]},"seqNo":4}]'
+    )
+    assert redact_text(v16) == '[2,"m1","Authorize",{"idTag":"[redacted]"}]'
+    redacted = redact_text(v201)
+    assert json.loads(redacted)[3] == {
+        "idToken": {"idToken": "[redacted]", "type": "eMAID",
+                    "additionalInfo": [{"additionalIdToken": "[redacted]", "type": "x"}]},
+        "seqNo": 4,
+    }  # fmt: skip
+    record = logging.LogRecord(
+        "cityshare.ingest.ocpp", logging.DEBUG, __file__, 1, "%s %s %s %s", (
+            Call("m3", "StartTransaction", {"idTag": "04A2B3C4", "connectorId": 1}),
+            v16.encode(),
+            Frame(Opcode.TEXT, v16.encode()),
+            7,
+        ), None,
+    )  # fmt: skip
+    assert RedactTokens().filter(record)
+    message = record.getMessage()
+    assert "04A2B3C4" not in message
+    assert '"connectorId": 1' in message  # the rest is kept
+    assert message.endswith(f"TEXT [{len(v16)} bytes, not logged] 7")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cityshare.domain.charging import Sample
 from cityshare.domain.ledger import NewAccount, Transfer
 
 
@@ -242,6 +243,20 @@ class StopChargingSession(Command):
     stopped_ts: int
     meter_stop_wh: int | None = None
     reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanChargingReadings(Command):
+    """Give the samples of one OCPP message of a session their readings (sequence numbers in
+    the session's chain, recorded so that every process maps a sample to the same reading);
+    refused while the charger, as it was admitted (its operator and the password it
+    presented, `charger_secrets` row `secret_id`), is admitted no longer."""
+
+    charger_id: str
+    operator_id: int
+    secret_id: int
+    session_id: int
+    samples: Sequence[Sample]
 
 
 @dataclass(frozen=True, slots=True)

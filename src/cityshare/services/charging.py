@@ -8,7 +8,14 @@ vehicle is a pseudonym keyed to that operator (`domain.devices.counterparty_pseu
 
 Every fact written here is a leaf of the audit log in the same transaction (`RECORD_ENCODERS`
 re-encodes the stored rows for `cityshare audit verify`); a charger's password hash is
-stored but never logged (the log records only that a password was set).
+stored but never logged (the log records only that a password was set), nor are the
+readings planned for a session's chain (`plan_readings`: bookkeeping of the sequence numbers
+given out; the readings they become are logged by the energy capability).
+
+A charger is let in for the password it presented (`Charger.secret_id`): once it is revoked,
+leaves its operator or its operator sets another password, `charger_admitted` says so and
+`plan_readings` refuses its meter values (`charger_revoked`), so nothing it sends afterwards
+is credited, whichever connection or process it arrives on.
 """
 
 from __future__ import annotations
@@ -21,12 +28,15 @@ from cityshare.domain import commands
 from cityshare.domain.charging import (
     ChargingError,
     OcppVersion,
+    Planned,
+    Progress,
     SessionStatus,
     chain_id,
     check_password,
     hash_password,
     id_token_digest,
     normalise_id_token,
+    plan,
     verify_password,
 )
 from cityshare.domain.devices import DeviceKind, counterparty_pseudonym
@@ -216,6 +226,43 @@ def stop_charging_session(cmd: commands.StopChargingSession, uow: AbstractUnitOf
     return row
 
 
+def plan_readings(cmd: commands.PlanChargingReadings, uow: AbstractUnitOfWork) -> list[Planned]:
+    """The readings of the session's chain that `cmd.samples` (one message's) stand for and
+    that are not stored yet. A sample time planned before keeps the seq and registers it was
+    given (whichever process planned it: a resend, or one message seen on two connections, maps
+    to the same reading); newer ones are planned after the chain's newest
+    (`domain.charging.plan`) and recorded. All of it under the ledger's write lock, so two
+    processes never give one seq to two samples. The caller hands them to the energy
+    capability, which drops any stored meanwhile as duplicates. Refused (`charger_revoked`)
+    once the charger is no longer admitted (see the module docstring)."""
+    charger = Charger(cmd.charger_id, cmd.operator_id, cmd.secret_id)
+    samples = cmd.samples
+    with uow:
+        uow.ledger.lock_ledger()
+        if not _admitted(uow, charger):
+            raise ChargingError("charger_revoked", "the charger is no longer admitted")
+        repo = uow.charging
+        session = repo.session(cmd.session_id)
+        if session is None or session.charger_id != charger.device_id:
+            raise ChargingError("not_found", "no such transaction at this charger")
+        chain = session.chain_id
+        newest = repo.newest_planned(chain)
+        top = (newest.seq, newest.ts, newest.import_wh, newest.export_wh) if newest else None
+        # A chain with readings from before planned readings were recorded (revision 0012)
+        # carries on from its newest stored reading.
+        stored = uow.energy.latest_readings([chain]).get(chain)
+        if stored is not None and (top is None or stored[0] > top[0]):
+            top = stored
+        known = repo.planned_at(chain, {s.ts for s in samples})
+        new = plan(Progress.after(top, session.meter_start_wh), samples)
+        wanted = [*known, *new]
+        have = uow.energy.existing_readings({(chain, p.seq) for p in wanted})
+        if new:
+            repo.insert_planned(chain, new)
+            uow.commit()
+    return [p for p in wanted if (chain, p.seq) not in have]
+
+
 def _device(uow: AbstractUnitOfWork, owner_id: int, device_id: str) -> DeviceRow:
     device = uow.identity.device(device_id)
     if device is None or device.owner_id != owner_id:  # someone else's device is not found
@@ -256,10 +303,11 @@ def _token_status(uow: AbstractUnitOfWork, digest: str) -> tuple[SessionStatus, 
 
 @dataclass(frozen=True, slots=True)
 class Charger:
-    """A charger the OCPP door let in."""
+    """A charger the OCPP door let in, and the password (`charger_secrets` row) it presented."""
 
     device_id: str
     operator_id: int
+    secret_id: int
 
 
 def authenticate_charger(uow: AbstractUnitOfWork, charger_id: str, password: str) -> Charger:
@@ -272,7 +320,24 @@ def authenticate_charger(uow: AbstractUnitOfWork, charger_id: str, password: str
         secret = uow.charging.current_secret(charger_id)
     if secret is None or not verify_password(password, secret.secret_hash):
         raise ChargingError("bad_password", "wrong or unset charger password")
-    return Charger(device.id, device.owner_id)
+    return Charger(device.id, device.owner_id, secret.id)
+
+
+def charger_admitted(uow: AbstractUnitOfWork, charger: Charger) -> bool:
+    """Whether a charger let in earlier would still be: a live charger of the same operator,
+    whose current password is the one it presented."""
+    with uow:
+        return _admitted(uow, charger)
+
+
+def _admitted(uow: AbstractUnitOfWork, charger: Charger) -> bool:
+    device = uow.identity.device(charger.device_id)
+    if device is None or device.owner_id != charger.operator_id:
+        return False
+    if not _is_operator_charger(uow, device):
+        return False
+    secret = uow.charging.current_secret(charger.device_id)
+    return secret is not None and secret.id == charger.secret_id
 
 
 def token_status(uow: AbstractUnitOfWork, secret: bytes, token: str) -> SessionStatus:
@@ -290,12 +355,6 @@ def session_at(uow: AbstractUnitOfWork, charger_id: str, session_id: int) -> Ses
     with uow:
         found = uow.charging.session(session_id)
     return found if found is not None and found.charger_id == charger_id else None
-
-
-def chain_latest(uow: AbstractUnitOfWork, chain: str) -> tuple[int, int, int, int] | None:
-    """The latest reading of a session's chain: (seq, ts, import_wh, export_wh)."""
-    with uow:
-        return uow.energy.latest_readings([chain]).get(chain)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,14 +6,16 @@ immutable facts; the live state (a charger's password, a vehicle's tokens) is th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Column, Connection, func, select
 
+from cityshare.domain.charging import Planned
 from cityshare.store.tables import (
     charger_secrets,
+    charging_chain_seqs,
     charging_session_stops,
     charging_sessions,
     meter_intervals,
@@ -206,6 +208,44 @@ class ChargingRepository:
         ]
         totals = self.chain_totals([session.chain_id for session, _ in found])
         return [(a, b, totals.get(a.chain_id, ChainTotals())) for a, b in found]
+
+    # -- the readings planned for each session's chain -----------------------------------------
+
+    def newest_planned(self, chain_id: str) -> Planned | None:
+        """The chain's planned reading with the highest seq."""
+        c = charging_chain_seqs.c
+        row = self.conn.execute(
+            select(c.seq, c.ts, c.import_wh, c.export_wh)
+            .where(c.chain_id == chain_id)
+            .order_by(c.seq.desc())
+            .limit(1)
+        ).first()
+        return None if row is None else Planned(*row)
+
+    def planned_at(self, chain_id: str, timestamps: Collection[int]) -> list[Planned]:
+        """The chain's planned readings of these sample times, by seq."""
+        if not timestamps:
+            return []
+        c = charging_chain_seqs.c
+        rows = self.conn.execute(
+            select(c.seq, c.ts, c.import_wh, c.export_wh)
+            .where(c.chain_id == chain_id, c.ts.in_(sorted(timestamps)))
+            .order_by(c.seq)
+        ).all()
+        return [Planned(*row) for row in rows]
+
+    def insert_planned(self, chain_id: str, rows: Sequence[Planned]) -> None:
+        """Record planned readings; callers hold the ledger's write lock (a seq or sample time
+        planned twice is refused by the table's keys, never stored twice)."""
+        if rows:
+            self.conn.execute(
+                charging_chain_seqs.insert(),
+                [
+                    {"chain_id": chain_id, "seq": p.seq, "ts": p.ts, "import_wh": p.import_wh,
+                     "export_wh": p.export_wh}
+                    for p in rows
+                ],
+            )  # fmt: skip
 
     def chain_totals(self, chain_ids: Sequence[str]) -> dict[str, ChainTotals]:
         """What each chain's `ok` intervals credited (one query, by the device index)."""

@@ -501,6 +501,22 @@ charging_session_stops = Table(
     Column("recorded_at", BigInteger, nullable=False),
 )
 
+#: The readings the central system planned for each session's chain (domain.charging.plan):
+#: a sample time's seq and registers, recorded under the ledger's write lock before the
+#: reading is handed to the energy capability, so every process (and every resend) maps the
+#: same sample to the same (chain, seq) reading. Derived bookkeeping: the readings themselves
+#: are the logged facts; not logged.
+charging_chain_seqs = Table(
+    "charging_chain_seqs",
+    metadata,
+    Column("chain_id", String(40), primary_key=True),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("import_wh", BigInteger, nullable=False),
+    Column("export_wh", BigInteger, nullable=False),
+    Index("ux_charging_chain_seqs_ts", "chain_id", "ts", unique=True),
+)
+
 # -- idempotency keys (IETF draft-ietf-httpapi-idempotency-key-header) -------------------------
 #: The first answer (status and JSON body) to each write a principal sent with an
 #: `Idempotency-Key`, stored in the transaction of the write itself; a retry with the same key

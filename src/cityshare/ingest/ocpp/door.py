@@ -2,13 +2,22 @@
 
 Chargers are authenticated here (security profile 1), tokens answered, sessions recorded
 through the charging capability's commands, and meter values planned into readings of the
-session's chain (`sessions.plan`) and handed to the energy capability as the same
-`IngestReadings` the HTTP and MQTT doors send (source "ocpp"), as `AttestedReading`s: the
-door authenticated the charger itself, so there is no device signature to check.
+session's chain and handed to the energy capability as the same `IngestReadings` the HTTP
+and MQTT doors send (source "ocpp"), as `AttestedReading`s: the door authenticated the
+charger itself, so there is no device signature to check.
 
-A session's progress is its chain's latest stored reading, which is written in the same
-commit as the credits: a crash between two steps, or a message resent after a reconnect,
-plans the same readings again and the energy capability drops them as duplicates.
+Planning is shared through the database, not kept in a process: each sample time's seq and
+registers are recorded under the ledger's write lock (`PlanChargingReadings`) before the
+readings go to the energy capability, so two central-system processes (or a charger that
+reconnects to another one mid-transaction) never give one seq to two samples, and a message
+resent anywhere maps to the readings it was planned as, which the energy capability drops
+as duplicates once stored. A crash between the two steps leaves the readings planned: the
+charger resends the message it got no answer to, and they are stored then (should it never,
+the readings after them wait beside the chain until the energy capability bridges the gap).
+
+A charger stays admitted only while the password it presented is its current one and it is
+a live charger of its operator (`admitted`); otherwise its messages raise
+`ChargerRevokedError`.
 """
 
 from __future__ import annotations
@@ -16,7 +25,6 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,18 +33,24 @@ from cityshare.domain import commands
 from cityshare.domain.charging import (
     ChargingError,
     OcppVersion,
+    Planned,
+    Sample,
     SessionStatus,
     id_token_digest,
 )
 from cityshare.domain.devices import DEVICE_ID_RE
 from cityshare.domain.devices import DeviceKind as Kind
-from cityshare.ingest.ocpp.sessions import Progress, Sample, plan
 from cityshare.services import charging
 from cityshare.services.charging import Charger
 from cityshare.services.energy import IngestOutcome
 from cityshare.store.charging_repo import SessionRow
 
 log = logging.getLogger("cityshare.ingest.ocpp")
+
+
+class ChargerRevokedError(Exception):
+    """The charger is no longer admitted (revoked, no longer its operator's, or its password
+    changed since it connected): it is to be told so and disconnected."""
 
 
 class HandshakeError(Exception):
@@ -59,9 +73,6 @@ class EventResult:
 class ChargingDoor:
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
-        #: Planning and ingesting a chain's readings is one step per chain (a charger that
-        #: reconnects may overlap its old connection for a moment).
-        self._stripes = [threading.Lock() for _ in range(64)]
 
     # -- the handshake ------------------------------------------------------------------------
 
@@ -91,6 +102,10 @@ class ChargingDoor:
                 raise HandshakeError(401, "no such live charger of an operator") from exc
             raise HandshakeError(401, "wrong password") from exc
 
+    def admitted(self, charger: Charger) -> bool:
+        """Whether a connected charger still is what the handshake let in."""
+        return charging.charger_admitted(self.platform.uow(), charger)
+
     # -- tokens and transactions --------------------------------------------------------------
 
     def authorize(self, token: str) -> SessionStatus:
@@ -106,17 +121,22 @@ class ChargingDoor:
         started_ts: int,
         meter_start_wh: int | None,
     ) -> SessionRow:
-        session: SessionRow = self.platform.bus.handle(
-            commands.StartChargingSession(
-                charger.device_id,
-                version.value,
-                tx_key,
-                connector_id,
-                token,
-                started_ts,
-                meter_start_wh,
+        try:
+            session: SessionRow = self.platform.bus.handle(
+                commands.StartChargingSession(
+                    charger.device_id,
+                    version.value,
+                    tx_key,
+                    connector_id,
+                    token,
+                    started_ts,
+                    meter_start_wh,
+                )
             )
-        )
+        except ChargingError as exc:
+            if exc.code == "unknown_charger":  # revoked, or no longer its operator's
+                raise ChargerRevokedError(str(exc)) from exc
+            raise
         if session.status != SessionStatus.ACCEPTED:
             log.info(
                 "charger %s: transaction %s started with a token that is %s: nothing is "
@@ -128,38 +148,65 @@ class ChargingDoor:
         return charging.session_at(self.platform.uow(), charger.device_id, transaction_id)
 
     def meter_values(
-        self, session: SessionRow, samples: Sequence[Sample], evidence: str
+        self, charger: Charger, session: SessionRow, samples: Sequence[Sample], evidence: str
     ) -> IngestOutcome | None:
         """Credit the vehicle's owner for what the samples add to the session's chain."""
+        return self.ingest(session, self.plan(charger, session, samples, evidence))
+
+    def plan(
+        self, charger: Charger, session: SessionRow, samples: Sequence[Sample], evidence: str
+    ) -> list[commands.AttestedReading]:
+        """The first half of `meter_values`: the readings the samples stand for, planned and
+        recorded (see the module docstring); none for a session that credits nobody."""
         if session.status != SessionStatus.ACCEPTED or session.owner_id is None or not samples:
-            return None
-        with self._chain_lock(session.chain_id):
-            latest = charging.chain_latest(self.platform.uow(), session.chain_id)
-            planned = plan(Progress.after(latest, session.meter_start_wh), samples)
-            if not planned:
-                return None
-            registered_at = session.started_ts * 1_000_000_000
-            readings = [
-                commands.AttestedReading(
-                    session.chain_id,
-                    Kind.CHARGER.value,
-                    session.owner_id,
-                    registered_at,
-                    p.seq,
-                    p.ts,
-                    p.import_wh,
-                    p.export_wh,
-                    evidence,
-                )
-                for p in planned
-            ]
-            outcome: IngestOutcome = self.platform.bus.handle(
-                commands.IngestReadings(readings, source="ocpp")
+            return []
+        planned = self._plan(charger, session, samples)
+        registered_at = session.started_ts * 1_000_000_000
+        return [
+            commands.AttestedReading(
+                session.chain_id,
+                Kind.CHARGER.value,
+                session.owner_id,
+                registered_at,
+                p.seq,
+                p.ts,
+                p.import_wh,
+                p.export_wh,
+                evidence,
             )
+            for p in planned
+        ]
+
+    def ingest(
+        self, session: SessionRow, readings: Sequence[commands.AttestedReading]
+    ) -> IngestOutcome | None:
+        """The second half of `meter_values`: hand the planned readings to the energy
+        capability (one already stored is a duplicate and changes nothing)."""
+        if not readings:
+            return None
+        outcome: IngestOutcome = self.platform.bus.handle(
+            commands.IngestReadings(list(readings), source="ocpp")
+        )
         odd = [r.result for r in outcome.results if r.result not in ("accepted", "duplicate")]
         if odd:
             log.info("session %d: readings %s", session.id, ", ".join(odd))
         return outcome
+
+    def _plan(
+        self, charger: Charger, session: SessionRow, samples: Sequence[Sample]
+    ) -> list[Planned]:
+        try:
+            planned: list[Planned] = self.platform.bus.handle(
+                commands.PlanChargingReadings(
+                    charger.device_id, charger.operator_id, charger.secret_id, session.id,
+                    list(samples),
+                )
+            )  # fmt: skip
+        except ChargingError as exc:
+            if exc.code == "charger_revoked":
+                raise ChargerRevokedError(str(exc)) from exc
+            raise
+        return planned
 
     def stop(
         self, charger: Charger, session: SessionRow, stopped_ts: int,
@@ -207,7 +254,7 @@ class ChargingDoor:
             status = SessionStatus(session.status)
         else:
             status = self.authorize(token)
-        self.meter_values(session, samples, evidence)
+        self.meter_values(charger, session, samples, evidence)
         if event_type == "Ended":
             meter_stop = next(
                 (
@@ -219,7 +266,3 @@ class ChargingDoor:
             )
             self.stop(charger, session, ts, meter_stop, stopped_reason)
         return EventResult(status, session)
-
-    def _chain_lock(self, chain: str) -> threading.Lock:
-        # Striped: bounded memory, and a chain always maps to the same lock.
-        return self._stripes[hash(chain) % len(self._stripes)]

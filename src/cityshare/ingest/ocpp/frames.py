@@ -8,6 +8,18 @@ comes. Here every such frame is answered with a CALLERROR (message id "-1" when 
 own cannot be read, as OCPP 2.0.1 part 4 says), with the error code of the connection's OCPP
 version (1.6 spells some of them differently). The CALL being handled is kept, so a reading
 can carry the message it came from as evidence.
+
+Before each frame the charger's admission is checked again (`ChargingDoor.admitted`): a
+charger revoked, taken from its operator or given a new password since it connected is no
+longer authenticated. Its CALL is answered with a CALLERROR `SecurityError` (what OCPP 2.0.1
+B02.FR.09 and the OCPP 1.6 errata have a central system answer a station it has not
+accepted) and the connection is closed with 1008 (policy violation); the same happens when
+the revocation lands while the message is being handled (`ChargerRevokedError`). Nothing it
+sends after the revocation is recorded or credited.
+
+Logs name chargers, sessions and transactions, never a vehicle's token or its owner: the
+`ocpp` package's own log lines (the frames it sends, a CALL whose handler failed) and the
+`websockets` package's (each frame, at DEBUG) pass through `RedactTokens` first.
 """
 
 from __future__ import annotations
@@ -15,19 +27,63 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, TypeVar
 
-from ocpp.exceptions import OCPPError, PropertyConstraintViolationError
+from ocpp.exceptions import OCPPError, PropertyConstraintViolationError, SecurityError
 from ocpp.messages import Call, CallError
+from websockets.frames import Frame, Opcode
 
-from cityshare.domain.charging import OcppVersion
-from cityshare.ingest.ocpp.sessions import SampleError, evidence
+from cityshare.domain.charging import ChargingError, OcppVersion
+from cityshare.ingest.ocpp.door import ChargerRevokedError, ChargingDoor
+from cityshare.ingest.ocpp.sessions import TOKEN_KEYS, SampleError, evidence, redact
+from cityshare.services.charging import Charger
 
 log = logging.getLogger("cityshare.ingest.ocpp")
 #: What the `ocpp` package itself logs (each frame at INFO, a handler's refusal with its
 #: traceback at ERROR): its own logger, so a deployment can quieten it apart from ours.
 package_log = logging.getLogger("cityshare.ingest.ocpp.package")
+
+#: A token field of an OCPP-J frame as JSON text (the value a JSON string).
+_TOKEN_TEXT = re.compile(
+    r'("(?:' + "|".join(sorted(TOKEN_KEYS)) + r')"\s*:\s*)"(?:[^"\\]|\\.)*"'
+)
+#: The close code for a charger no longer admitted (RFC 6455 1008: policy violation).
+CLOSE_REVOKED = 1008
+
+
+def redact_text(text: str) -> str:
+    """A frame's JSON text with the tokens it names replaced."""
+    return _TOKEN_TEXT.sub(r'\1"[redacted]"', text)
+
+
+class RedactTokens(logging.Filter):
+    """Replaces the tokens in the arguments of a log record (frames as text, `Call`s), and
+    the content of WebSocket data frames (logged elided, so a token could be cut in two)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple):
+            record.args = tuple(_redacted(a) for a in args)
+        return True
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, Call):
+        payload = json.dumps(redact(value.payload), sort_keys=True, default=str)
+        return f"<Call {value.unique_id} {value.action} {payload}>"
+    if isinstance(value, str | bytes):
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+        return redact_text(text)
+    if isinstance(value, Frame) and value.opcode in _DATA_OPCODES:
+        return f"{value.opcode.name} [{len(value.data)} bytes, not logged]"
+    return value
+
+
+_DATA_OPCODES = frozenset({Opcode.TEXT, Opcode.BINARY, Opcode.CONT})
+for _logger in (log, package_log):
+    _logger.addFilter(RedactTokens())
 
 T = TypeVar("T")
 
@@ -39,6 +95,7 @@ _V16_CODES = {
     "MessageTypeNotSupported": "ProtocolError",
 }
 _MAX_ID = 36  # OCPP-J message ids are at most 36 characters
+_REVOKED = "the charge point's credentials are no longer valid: reconnect with current ones"
 
 
 class FrameError(Exception):
@@ -82,10 +139,15 @@ class OcppFrames:
 
     version: ClassVar[OcppVersion]
     id: str
+    charger: Charger
+    door: ChargingDoor
     _handle_call: Callable[[Call], Awaitable[Any]]
     _send: Callable[[str], Awaitable[None]]
     _connection: Any
     current: Call | None = None
+    #: Set when the charger turns out no longer admitted while a CALL is handled.
+    revoked: bool = False
+    _closing: bool = False
 
     async def start(self) -> None:
         while True:
@@ -95,8 +157,11 @@ class OcppFrames:
         try:
             call = read_frame(raw)
         except FrameError as exc:
-            log.info("charger %s sent a bad frame: %s", self.id, exc.description)
-            await self._error(exc.unique_id, exc.code, exc.description)
+            if await self._still_admitted(None):
+                log.info("charger %s sent a bad frame: %s", self.id, exc.description)
+                await self._error(exc.unique_id, exc.code, exc.description)
+            return
+        if not await self._still_admitted(call):
             return
         if call is None:
             log.info("charger %s answered a call the central system never made", self.id)
@@ -105,13 +170,36 @@ class OcppFrames:
         try:
             await self._handle_call(call)
         except OCPPError as exc:
-            log.info("charger %s: %s refused: %s", self.id, call.action, exc)
+            log.info("charger %s: %s refused (%s): %s", self.id, call.action, exc.code,
+                     exc.description)
             await self._error(call.unique_id, exc.code, exc.description, exc.details)
         except Exception:
             log.exception("charger %s: handling %s failed", self.id, call.action)
             await self._error(call.unique_id, "InternalError", "the central system failed")
         finally:
             self.current = None
+        if self.revoked:
+            await self._disconnect()
+
+    async def _still_admitted(self, call: Call | None) -> bool:
+        """Whether the charger is still admitted; if not, its CALL (if any) is answered with
+        a SecurityError and the connection closed."""
+        if not self.revoked and await asyncio.to_thread(self.door.admitted, self.charger):
+            return True
+        if call is not None:
+            await self._error(call.unique_id, "SecurityError", _REVOKED)
+        await self._disconnect()
+        return False
+
+    async def _disconnect(self) -> None:
+        self.revoked = True
+        if not self._closing:
+            self._closing = True
+            log.warning(
+                "charger %s is no longer admitted (revoked, no longer its operator's, or its "
+                "password changed): closing its connection", self.id,
+            )
+        await self._connection.close(CLOSE_REVOKED, "charger credentials no longer valid")
 
     async def _error(
         self, unique_id: str, code: str, description: str, details: Any = None
@@ -130,10 +218,17 @@ class OcppFrames:
             raise PropertyConstraintViolationError(str(exc)) from exc
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run blocking work (the database, scrypt) in a thread: other chargers go on."""
+        """Run blocking work (the database, scrypt) in a thread: other chargers go on. What
+        the charger sent that cannot be recorded is answered with a CALLERROR; a charger no
+        longer admitted with SecurityError (and the connection is closed after)."""
         try:
             return await asyncio.to_thread(fn, *args)
         except SampleError as exc:
+            raise PropertyConstraintViolationError(str(exc)) from exc
+        except ChargerRevokedError as exc:
+            self.revoked = True
+            raise SecurityError(_REVOKED) from exc
+        except ChargingError as exc:
             raise PropertyConstraintViolationError(str(exc)) from exc
 
 

@@ -1,21 +1,11 @@
-"""How a charging session's meter values become readings of its chain (pure, no I/O).
+"""Reading OCPP meter values and timestamps (pure, no I/O).
 
-A transaction the central system accepted is one reading chain of the energy capability
-(`domain.charging.chain_id`), credited to the vehicle's owner like a meter. Its readings carry
-the charger's cumulative registers at the charger's sample times:
-
-- `export_wh` from `Energy.Active.Export.Register` (the vehicle discharging: V2G), and
-- `import_wh` from `Energy.Active.Import.Register` (the measurand OCPP assumes when none is
-  named), tracked only when the transaction's start told it (1.6 `meterStart`, or a 2.0.1
-  start event's sample); otherwise it stays 0, so a register first seen mid-session is
-  never taken for energy drawn in one interval.
-
-Seq 0 is the first moment the export register is known (a 2.0.1 start event's sample, else
-the first sample that has it); each later sample timestamp is the next seq. A register a
-sample leaves out keeps its last value. A sample not newer than the chain's latest reading
-(a message resent after a reconnect, a duplicate) is dropped here, before it is a reading, so
-a resend changes nothing. Values are cut down to whole Wh (kWh and 2.0.1 multipliers are
-converted exactly; phase values are ignored, the registers are totals).
+Samples (`domain.charging.Sample`) are what a charger's `meterValue` items say of the two
+registers a session's chain carries: `Energy.Active.Export.Register` (the vehicle
+discharging: V2G) and `Energy.Active.Import.Register` (the measurand OCPP assumes when none
+is named). Values are cut down to whole Wh (kWh and 2.0.1 multipliers are converted exactly;
+phase values are ignored, the registers are totals). How samples become readings of the
+chain is `domain.charging.plan`.
 """
 
 from __future__ import annotations
@@ -23,93 +13,23 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from cityshare.domain.charging import Sample
 from cityshare.domain.ledger import MAX_INT
 
 EXPORT = "Energy.Active.Export.Register"
 IMPORT = "Energy.Active.Import.Register"
 _UNITS = {"Wh": Decimal(1), "kWh": Decimal(1000)}
 _REDACTED = "[redacted]"
-_TOKEN_KEYS = frozenset({"idTag", "parentIdTag", "idToken"})
+#: Fields of OCPP messages that carry a vehicle's or a driver's token (1.6 idTag and
+#: parentIdTag; 2.0.1 IdTokenType.idToken and AdditionalInfoType.additionalIdToken).
+TOKEN_KEYS = frozenset({"idTag", "parentIdTag", "idToken", "additionalIdToken"})
 
 
 class SampleError(ValueError):
     """A meter value or timestamp the central system cannot read (the message is refused)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """The registers a charger reported at one instant (None: not in this sample)."""
-
-    ts: int
-    import_wh: int | None = None
-    export_wh: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Progress:
-    """Where a session's chain stands: its next seq, its latest reading's timestamp and
-    registers (None before its first reading), and whether it tracks the import register."""
-
-    next_seq: int
-    last_ts: int | None
-    import_wh: int | None
-    export_wh: int | None
-    tracks_import: bool
-
-    @classmethod
-    def start(cls, meter_start_wh: int | None) -> Progress:
-        return cls(0, None, meter_start_wh, None, meter_start_wh is not None)
-
-    @classmethod
-    def after(
-        cls, latest: tuple[int, int, int, int] | None, meter_start_wh: int | None
-    ) -> Progress:
-        """From the chain's latest stored reading (seq, ts, import_wh, export_wh), if any."""
-        if latest is None:
-            return cls.start(meter_start_wh)
-        seq, ts, imported, exported = latest
-        tracks = meter_start_wh is not None
-        return cls(seq + 1, ts, imported if tracks else None, exported, tracks)
-
-
-@dataclass(frozen=True, slots=True)
-class Planned:
-    seq: int
-    ts: int
-    import_wh: int
-    export_wh: int
-
-
-def plan(progress: Progress, samples: Iterable[Sample]) -> list[Planned]:
-    """The readings `samples` add to a chain at `progress` (see the module docstring)."""
-    merged: dict[int, list[int | None]] = {}
-    for s in samples:
-        slot = merged.setdefault(s.ts, [None, None])
-        if s.import_wh is not None:
-            slot[0] = s.import_wh
-        if s.export_wh is not None:
-            slot[1] = s.export_wh
-    out: list[Planned] = []
-    seq, last = progress.next_seq, progress.last_ts
-    imported, exported = progress.import_wh, progress.export_wh
-    for ts in sorted(merged):
-        if last is not None and ts <= last:
-            continue  # already seen (a resend) or older than what the chain holds
-        sample_import, sample_export = merged[ts]
-        if sample_import is not None and progress.tracks_import:
-            imported = sample_import
-        if sample_export is not None:
-            exported = sample_export
-        if exported is None:
-            continue  # no export register yet: nothing to measure discharge against
-        out.append(Planned(seq, ts, imported or 0, exported))
-        seq += 1
-        last = ts
-    return out
 
 
 # -- reading OCPP messages -------------------------------------------------------------------
@@ -201,14 +121,15 @@ def samples_v201(meter_values: Sequence[Mapping[str, Any]] | None) -> list[Sampl
     return out
 
 
-def _redact(value: Any) -> Any:
+def redact(value: Any) -> Any:
+    """A message's payload with the tokens it names replaced (the rest as it was)."""
     if isinstance(value, dict):
         return {
-            k: _REDACTED if k in _TOKEN_KEYS and isinstance(v, str) else _redact(v)
+            k: _REDACTED if k in TOKEN_KEYS and isinstance(v, str) else redact(v)
             for k, v in value.items()
         }
     if isinstance(value, list):
-        return [_redact(v) for v in value]
+        return [redact(v) for v in value]
     return value
 
 
@@ -218,7 +139,7 @@ def evidence(unique_id: str, action: str, payload: Mapping[str, Any]) -> str:
     session record already names the token by its keyed hash."""
     try:
         return json.dumps(
-            [2, unique_id, action, _redact(payload)],
+            [2, unique_id, action, redact(payload)],
             sort_keys=True,
             separators=(",", ":"),
             ensure_ascii=True,

@@ -17,10 +17,10 @@ from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call_result
 from ocpp.v16.enums import Action, AuthorizationStatus, DataTransferStatus, RegistrationStatus
 
-from cityshare.domain.charging import OcppVersion, SessionStatus
+from cityshare.domain.charging import OcppVersion, Sample, SessionStatus
 from cityshare.ingest.ocpp.door import ChargingDoor
 from cityshare.ingest.ocpp.frames import OcppFrames, log, package_log
-from cityshare.ingest.ocpp.sessions import Sample, SampleError, parse_timestamp, samples_v16
+from cityshare.ingest.ocpp.sessions import SampleError, parse_timestamp, samples_v16
 from cityshare.services.charging import Charger
 
 HEARTBEAT_S = 300
@@ -130,5 +130,5 @@ class CentralSystem16(OcppFrames, ChargePoint):
                 self.id, transaction_id,
             )
             return None
-        await self.run(self.door.meter_values, session, samples, self.evidence())
+        await self.run(self.door.meter_values, self.charger, session, samples, self.evidence())
         return session
