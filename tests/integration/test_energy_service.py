@@ -558,6 +558,36 @@ def test_a_new_tariff_is_logged_once_and_carries_follow_it(
     finally:
         again.close()
 
+def test_a_replayed_reading_is_answered_from_the_store_without_a_signature_check(
+    platform: Platform, clock: ManualClock
+) -> None:
+    meter = resident_with_meter(platform)
+    late_evening(clock)
+    stored = [meter.reading(seq, ist(12) + 900 * seq, 0, 1000 * seq) for seq in range(3)]
+    assert results(ingest(platform, stored)) == ["accepted"] * 3
+    credited = wallets(platform, meter.resident_id)
+    head, payload, signature = stored[1].split(".")
+    tampered = f"{head}.{payload}.{'A' if signature[0] != 'A' else 'B'}{signature[1:]}"
+    # The same claims signed again into other bytes (the payload's keys in another order).
+    resigned = sign(meter.key, meter.device_id, export_wh=2000, import_wh=0, seq=2,
+                    ts=ist(12) + 1800)  # fmt: skip
+    assert resigned != stored[2]
+    batch = [stored[0], tampered, resigned, stored[2]]
+
+    checked = platform.reading_verifier.check(batch)
+    assert checked.duplicates == {0: meter.device_id, 3: meter.device_id}  # looked up only
+    assert checked.rejected == {1: "bad_signature"}  # same seq and claims, not the same bytes
+    assert [v.index for v in checked.verified] == [2]  # authentic: the writer finds it stored
+
+    assert results(ingest(platform, batch)) == [
+        "duplicate",
+        "rejected:bad_signature",
+        "duplicate",
+        "duplicate",
+    ]
+    assert wallets(platform, meter.resident_id) == credited
+
+
 
 def test_signatures_checked_in_a_process_pool_give_the_same_answers(
     platform: Platform, clock: ManualClock

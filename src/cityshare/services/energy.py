@@ -4,9 +4,10 @@ One handler for every door (HTTP, MQTT and OCPP hand over the same `IngestReadin
 
 1. **Verify, outside the write lock.** Each item is parsed (`trust.readings`), its device and
    keys (revoked ones too) are looked up for the whole batch in one read query, and signatures
-   are checked; when the batch is large and `CITYSHARE_VERIFY_WORKERS` > 0, parsing and
-   checking run in a process pool across cores (this process reads only the headers, to look
-   devices up).
+   are checked; an item byte for byte equal to a stored reading (a replay: its signature was
+   checked when it was stored) is a duplicate without a second check. When the batch is large
+   and `CITYSHARE_VERIFY_WORKERS` > 0, parsing and checking run in a process pool across cores
+   (this process reads only the headers, to look devices up, and leaves replays to step 2).
 2. **Write, in one transaction under the ledger lock.** Readings are deduplicated by (device,
    seq) against the store (a replay or a retried batch changes nothing: "duplicate", even when
    the key that signed it has been revoked since), then readings signed by a key revoked by now
@@ -257,6 +258,9 @@ class Checked:
     #: index -> why it was refused (a short code; such an item names no device, since it is
     #: not known to be authentic).
     rejected: dict[int, str] = field(default_factory=dict)
+    #: index -> device, for items byte for byte equal to a reading already stored (checked
+    #: when it was stored, so not checked again: a replay costs a lookup, not a signature).
+    duplicates: dict[int, str] = field(default_factory=dict)
 
 
 class ReadingVerifier:
@@ -268,7 +272,9 @@ class ReadingVerifier:
     use, "spawn" so no lock or connection of this process is inherited). In the pool case
     this process only reads each item's header (the device it names, from a cache of headers
     it has already parsed) to look the devices up; the workers parse and verify, so a writer
-    in this process keeps the interpreter to itself.
+    in this process keeps the interpreter to itself. In this process, the tokens stored for the
+    batch's (device, seq) pairs are read in the same query transaction, and an item equal to
+    one is answered `duplicate` unchecked (in the pool case the writer finds it stored).
     """
 
     def __init__(
@@ -313,13 +319,17 @@ class ReadingVerifier:
                 rejected[i] = exc.reason
         if not parsed:
             return out
-        devices, orders = self._devices({r.device_id for _, r in parsed})
+        devices, orders, stored = self._devices(
+            {r.device_id for _, r in parsed}, {(r.device_id, r.seq) for _, r in parsed}
+        )
         jobs: list[Job] = []
         candidates: list[tuple[int, SignedReading, list[DeviceKey]]] = []
         for i, reading in parsed:
             order = orders.get(reading.device_id, "unknown_device")
             if isinstance(order, str):
                 rejected[i] = order
+            elif stored.get((reading.device_id, reading.seq)) == reading.token:
+                out.duplicates[i] = reading.device_id
             else:
                 jobs.append((order[0], reading.signing_input, reading.signature))
                 candidates.append((i, reading, order[1]))
@@ -332,13 +342,19 @@ class ReadingVerifier:
         return out
 
     def _devices(
-        self, device_ids: set[str]
-    ) -> tuple[dict[str, DeviceKeys], dict[str, tuple[list[bytes], list[DeviceKey]] | str]]:
+        self, device_ids: set[str], stored: set[tuple[str, int]] | None = None
+    ) -> tuple[
+        dict[str, DeviceKeys],
+        dict[str, tuple[list[bytes], list[DeviceKey]] | str],
+        dict[tuple[str, int], str],
+    ]:
         """The devices, and per device, once: its keys with the live ones first, then revoked
         ones (a reading they signed may be a redelivery of one stored before the revocation),
-        or why its readings are refused."""
+        or why its readings are refused; and the tokens stored for the (device, seq) pairs of
+        `stored`, in the same read transaction."""
         with self.read_uow() as uow:
             devices = uow.energy.device_keys(device_ids)
+            tokens = uow.energy.stored_tokens(stored) if stored else {}
         orders: dict[str, tuple[list[bytes], list[DeviceKey]] | str] = {}
         for device_id, device in devices.items():
             if device.kind not in METERED_KINDS:
@@ -348,7 +364,7 @@ class ReadingVerifier:
                 if len(keys) > 1:
                     keys = tuple(sorted(keys, key=lambda k: not k.live))
                 orders[device_id] = ([k.public_key for k in keys], list(keys))
-        return devices, orders
+        return devices, orders, tokens
 
     def _check_in_pool(self, items: Sequence[object]) -> Checked:
         """`check` with parsing and verification in the pool: the same answers (a reading's
@@ -371,7 +387,7 @@ class ReadingVerifier:
             kids.append((i, kid))
         if not kids:
             return out
-        devices, orders = self._devices({kid for _, kid in kids})
+        devices, orders, _ = self._devices({kid for _, kid in kids})
         jobs: list[tuple[str, list[bytes]]] = []
         candidates: list[tuple[int, str, list[DeviceKey]]] = []
         for i, kid in kids:
@@ -424,6 +440,7 @@ def check_attested(verifier: ReadingVerifier, items: Sequence[object]) -> Checke
     out = Checked(
         [dataclasses.replace(v, index=rest[v.index][0]) for v in signed.verified],
         {rest[i][0]: why for i, why in signed.rejected.items()},
+        {rest[i][0]: device for i, device in signed.duplicates.items()},
     )
     for i, item in enumerate(items):
         if type(item) is not attested:
@@ -519,6 +536,8 @@ def ingest_checked(
     results: dict[int, ItemResult] = {
         i: ItemResult(i, f"rejected:{reason}") for i, reason in checked.rejected.items()
     }
+    for i, device_id in checked.duplicates.items():
+        results[i] = ItemResult(i, "duplicate", device_id)
     outcome = IngestOutcome([])
     with uow:
         last = uow.ledger.lock_ledger()

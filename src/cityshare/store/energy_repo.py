@@ -175,6 +175,26 @@ class EnergyRepository(DriverRepository):
             )
         return {(r[0], r[1]): Reading(r[1], r[2], r[3], r[4], r[5]) for r in rows}
 
+    def stored_tokens(self, keys: Collection[tuple[str, int]]) -> dict[tuple[str, int], str]:
+        """The JWS stored for each of these (device, seq) pairs that has one."""
+        if not keys:
+            return {}
+        data = (json.dumps([list(k) for k in keys]),)
+        if self.sqlite:
+            rows = self._rows(
+                "SELECT r.device_id, r.seq, r.jws FROM json_each(?) j JOIN meter_readings r "
+                "ON r.device_id = json_extract(j.value, '$[0]') "
+                "AND r.seq = json_extract(j.value, '$[1]')",
+                data,
+            )
+        else:
+            rows = self._rows(
+                "SELECT r.device_id, r.seq, r.jws FROM json_array_elements(%s::json) AS v(e) "
+                "JOIN meter_readings r ON r.device_id = v.e->>0 AND r.seq = (v.e->>1)::bigint",
+                data,
+            )
+        return {(r[0], r[1]): r[2] for r in rows}
+
     def chain_states(self, device_ids: Collection[str]) -> dict[str, ChainState]:
         """Each device's chain state: the one recorded with its latest interval."""
         if not device_ids:
