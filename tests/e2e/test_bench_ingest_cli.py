@@ -63,10 +63,13 @@ def test_bench_ingest_stores_credits_and_logs_every_reading_once(tmp_path: Path)
     kept = tmp_path / "kept"
     result = bench_ingest(
         *("--devices", "6", "--intervals", "8", "--batch", "10"),
-        *("--audit", "--keep", str(kept)),
+        *("--audit", "--keep", str(kept), "--replay"),
         cwd=tmp_path,
     )
-    check_shape(result, n=48, database="sqlite")
+    check_shape(result, n=48, database="sqlite")  # the audit ran after the replay
+    assert result["replay"]["n"] == 48
+    assert result["replay"]["results"] == {"duplicate": 48}
+    assert result["replay"]["changed_nothing"] is True
     assert result["batch"] == 10
     assert result["workers"] == 0
     assert result["pipeline"] is False
@@ -85,10 +88,13 @@ def test_bench_ingest_checks_in_a_pool_while_it_writes(tmp_path: Path) -> None:
     # 512 readings in one batch: large enough for the verifier's pool (parse and verify there).
     result = bench_ingest(
         *("--devices", "64", "--intervals", "8", "--batch", "512"),
-        *("--workers", "2", "--pipeline", "--audit"),
+        *("--workers", "2", "--pipeline", "--audit", "--replay"),
         cwd=tmp_path,
     )
     check_shape(result, n=512, database="sqlite")
+    # In the pool the replayed readings are checked again; the writer finds them stored.
+    assert result["replay"]["results"] == {"duplicate": 512}
+    assert result["replay"]["changed_nothing"] is True
     assert result["workers"] == 2
     assert result["pipeline"] is True
 

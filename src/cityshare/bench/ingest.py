@@ -234,10 +234,12 @@ def run(
     progress: Progress | None = None,
     keep: Path | None = None,
     audit: bool = False,
+    replay: bool = False,
 ) -> dict[str, Any]:
     """`keep`: a folder for the SQLite database (when no `database_url` is given) and the
     log's verifier key (`log.vkey`), left for `cityshare audit verify`. `audit`: run that
-    verification on the result (untimed) and report it."""
+    verification on the result (untimed) and report it. `replay`: then send every reading
+    again, shuffled, as a replay storm would, and time that separately (`replay`)."""
     with tempfile.TemporaryDirectory(prefix="cityshare-bench-") as tmp:
         folder = Path(tmp) if keep is None else keep
         folder.mkdir(parents=True, exist_ok=True)
@@ -258,8 +260,9 @@ def run(
         platform = bootstrap(settings, clock=clock)
         try:
             result = _run(
-                platform, clock, devices, intervals, batch, workers, pipeline, seed, progress
-            )
+                platform, clock, devices, intervals, batch, workers, pipeline, seed, progress,
+                replay,
+            )  # fmt: skip
             if audit:
                 started = time.perf_counter()
                 report = audit_service.verify(
@@ -297,6 +300,7 @@ def _run(
     pipeline: bool,
     seed: int,
     progress: Progress | None,
+    replay: bool = False,
 ) -> dict[str, Any]:
     setup_started = time.perf_counter()
     keys = _setup(platform, devices, seed)
@@ -341,6 +345,7 @@ def _run(
     if not pipeline:
         write_seconds = seconds - verify_seconds
 
+    replayed = _replay(platform, readings, batch, seed) if replay else None
     public = {d: bytes(k.verify_key) for d, k in keys}
     sample = [t for row in readings for t in row][: min(total, 5_000)]
     single = _single_core(sample, public)
@@ -375,6 +380,33 @@ def _run(
         "setup_seconds": round(setup_seconds, 1),
         "invariants_ok": report.ok,
         "machine": machine(),
+    } | ({"replay": replayed} if replayed is not None else {})
+
+
+def _replay(
+    platform: Platform, readings: list[list[str]], batch: int, seed: int
+) -> dict[str, Any]:
+    """Every reading sent again, shuffled, in batches of `batch` through the bus (serially):
+    a replay storm's rate, and whether it changed nothing (every item `duplicate`, no leaf)."""
+    storm = [t for row in readings for t in row]
+    random.Random(seed + 1).shuffle(storm)
+    with platform.uow() as uow:
+        leaves = uow.log.size()
+    answers: dict[str, int] = {}
+    started = time.perf_counter()
+    for chunk in _batches([storm], batch):
+        outcome = platform.bus.handle(commands.IngestReadings(chunk, "http"))
+        for r in outcome.results:
+            answers[r.result] = answers.get(r.result, 0) + 1
+    seconds = time.perf_counter() - started
+    with platform.uow() as uow:
+        unchanged = uow.log.size() == leaves
+    return {
+        "n": len(storm),
+        "seconds": round(seconds, 3),
+        "per_s": round(len(storm) / seconds, 1) if seconds else 0.0,
+        "results": answers,
+        "changed_nothing": unchanged and answers == {"duplicate": len(storm)},
     }
 
 

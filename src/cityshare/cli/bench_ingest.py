@@ -35,6 +35,12 @@ def ingest_bench(
     audit: bool = typer.Option(
         False, "--audit", help="Then run `cityshare audit verify` on the result (untimed)."
     ),
+    replay: bool = typer.Option(
+        False,
+        "--replay",
+        help="Then send every reading again, shuffled (a replay storm), timed on its own: "
+        "each must be answered `duplicate` and change nothing.",
+    ),
     via: str = typer.Option(
         "direct",
         "--via",
@@ -56,7 +62,10 @@ def ingest_bench(
     if via != "direct":
         from cityshare.cli.ingest import bench_via_mqtt
 
-        direct_only = {"--pipeline": pipeline, "--keep": keep is not None, "--audit": audit}
+        direct_only = {
+            "--pipeline": pipeline, "--keep": keep is not None, "--audit": audit,
+            "--replay": replay,
+        }  # fmt: skip
         bench_via_mqtt(
             via, devices, intervals, batch, workers, [k for k, v in direct_only.items() if v],
             database_url, broker, mqtt_workers, as_json,
@@ -77,6 +86,7 @@ def ingest_bench(
             progress=progress,
             keep=keep,
             audit=audit,
+            replay=replay,
         )
 
     if as_json:
@@ -113,6 +123,13 @@ def ingest_bench(
         f"{cpu['pool_us_per_reading']} µs in the verifier pool; all {cpu['cores']} cores doing "
         f"only this would ingest {cpu['all_cores_per_s']:,.0f} readings/s"
     )
+    if "replay" in result:
+        storm = result["replay"]
+        console.print(
+            f"replayed {storm['n']:,} readings, shuffled: [bold]{storm['per_s']:,.0f}/s[/], "
+            + ("every one a duplicate, nothing changed" if storm["changed_nothing"]
+               else f"[red]NOT all duplicates[/]: {storm['results']}")
+        )  # fmt: skip
     if "audit" in result:
         found = result["audit"]
         console.print(
