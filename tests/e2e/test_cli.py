@@ -29,6 +29,10 @@ def test_version_and_help(tmp_path: Path) -> None:
         assert command in helptext
     assert "--transfers" in cityshare("bench", "ledger", "--help", cwd=tmp_path).stdout
 
+    # A docstring wrapped in the source reads as one paragraph, wrapped to the terminal.
+    energy = cityshare("energy", "--help", cwd=tmp_path).stdout
+    assert "pay what residents' wallets can; bills left unpaid (arrears)" in energy
+
 
 def test_db_upgrade_creates_the_default_sqlite_database_in_wal_mode(tmp_path: Path) -> None:
     cityshare("db", "upgrade", cwd=tmp_path)

@@ -31,6 +31,7 @@ app = typer.Typer(
     "or trade them in the city. Run `cityshare COMMAND --help` for each command.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
+    rich_markup_mode="markdown",
 )
 app.add_typer(db.app, name="db")
 app.add_typer(ledger.app, name="ledger")
