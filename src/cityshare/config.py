@@ -121,6 +121,13 @@ class Settings(BaseSettings):
         description="How often `serve` bills new meter intervals and retries arrears (0: "
         "never; `cityshare energy bill` does it by hand).",
     )
+    ocpp_recheck_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="How often `cityshare ocpp serve` checks that every connected charger is "
+        "still admitted (live, its operator's, the password it logged in with) and closes the "
+        "connection of one that is not, even if it sends nothing (0: only at its next message).",
+    )
     reading_sweep_seconds: float = Field(
         300.0,
         ge=0,

@@ -370,6 +370,33 @@ def test_a_charger_revoked_while_connected_gets_a_security_error_and_is_disconne
     assert again == ([401, 401] if change == "revoked" else [401, 101])
 
 
+def test_a_charger_revoked_while_it_sends_nothing_is_disconnected_by_the_recheck(
+    client: TestClient, platform: Platform
+) -> None:
+    revoked = station(client, platform, "Volt Bays", "asha")
+    kept = station(client, platform, "Sun Chargers", "ravi")
+
+    async def session(port: int) -> tuple[int | None, str]:
+        async with (
+            connect(port, revoked.charger, "ocpp1.6", revoked.basic()) as gone_ws,
+            connect(port, kept.charger, "ocpp1.6", kept.basic()) as kept_ws,
+            running(ChargePoint(revoked.charger, gone_ws)) as gone,
+            running(ChargePoint(kept.charger, kept_ws)) as staying,
+        ):
+            await gone.call(call.Heartbeat())
+            withdraw(client, revoked, "revoked")
+            # The revoked charger sends nothing more; the re-check closes its connection.
+            await asyncio.wait_for(gone_ws.wait_closed(), 10)
+            # The other one, re-checked as often, is still served.
+            answer = await staying.call(call.Authorize(id_tag=kept.token))
+            return gone_ws.close_code, answer.id_tag_info["status"]
+
+    with ServerThread(platform, recheck_seconds=0.05) as server:
+        close_code, status = asyncio.run(session(server.port))
+    assert close_code == 1008
+    assert status == "Accepted"
+
+
 def test_the_log_names_no_token_and_no_vehicle(
     client: TestClient, platform: Platform, port: int, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -330,6 +330,13 @@ def charger_admitted(uow: AbstractUnitOfWork, charger: Charger) -> bool:
         return _admitted(uow, charger)
 
 
+def chargers_no_longer_admitted(uow: AbstractUnitOfWork, chargers: list[Charger]) -> list[str]:
+    """The ids of those of `chargers` (connected earlier) that would not be let in now, in one
+    read transaction."""
+    with uow:
+        return [c.device_id for c in chargers if not _admitted(uow, c)]
+
+
 def _admitted(uow: AbstractUnitOfWork, charger: Charger) -> bool:
     device = uow.identity.device(charger.device_id)
     if device is None or device.owner_id != charger.operator_id:

@@ -106,6 +106,10 @@ class ChargingDoor:
         """Whether a connected charger still is what the handshake let in."""
         return charging.charger_admitted(self.platform.uow(), charger)
 
+    def no_longer_admitted(self, chargers: list[Charger]) -> list[str]:
+        """Which of these connected chargers the handshake would not let in now."""
+        return charging.chargers_no_longer_admitted(self.platform.uow(), chargers)
+
     # -- tokens and transactions --------------------------------------------------------------
 
     def authorize(self, token: str) -> SessionStatus:

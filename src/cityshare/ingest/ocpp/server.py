@@ -5,8 +5,11 @@ The handshake is where a charger is let in or not: the path must be /ocpp/<a dev
 password its operator set (OCPP security profile 1; else 401 either way, so nobody learns which
 charger ids exist), and it must offer `ocpp2.0.1` or `ocpp1.6` (else 400;
 2.0.1 is chosen when both are). Every refusal is logged. A charger that connects again
-replaces its older connection. Each connection is served by the handler class of its OCPP
-version; what they do with the database runs in threads, so one slow charger holds up none.
+replaces its older connection. A connected charger is checked again at each message (see
+frames.py) and every `CITYSHARE_OCPP_RECHECK_SECONDS`, so one revoked (or given another
+password) while it sends nothing is disconnected too (close code 1008). Each connection is
+served by the handler class of its OCPP version; what they do with the database runs in
+threads, so one slow charger holds up none.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from websockets.typing import Subprotocol
 
 from cityshare.bootstrap import Platform
 from cityshare.ingest.ocpp.door import ChargingDoor, HandshakeError
+from cityshare.ingest.ocpp.frames import CLOSE_REVOKED
 from cityshare.ingest.ocpp.v16 import CentralSystem16
 from cityshare.ingest.ocpp.v201 import CentralSystem201
 from cityshare.services.charging import Charger
@@ -41,13 +45,26 @@ MAX_FRAME = 64 * 1024
 
 
 class OcppServer:
-    def __init__(self, platform: Platform, host: str = "127.0.0.1", port: int = 9000) -> None:
+    def __init__(
+        self,
+        platform: Platform,
+        host: str = "127.0.0.1",
+        port: int = 9000,
+        *,
+        recheck_seconds: float | None = None,
+    ) -> None:
+        """`recheck_seconds`: how often connected chargers are checked again (default: the
+        `ocpp_recheck_seconds` setting; 0: never)."""
         self.door = ChargingDoor(platform)
         self.host = host
         self.port = port
+        self.recheck_seconds = (
+            platform.settings.ocpp_recheck_seconds if recheck_seconds is None else recheck_seconds
+        )
         self._admitted: dict[ServerConnection, Charger] = {}
-        self._live: dict[str, ServerConnection] = {}
+        self._live: dict[str, tuple[ServerConnection, Charger]] = {}
         self._server: Server | None = None
+        self._recheck: asyncio.Task[None] | None = None
 
     @property
     def bound_port(self) -> int:
@@ -66,7 +83,43 @@ class OcppServer:
             max_size=MAX_FRAME,
             logger=log,
         )
+        if self.recheck_seconds > 0:
+            self._recheck = asyncio.create_task(self._recheck_forever())
         return self._server
+
+    async def stop(self) -> None:
+        """Stop re-checking and close the server (and every connection)."""
+        if self._recheck is not None:
+            self._recheck.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recheck
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+
+    async def _recheck_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.recheck_seconds)
+            try:
+                await self.disconnect_withdrawn()
+            except Exception:
+                log.exception("re-checking connected chargers failed; will try again")
+
+    async def disconnect_withdrawn(self) -> list[str]:
+        """Close the connection of every connected charger the handshake would refuse now
+        (revoked, no longer its operator's, or its password changed); their ids."""
+        live = dict(self._live)
+        if not live:
+            return []
+        gone = await asyncio.to_thread(
+            self.door.no_longer_admitted, [charger for _, charger in live.values()]
+        )
+        for charger_id in gone:
+            connection = live[charger_id][0]
+            log.info("charger %s is no longer admitted: closing its connection", charger_id)
+            await connection.close(CLOSE_REVOKED, "no longer admitted")
+        return gone
 
     async def serve_forever(self) -> None:
         server = await self.start()
@@ -100,11 +153,11 @@ class OcppServer:
             await connection.close(1008, "not admitted")
             return
         older = self._live.get(charger.device_id)
-        self._live[charger.device_id] = connection
+        self._live[charger.device_id] = (connection, charger)
         if older is not None:
             log.info("charger %s connected again: closing its older connection",
                      charger.device_id)
-            await older.close(1000, "replaced by a newer connection")
+            await older[0].close(1000, "replaced by a newer connection")
         log.info("charger %s connected (%s)", charger.device_id, connection.subprotocol)
         handler: Any = handler_class(charger, connection, self.door)
         try:
@@ -112,7 +165,7 @@ class OcppServer:
         except ConnectionClosed:
             pass
         finally:
-            if self._live.get(charger.device_id) is connection:
+            if self._live.get(charger.device_id, (None,))[0] is connection:
                 del self._live[charger.device_id]
             log.info("charger %s disconnected", charger.device_id)
 
@@ -133,8 +186,15 @@ class ServerThread:
     """The central system on its own event loop in a background thread (for tests and for
     embedding); `with ServerThread(platform) as server:` serves on `server.port`."""
 
-    def __init__(self, platform: Platform, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.server = OcppServer(platform, host, port)
+    def __init__(
+        self,
+        platform: Platform,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        recheck_seconds: float | None = None,
+    ) -> None:
+        self.server = OcppServer(platform, host, port, recheck_seconds=recheck_seconds)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="ocpp-server", daemon=True)
         self._ready = threading.Event()
@@ -149,7 +209,7 @@ class ServerThread:
     async def _main(self) -> None:
         self._stop = asyncio.Event()
         try:
-            server = await self.server.start()
+            await self.server.start()
         except BaseException as exc:
             self._error = exc
             self._ready.set()
@@ -157,9 +217,7 @@ class ServerThread:
         self.port = self.server.bound_port
         self._ready.set()
         await self._stop.wait()
-        server.close()
-        with contextlib.suppress(Exception):
-            await server.wait_closed()
+        await self.server.stop()
 
     def __enter__(self) -> ServerThread:
         self._thread.start()
