@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from cityshare.bootstrap import Platform, bootstrap
+from cityshare.clock import ManualClock
 from cityshare.domain import commands
 from cityshare.domain.charging import ChargingError, OcppVersion, Sample, SessionStatus
 from cityshare.domain.devices import parse_public_key
@@ -181,6 +182,26 @@ def test_resends_and_restarts_credit_each_interval_once(platform: Platform) -> N
             .all()
         )
     assert seqs == [0, 1, 2]
+
+
+def test_a_reading_planned_but_never_stored_is_bridged_by_the_sweep(
+    platform: Platform, clock: ManualClock
+) -> None:
+    w = world(platform)
+    session = start(w, "06:00")
+    export(w, session, ("06:00", 10_000))
+    # Planned, then the process dies before the readings are stored; the charger never resends.
+    w.door.plan(w.charger, session, [Sample(utc("06:10"), None, 10_400)], "{}")
+    export(w, session, ("06:20", 11_000))
+    assert wallets(platform, w.resident_id)["ENERGY"] == 0  # 06:20 waits for 06:10
+    clock.advance(platform.tariff.gap_horizon_s)
+    # A transaction's chain is no device: the sweep credits its owner all the same, as if
+    # 06:10 had never been planned (11:30-11:50 in Kolkata, the solar window: x 0.8).
+    swept = platform.bus.handle(commands.SweepWaitingReadings())
+    assert (swept.devices, swept.intervals) == (1, 1)
+    assert wallets(platform, w.resident_id) == {"CREDIT": 800, "CARBON": 861, "ENERGY": 1_000}
+    report = audit.verify(platform.uow(), platform.log_signer.verifier)
+    assert report.ok, report.problems
 
 
 def test_unknown_and_blocked_tokens_credit_nobody(platform: Platform) -> None:

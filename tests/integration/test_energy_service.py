@@ -514,11 +514,26 @@ def test_audit_verify_finds_a_sweep_mark_removed_or_invented(
     ingest(platform, [r[0], r[2], other.reading(0, ist(20), 0, 0)])
     audit_ok(platform)
     with platform.engine.begin() as conn:
+        [marked] = conn.execute(select(tables.meter_waiting)).mappings().all()
         conn.execute(tables.meter_waiting.delete())
-        conn.execute(tables.meter_waiting.insert().values(device_id=other.device_id, since=1))
+        conn.execute(tables.meter_waiting.insert().values({**marked, "device_id": other.device_id}))
     report = audit.verify(platform.uow(), platform.log_signer.verifier)
     found = {(p.table, p.key) for p in report.problems}
     assert found == {("meter_waiting", meter.device_id), ("meter_waiting", other.device_id)}
+
+    # A mark in place, but for another owner or another kind's rules, is found too.
+    for change in ({"owner_id": other.resident_id}, {"kind": "charger"}, {"registered_at": 1}):
+        with platform.engine.begin() as conn:
+            conn.execute(tables.meter_waiting.delete())
+            conn.execute(tables.meter_waiting.insert().values({**marked, **change}))
+        report = audit.verify(platform.uow(), platform.log_signer.verifier)
+        assert [(p.table, p.key) for p in report.problems] == [
+            ("meter_waiting", meter.device_id)
+        ], change
+    with platform.engine.begin() as conn:
+        conn.execute(tables.meter_waiting.delete())
+        conn.execute(tables.meter_waiting.insert().values(marked))
+    audit_ok(platform)
 
 
 def test_readings_wait_for_a_missing_one_and_are_credited_when_it_comes(

@@ -38,6 +38,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from cityshare.domain.devices import DeviceKind
+
 #: The characters OCPP 2.0.1 allows in an identifierString (1.6 idTags are a subset in use).
 ID_TOKEN_RE = re.compile(r"^[A-Za-z0-9*\-_=:+|@.]{1,36}$")
 #: OCPP security profile 1 (BasicAuthPassword / AuthorizationKey): 16 to 40 printable ASCII.
@@ -124,6 +126,16 @@ def chain_id(charger_id: str, transaction_key: str) -> str:
     """The reading chain of one transaction: `ocpp-` and 24 base32 characters (29 in all)."""
     digest = hashlib.sha256(f"ocpp-chain/v1\x00{charger_id}\x00{transaction_key}".encode())
     return "ocpp-" + base64.b32encode(digest.digest()[:15]).decode().lower()
+
+
+#: The device kind whose rules (most power, carbon factor) apply to a transaction's chain.
+CHAIN_KIND = DeviceKind.CHARGER.value
+
+
+def chain_registered_at(started_ts: int) -> int:
+    """When a transaction's chain counts as registered (ns since the epoch): the session's
+    start (seconds), so a reading stamped before it is an anomaly."""
+    return started_ts * 1_000_000_000
 
 
 # -- how a session's meter values become readings of its chain --------------------------------

@@ -52,6 +52,7 @@ from json.encoder import encode_basestring_ascii as json_string
 from typing import Any, cast
 
 from cityshare.domain import commands, events
+from cityshare.domain.charging import CHAIN_KIND, chain_registered_at
 from cityshare.domain.energy import (
     BASELINE,
     METERED_KINDS,
@@ -648,19 +649,16 @@ class _Batch:
         """Join the readings of up to `limit` devices whose waiting readings are overdue (see
         `SweepWaitingReadings`); returns how many devices were looked at (0: none overdue)."""
         overdue = self.now - self.tariff.gap_horizon_s * 1_000_000_000
-        device_ids = self.repo.overdue_waiting(overdue, limit)
-        if not device_ids:
+        # A mark names the party its chain credits: an OCPP transaction's chain is no device.
+        devices = {p.device_id: p for p in self.repo.overdue_waiting(overdue, limit)}
+        if not devices:
             return 0
-        devices = self.repo.device_keys(device_ids)
-        gone = set(device_ids) - devices.keys()
-        if gone:  # cannot happen through the platform (devices are never deleted)
-            raise EnergyError(f"waiting readings of unknown devices: {sorted(gone)[:5]}")
         pools: dict[str, dict[int, Reading]] = {d: {} for d in devices}
         interval_id = self.repo.next_ids()[1]
-        self._join(devices, pools, {}, interval_id, last_timestamp, marked=device_ids)
+        self._join(devices, pools, {}, interval_id, last_timestamp, marked=devices.keys())
         if self.outcome.intervals:
             self.uow.add_event(events.ReadingsIngested(0, self.outcome.intervals))
-        return len(device_ids)
+        return len(devices)
 
     def _join(
         self,
@@ -695,7 +693,7 @@ class _Batch:
         transfers: list[Transfer] = []
         old_tariffs: dict[int, Tariff] = {}
         credited = [0, 0, 0, 0]
-        still_waiting: dict[str, int] = {}
+        still_waiting: dict[str, tuple[int, DeviceKeys]] = {}
         for device_id, pool in pools.items():
             keys = devices[device_id]
             owner = keys.owner_id
@@ -735,7 +733,7 @@ class _Batch:
                     if seq > chain.top_seq or seq < chain.base_seq
                 ]
                 if outside:
-                    still_waiting[device_id] = min(outside)
+                    still_waiting[device_id] = (min(outside), keys)
         # Only devices that had readings waiting can have been marked.
         cleared = (waiting.keys() | set(marked)) - still_waiting.keys()
         self.repo.set_waiting(still_waiting, cleared)
@@ -887,9 +885,9 @@ def _add_credits(
 def derived_problems(
     uow: AbstractUnitOfWork, *, limit: int = 100
 ) -> list[tuple[str, int | str | None, str]]:
-    """`audit verify`'s check of the devices marked for the sweep against the readings and
-    chains: a device is marked exactly while a reading waits above or below its chain, since
-    the oldest of them was received."""
+    """`audit verify`'s check of the chains marked for the sweep against the readings, chains,
+    devices and OCPP sessions: a chain is marked exactly while a reading waits above or below
+    it, since the oldest of them was received, with the party its readings credit."""
     out: list[tuple[str, int | str | None, str]] = []
     for device_id, derived, marked in uow.energy.waiting_mismatches(limit):
         if marked is None:
@@ -899,6 +897,18 @@ def derived_problems(
         else:
             why = f"marked since {marked}, but readings wait since {derived}"
             out.append(("meter_waiting", device_id, why))
+    for party, (owner, device_kind, registered_at, session_start) in uow.energy.waiting_parties():
+        if device_kind is not None:
+            expected = (owner, device_kind, registered_at)
+        elif session_start is not None:  # an OCPP transaction's chain, as the door attests it
+            expected = (owner, CHAIN_KIND, chain_registered_at(session_start))
+        else:
+            expected = None
+        if expected != (party.owner_id, party.kind, party.registered_at):
+            why = f"marked for {(party.owner_id, party.kind, party.registered_at)}, not {expected}"
+            out.append(("meter_waiting", party.device_id, why))
+        if len(out) >= limit:
+            break
     return out
 
 

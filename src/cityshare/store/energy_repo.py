@@ -10,7 +10,7 @@ driver cursor (executemany on SQLite, binary COPY on PostgreSQL).
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -300,16 +300,39 @@ class EnergyRepository(DriverRepository):
 
     # -- devices whose readings wait beside their chain ------------------------------------
 
-    def overdue_waiting(self, received_before: int, limit: int) -> list[str]:
-        """Devices with a reading waiting since at or before `received_before`, oldest first."""
+    def overdue_waiting(self, received_before: int, limit: int) -> list[DeviceKeys]:
+        """Chains with a reading waiting since at or before `received_before`, oldest first,
+        each as the party its readings credit (no keys: the readings are stored already)."""
         w = meter_waiting.c
         rows = self.conn.execute(
-            select(w.device_id).where(w.since <= received_before).order_by(w.since).limit(limit)
+            select(w.device_id, w.owner_id, w.kind, w.registered_at)
+            .where(w.since <= received_before)
+            .order_by(w.since)
+            .limit(limit)
         )
-        return [row[0] for row in rows]
+        return [DeviceKeys(d, owner, kind, registered, ()) for d, owner, kind, registered in rows]
+
+    def set_waiting(
+        self, since: Mapping[str, tuple[int, DeviceKeys]], cleared: Collection[str]
+    ) -> None:
+        """Mark chains as waiting since the given instant (with the party they credit), and
+        unmark `cleared` ones."""
+        w = meter_waiting.c
+        changed = [*since, *cleared]
+        if changed:
+            self.conn.execute(delete(meter_waiting).where(w.device_id.in_(changed)))
+        if since:
+            self.conn.execute(
+                insert(meter_waiting),
+                [
+                    {"device_id": d, "since": t, "owner_id": p.owner_id, "kind": p.kind,
+                     "registered_at": p.registered_at}
+                    for d, (t, p) in since.items()
+                ],
+            )  # fmt: skip
 
     def waiting_mismatches(self, limit: int) -> list[tuple[str, int | None, int | None]]:
-        """(device, since derived from the readings, since marked) wherever `meter_waiting` is
+        """(chain, since derived from the readings, since marked) wherever `meter_waiting` is
         not what the readings and chains say, for `audit verify`."""
         rows = self._rows(
             f"WITH expected AS ({WAITING_SINCE}) "
@@ -323,16 +346,21 @@ class EnergyRepository(DriverRepository):
         )
         return [(row[0], row[1], row[2]) for row in rows]
 
-    def set_waiting(self, since: dict[str, int], cleared: Collection[str]) -> None:
-        """Mark devices as waiting since the given instant, and unmark `cleared` ones."""
-        w = meter_waiting.c
-        changed = [*since, *cleared]
-        if changed:
-            self.conn.execute(delete(meter_waiting).where(w.device_id.in_(changed)))
-        if since:
-            self.conn.execute(
-                insert(meter_waiting), [{"device_id": d, "since": t} for d, t in since.items()]
-            )
+    def waiting_parties(self) -> list[tuple[DeviceKeys, tuple[Any, ...]]]:
+        """Each mark's party, beside what it is derived from: (the owner of the chain's latest
+        interval, the device's kind and registration time, the OCPP session's start), for
+        `audit verify`."""
+        rows = self._rows(
+            "SELECT w.device_id, w.owner_id, w.kind, w.registered_at, "
+            "i.owner_id, d.kind, d.registered_at, s.started_ts FROM meter_waiting w "
+            "LEFT JOIN meter_intervals i ON i.id = "
+            "(SELECT MAX(l.id) FROM meter_intervals l WHERE l.device_id = w.device_id) "
+            "LEFT JOIN devices d ON d.id = w.device_id "
+            "LEFT JOIN charging_sessions s ON s.chain_id = w.device_id "
+            "ORDER BY w.device_id",
+            (),
+        )
+        return [(DeviceKeys(r[0], r[1], r[2], r[3], ()), tuple(r[4:])) for r in rows]
 
     # -- read side ------------------------------------------------------------------------
 

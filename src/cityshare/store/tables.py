@@ -285,16 +285,21 @@ meter_intervals = Table(
     Index("ix_meter_intervals_owner_start", "owner_id", "start_ts"),
 )
 
-#: Devices with readings stored beside their chain (above a gap or below the base), waiting
-#: for the readings between; `since` is when the oldest of them was received. Derived (from
-#: the readings and each device's latest interval; `audit verify` re-derives it), kept so the
-#: sweep that bridges the gaps of silent meters (`SweepWaitingReadings`) never scans the
-#: readings; not logged.
+#: Reading chains (a device's, or an OCPP transaction's `ocpp-…`, which is no device) with
+#: readings stored beside the chain (above a gap or below the base), waiting for the readings
+#: between; `since` is when the oldest of them was received; owner, kind and registration
+#: time are what the chain's readings are credited by (a transaction's come from its session,
+#: not from `devices`). Derived (from the readings, each chain's latest interval and its device
+#: or session; `audit verify` re-derives it), kept so the sweep that bridges the gaps of silent
+#: meters (`SweepWaitingReadings`) never scans the readings; not logged.
 meter_waiting = Table(
     "meter_waiting",
     metadata,
     Column("device_id", String(40), primary_key=True),
     Column("since", BigInteger, nullable=False),
+    Column("owner_id", BigInteger, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("registered_at", BigInteger, nullable=False),
     Index("ix_meter_waiting_since", "since"),
 )
 

@@ -31,15 +31,16 @@ from dataclasses import dataclass
 from cityshare.bootstrap import Platform
 from cityshare.domain import commands
 from cityshare.domain.charging import (
+    CHAIN_KIND,
     ChargingError,
     OcppVersion,
     Planned,
     Sample,
     SessionStatus,
+    chain_registered_at,
     id_token_digest,
 )
 from cityshare.domain.devices import DEVICE_ID_RE
-from cityshare.domain.devices import DeviceKind as Kind
 from cityshare.services import charging
 from cityshare.services.charging import Charger
 from cityshare.services.energy import IngestOutcome
@@ -165,11 +166,11 @@ class ChargingDoor:
         if session.status != SessionStatus.ACCEPTED or session.owner_id is None or not samples:
             return []
         planned = self._plan(charger, session, samples)
-        registered_at = session.started_ts * 1_000_000_000
+        registered_at = chain_registered_at(session.started_ts)
         return [
             commands.AttestedReading(
                 session.chain_id,
-                Kind.CHARGER.value,
+                CHAIN_KIND,
                 session.owner_id,
                 registered_at,
                 p.seq,
