@@ -14,11 +14,13 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from ocpp.exceptions import SecurityError
+from ocpp.exceptions import InternalError, SecurityError
 from ocpp.v16 import ChargePoint, call
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from cityshare.bootstrap import Platform
+from cityshare.ingest.ocpp.door import ChargingDoor
 from cityshare.ingest.ocpp.server import ServerThread
 from cityshare.services.energy import CREDIT_ISSUANCE
 from ocpp_helpers import (
@@ -395,6 +397,35 @@ def test_a_charger_revoked_while_it_sends_nothing_is_disconnected_by_the_recheck
         close_code, status = asyncio.run(session(server.port))
     assert close_code == 1008
     assert status == "Accepted"
+
+
+def test_a_failed_admission_check_answers_internal_error_and_keeps_the_connection(
+    client: TestClient, platform: Platform, port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = station(client, platform)
+    real = ChargingDoor.admitted
+    failures = iter([True])
+
+    def database_down_once(self: ChargingDoor, charger: Any) -> bool:
+        if next(failures, False):
+            raise OperationalError("SELECT 1", {}, Exception("connection reset"))
+        return real(self, charger)
+
+    monkeypatch.setattr(ChargingDoor, "admitted", database_down_once)
+
+    async def session() -> str:
+        async with (
+            connect(port, s.charger, "ocpp1.6", s.basic()) as ws,
+            running(ChargePoint(s.charger, ws)) as cp,
+        ):
+            with pytest.raises(InternalError):
+                await cp.call(call.Heartbeat(), suppress=False)
+            # Not taken for revoked: the next message is served on the same connection.
+            answer = await cp.call(call.Authorize(id_tag=TOKEN))
+            status: str = answer.id_tag_info["status"]
+            return status
+
+    assert asyncio.run(session()) == "Accepted"
 
 
 def test_the_log_names_no_token_and_no_vehicle(

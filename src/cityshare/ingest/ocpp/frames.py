@@ -157,11 +157,11 @@ class OcppFrames:
         try:
             call = read_frame(raw)
         except FrameError as exc:
-            if await self._still_admitted(None):
+            if await self._still_admitted(None, exc.unique_id):
                 log.info("charger %s sent a bad frame: %s", self.id, exc.description)
                 await self._error(exc.unique_id, exc.code, exc.description)
             return
-        if not await self._still_admitted(call):
+        if not await self._still_admitted(call, call.unique_id if call else None):
             return
         if call is None:
             log.info("charger %s answered a call the central system never made", self.id)
@@ -181,11 +181,21 @@ class OcppFrames:
         if self.revoked:
             await self._disconnect()
 
-    async def _still_admitted(self, call: Call | None) -> bool:
+    async def _still_admitted(self, call: Call | None, unique_id: str | None) -> bool:
         """Whether the charger is still admitted; if not, its CALL (if any) is answered with
-        a SecurityError and the connection closed."""
-        if not self.revoked and await asyncio.to_thread(self.door.admitted, self.charger):
-            return True
+        a SecurityError and the connection closed. When the check itself fails (the database
+        is unreachable), the message is answered InternalError (if it can be) and skipped,
+        and the connection goes on: the charger is not taken for revoked."""
+        if not self.revoked:
+            try:
+                admitted = await asyncio.to_thread(self.door.admitted, self.charger)
+            except Exception:
+                log.exception("charger %s: checking it is still admitted failed", self.id)
+                if unique_id:
+                    await self._error(unique_id, "InternalError", "the central system failed")
+                return False
+            if admitted:
+                return True
         if call is not None:
             await self._error(call.unique_id, "SecurityError", _REVOKED)
         await self._disconnect()
