@@ -73,3 +73,19 @@ def test_the_pool_answers_every_item_as_the_caller_would(platform: Platform) -> 
         10: "malformed",
         11: "malformed",
     }
+
+
+def test_a_pool_batch_that_names_no_known_device_is_refused_item_by_item(
+    platform: Platform,
+) -> None:
+    stranger = Ed25519PrivateKey.generate()
+    items: list[object] = [
+        sign(stranger, f"dev-{c * 16}", seq=0, ts=TS, import_wh=0, export_wh=0) for c in "ab"
+    ]
+    pool = ReadingVerifier(platform.uow, workers=1, pool_threshold=2)
+    try:
+        checked = pool.check(items)
+    finally:
+        pool.close()
+    assert checked.verified == []
+    assert checked.rejected == {0: "unknown_device", 1: "unknown_device"}

@@ -176,12 +176,6 @@ class _RecordTemplate:
         self.order = order
         self.text_at = [i for i, n in enumerate(n for n in names if n != "type") if n in text]
 
-    def encode(self, row: Sequence[Any]) -> bytes:
-        values = [row[i] for i in self.order]
-        for i in self.text_at:
-            values[i] = json_string(values[i])
-        return (self.template % tuple(values)).encode("ascii")
-
     def encode_all(self, rows: Iterable[Sequence[Any]]) -> list[bytes]:
         order = self.order
         text_at = self.text_at
@@ -203,14 +197,6 @@ _INTERVALS = _RecordTemplate(
 )
 
 
-def reading_entry(row: Sequence[Any]) -> bytes:
-    return _READINGS.encode(row)
-
-
-def interval_entry(row: Sequence[Any]) -> bytes:
-    return _INTERVALS.encode(row)
-
-
 def tariff_entry(row: TariffRow) -> bytes:
     return entries.encode_record(
         "tariff",
@@ -227,7 +213,7 @@ def tariff_entry(row: TariffRow) -> bytes:
 #: JSON entry type -> (table, how a stored row of it is encoded). `audit verify` walks this.
 RECORD_ENCODERS: dict[str, tuple[str, Callable[[Mapping[str, Any]], bytes]]] = {
     "tariff": ("tariffs", lambda r: tariff_entry(TariffRow(**r))),
-    # The reference encoding (what `reading_entry` and `interval_entry` must match).
+    # The reference encoding (what `_READINGS` and `_INTERVALS` must match).
     "meter_reading": (
         "meter_readings",
         lambda r: entries.encode_record("meter_reading", {f: r[f] for f in _READING_FIELDS}),
@@ -403,6 +389,8 @@ class ReadingVerifier:
             else:
                 jobs.append((token, order[0]))
                 candidates.append((i, kid, order[1]))
+        if not jobs:
+            return out  # every item refused already: nothing for the pool
         pool = self._executor()
         size = -(-len(jobs) // (self.workers * 4))
         chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
@@ -503,10 +491,6 @@ class IngestOutcome:
     #: Readings that joined their device's chain (each with its interval) in this batch.
     intervals: int = 0
     credited: IntervalSums = field(default_factory=IntervalSums)
-
-    @property
-    def accepted(self) -> int:
-        return self.stored
 
 
 def ingest_readings(
@@ -678,9 +662,17 @@ class _Batch:
         tariff = self.tariff
         tariff_id = self._tariff_id()
         states = self.repo.chain_states(devices.keys())
-        bounds = [
-            (d, s.base_seq, s.top_seq) if (s := states.get(d)) else (d, -1, -1) for d in devices
-        ]
+        bounds = []
+        for d, keys in devices.items():
+            if (s := states.get(d)) is not None:
+                bounds.append((d, s.base_seq, s.top_seq))
+            elif any(
+                reading_anomaly(r, Device(keys.kind, keys.registered_at), tariff) is None
+                for r in pools[d].values()
+            ):
+                # A device with no chain has only anomalous readings stored (a usable one would
+                # have started it): they matter only once a usable new one starts the chain.
+                bounds.append((d, -1, -1))
         waiting = self.repo.waiting_readings(bounds)  # before the new readings are stored
         for device_id, stored in waiting.items():
             for reading in stored:
@@ -869,7 +861,7 @@ def _add_credits(
     """Append the transfers of an `ok` interval (see the module docstring; zero amounts are
     not posted): id `transfer_id(interval_id, code)`, user_data the interval."""
     credit, carbon, energy = wallets
-    base = ENERGY_TRANSFER_BASE | (interval_id << 2)
+    base = transfer_id(interval_id, EnergyCode.EXPORT_CREDIT)  # checks the id's range
     new = _new_transfer
     for amount, debit, credit_account, ledger, code in (
         (step.credit_milli, CREDIT_ISSUANCE, credit, _LEDGER_CREDIT, _POINTS),

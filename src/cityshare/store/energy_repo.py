@@ -153,47 +153,36 @@ class EnergyRepository(DriverRepository):
 
     # -- a batch's reads ------------------------------------------------------------------
 
+    def _readings_at(self, columns: str, keys: Collection[tuple[str, int]]) -> list[Any]:
+        """`columns` of the stored readings among (device, seq) pairs, in one query."""
+        if not keys:
+            return []
+        data = (json.dumps([list(k) for k in keys]),)
+        if self.sqlite:
+            return self._rows(
+                f"SELECT {columns} FROM json_each(?) j JOIN meter_readings r "
+                "ON r.device_id = json_extract(j.value, '$[0]') "
+                "AND r.seq = json_extract(j.value, '$[1]')",
+                data,
+            )
+        return self._rows(
+            f"SELECT {columns} FROM json_array_elements(%s::json) AS v(e) "
+            "JOIN meter_readings r ON r.device_id = v.e->>0 AND r.seq = (v.e->>1)::bigint",
+            data,
+        )
+
     def existing_readings(
         self, keys: Collection[tuple[str, int]]
     ) -> dict[tuple[str, int], Reading]:
         """Stored readings among (device, seq) pairs, for deduplication."""
-        if not keys:
-            return {}
-        columns = "r.device_id, r.seq, r.ts, r.import_wh, r.export_wh, r.received_at"
-        if self.sqlite:
-            rows = self._rows(
-                f"SELECT {columns} FROM json_each(?) j JOIN meter_readings r "
-                "ON r.device_id = json_extract(j.value, '$[0]') "
-                "AND r.seq = json_extract(j.value, '$[1]')",
-                (json.dumps([list(k) for k in keys]),),
-            )
-        else:
-            rows = self._rows(
-                f"SELECT {columns} FROM json_array_elements(%s::json) AS v(e) "
-                "JOIN meter_readings r ON r.device_id = v.e->>0 AND r.seq = (v.e->>1)::bigint",
-                (json.dumps([list(k) for k in keys]),),
-            )
+        rows = self._readings_at(
+            "r.device_id, r.seq, r.ts, r.import_wh, r.export_wh, r.received_at", keys
+        )
         return {(r[0], r[1]): Reading(r[1], r[2], r[3], r[4], r[5]) for r in rows}
 
     def stored_tokens(self, keys: Collection[tuple[str, int]]) -> dict[tuple[str, int], str]:
         """The JWS stored for each of these (device, seq) pairs that has one."""
-        if not keys:
-            return {}
-        data = (json.dumps([list(k) for k in keys]),)
-        if self.sqlite:
-            rows = self._rows(
-                "SELECT r.device_id, r.seq, r.jws FROM json_each(?) j JOIN meter_readings r "
-                "ON r.device_id = json_extract(j.value, '$[0]') "
-                "AND r.seq = json_extract(j.value, '$[1]')",
-                data,
-            )
-        else:
-            rows = self._rows(
-                "SELECT r.device_id, r.seq, r.jws FROM json_array_elements(%s::json) AS v(e) "
-                "JOIN meter_readings r ON r.device_id = v.e->>0 AND r.seq = (v.e->>1)::bigint",
-                data,
-            )
-        return {(r[0], r[1]): r[2] for r in rows}
+        return {(r[0], r[1]): r[2] for r in self._readings_at("r.device_id, r.seq, r.jws", keys)}
 
     def chain_states(self, device_ids: Collection[str]) -> dict[str, ChainState]:
         """Each device's chain state: the one recorded with its latest interval."""
