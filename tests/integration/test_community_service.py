@@ -250,6 +250,27 @@ def test_earnings_credited_after_the_period_end_wait_for_the_next_period(
     assert balance(platform, asset, Ledger.CREDIT) == late
 
 
+def test_periods_settled_late_in_one_run_each_pay_only_their_own_earnings(
+    platform: Platform, clock: ManualClock, asset: int, meter: Meter, owners: list[Resident]
+) -> None:
+    earn_in_november(platform, clock, meter)  # nothing in December
+    jan_10 = dt.date(2024, 1, 10)
+    move_to(clock, ist(jan_10, 23))
+    ingest(platform, [meter.reading(2, ist(jan_10, 10), 0, 6000),
+                      meter.reading(3, ist(jan_10, 10, 15), 0, 8000)])  # fmt: skip
+    january = balance(platform, asset, Ledger.CREDIT) - 800
+    assert january > 0
+    # Settling was off: one run settles both ended periods.
+    outcomes = {o.period_end: o for o in settle(platform)}
+    december = outcomes[DEC_1].distribution
+    assert december is not None
+    assert (december.credit_milli, december.carbon_g) == (800, 861)
+    # December earned nothing: January's earnings wait for the period they were earned in.
+    assert outcomes[JAN_1].status == Status.NOTHING_TO_DISTRIBUTE
+    assert balance(platform, asset, Ledger.CREDIT) == january
+    audit_ok(platform)
+
+
 def test_an_empty_wallet_or_no_holders_distributes_nothing(
     platform: Platform, clock: ManualClock, asset: int
 ) -> None:

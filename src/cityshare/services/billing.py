@@ -66,7 +66,6 @@ from cityshare.store.billing_repo import (
     Due,
     PriceListRow,
     RunRow,
-    WalletMoves,
 )
 from cityshare.store.identity_repo import OrganisationRow
 from cityshare.store.tables import billing_runs, price_lists, provider_choices
@@ -609,8 +608,8 @@ def monthly_statement(
         repo = uow.billing
         bill_rows = repo.bill_sums(resident_id, month.start_s, month.end_s)
         interval_rows = repo.interval_sums(resident_id, month.start_s, month.end_s)
-        opening = repo.balance_before(wallet, start_ns)
-        closing = repo.balance_before(wallet, end_ns)
+        opening = uow.ledger.balance_at(wallet, start_ns - 1)
+        closing = uow.ledger.balance_at(wallet, end_ns - 1)
         moves, payees = repo.wallet_moves(wallet, start_ns, end_ns, BillingCode.ENERGY_BILL)
         at_close = repo.arrears_at(resident_id, month.end_s, end_ns, BILL_TRANSFER_BASE)
         now = repo.arrears_now(resident_id)
@@ -621,14 +620,10 @@ def monthly_statement(
         }
     imports = [ImportLine(p, names.get(p), w, wh, amt, n) for p, w, wh, amt, n in bill_rows]
     exports = [ExportLine(w, e, c, m) for w, _, e, c, m in interval_rows if (e or c or m)]
-    payments = [
-        PaymentLine(party, names.get(party), amount, count)
-        for account, amount, count in payees
-        if (party := _party_of_wallet(account)) is not None
-    ]
+    parties = [(_party_of_wallet(account), amount, count) for account, amount, count in payees]
+    payments = [PaymentLine(p, names.get(p), amount, count) for p, amount, count in parties]
     imported = sum(r[1] for r in interval_rows)
     billed_wh = sum(line.import_wh for line in imports)
-    m: WalletMoves = moves
     return MonthlyStatement(
         resident_id=resident_id,
         month=month.name,
@@ -642,9 +637,9 @@ def monthly_statement(
         unbilled_import_wh=max(imported - billed_wh, 0),
         billed=sum(line.amount for line in imports),
         opening=opening,
-        received=m.received,
-        paid=m.paid_bills,
-        other_debits=m.other_debits,
+        received=moves.received,
+        paid=moves.paid_bills,
+        other_debits=moves.other_debits,
         closing=closing,
         arrears_at_close=at_close[0],
         arrears_bills_at_close=at_close[1],

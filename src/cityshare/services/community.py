@@ -352,8 +352,11 @@ def _distribute(uow: AbstractUnitOfWork, asset_id: int, period_end: int) -> Dist
             account = accounts.get(account_id)
             if account is None:
                 raise RuntimeError(f"the {ledger.name} wallet of asset {asset_id} is missing")
-            held_then = repo.balance_at(account_id, period_end)
-            amounts[ledger] = max(0, min(held_then, account.available))
+            # What the wallet held at the period's end, less what has been paid out of it
+            # since (earlier periods settled just now): never what was earned after the end.
+            held_then = uow.ledger.balance_at(account_id, period_end)
+            still_held = held_then - uow.ledger.posted_debits_after(account_id, period_end)
+            amounts[ledger] = max(0, min(still_held, account.available))
         if not any(amounts.values()):
             return DistributionOutcome(asset_id, period_end, Status.NOTHING_TO_DISTRIBUTE)
         splits = {ledger: split_pro_rata(amount, holdings) for ledger, amount in amounts.items()}

@@ -320,24 +320,6 @@ class BillingRepository(DriverRepository):
         ).all()
         return [(r[0], int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows]
 
-    def balance_before(self, account_id: int, before_ns: int) -> int:
-        """The account's posted balance just before `before_ns` (0 before its first transfer)."""
-        t = transfers.c
-        best: tuple[int, int] | None = None
-        for column, balance in (
-            (t.debit_account_id, t.debit_account_balance),
-            (t.credit_account_id, t.credit_account_balance),
-        ):
-            row = self.conn.execute(
-                select(t.timestamp, balance)
-                .where(column == account_id, t.timestamp < before_ns)
-                .order_by(t.timestamp.desc())
-                .limit(1)
-            ).first()
-            if row is not None and (best is None or row[0] > best[0]):
-                best = (row[0], row[1])
-        return 0 if best is None else int(best[1])
-
     def wallet_moves(
         self, account_id: int, start_ns: int, end_ns: int, bill_code: int
     ) -> tuple[WalletMoves, list[tuple[int, int, int]]]:

@@ -18,7 +18,6 @@ from cityshare.store.tables import (
     community_payouts,
     share_events,
     share_holdings,
-    transfers,
 )
 
 ISSUE = "issue"
@@ -77,7 +76,7 @@ class CommunityRepository(DriverRepository):
 
     def insert_events(self, rows: Sequence[ShareEventRow]) -> None:
         if rows:
-            self.conn.execute(share_events.insert(), [_event_values(r) for r in rows])
+            self.conn.execute(share_events.insert(), [_values(r) for r in rows])
 
     def holding(self, asset_id: int, resident_id: int) -> int:
         h = share_holdings.c
@@ -144,13 +143,6 @@ class CommunityRepository(DriverRepository):
             .order_by(both.c.resident)
         ).all()
         return {int(r[0]): int(r[1]) for r in rows if int(r[1]) != 0}
-
-    def events(self, asset_id: int, *, limit: int) -> list[ShareEventRow]:
-        e = share_events.c
-        rows = self.conn.execute(
-            select(share_events).where(e.asset_id == asset_id).order_by(e.id.desc()).limit(limit)
-        ).all()
-        return [ShareEventRow(*r) for r in rows]
 
     # -- distributions --------------------------------------------------------------------
 
@@ -231,28 +223,6 @@ class CommunityRepository(DriverRepository):
 
     # -- the asset's wallet ---------------------------------------------------------------
 
-    def balance_at(self, account_id: int, at_ns: int) -> int:
-        """The account's net posted balance right after the last transfer touching it with a
-        ledger timestamp at or before `at_ns` (0 if there was none)."""
-        t = transfers.c
-        parts = []
-        for column, balance in (
-            (t.debit_account_id, t.debit_account_balance),
-            (t.credit_account_id, t.credit_account_balance),
-        ):
-            # Each side is its own index range scan; SQLite wants them wrapped to LIMIT them.
-            part = (
-                select(t.timestamp.label("ts"), balance.label("balance"))
-                .where(column == account_id, t.timestamp <= at_ns)
-                .order_by(t.timestamp.desc())
-                .limit(1)
-                .subquery()
-            )
-            parts.append(select(part))
-        both = union_all(*parts).subquery()
-        row = self.conn.execute(select(both.c.balance).order_by(both.c.ts.desc()).limit(1)).first()
-        return 0 if row is None else int(row[0])
-
     # -- audit ----------------------------------------------------------------------------
 
     def replayed_holdings(self) -> dict[tuple[int, int], int]:
@@ -306,7 +276,3 @@ class CommunityRepository(DriverRepository):
 
 def _values(row: Any) -> dict[str, Any]:
     return {name: getattr(row, name) for name in row.__dataclass_fields__}
-
-
-def _event_values(row: ShareEventRow) -> dict[str, Any]:
-    return _values(row)

@@ -17,6 +17,7 @@ from cityshare.domain.ledger import (
     PendingChange,
     PendingHold,
     PendingState,
+    TransferFlags,
     TransferRecord,
 )
 from cityshare.store.driver import DriverRepository
@@ -318,6 +319,42 @@ class LedgerRepository(DriverRepository):
             select(a.id, a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted)
         )
         return {row[0]: (row[1], row[2], row[3], row[4]) for row in rows}
+
+    def balance_at(self, account_id: int, at_ns: int) -> int:
+        """The account's net posted balance right after the last transfer touching it with a
+        ledger timestamp at or before `at_ns` (0 if there was none)."""
+        t = transfers.c
+        parts = []
+        for column, balance in (
+            (t.debit_account_id, t.debit_account_balance),
+            (t.credit_account_id, t.credit_account_balance),
+        ):
+            # Each side is its own index range scan; SQLite wants them wrapped to LIMIT them.
+            part = (
+                select(t.timestamp.label("ts"), balance.label("balance"))
+                .where(column == account_id, t.timestamp <= at_ns)
+                .order_by(t.timestamp.desc())
+                .limit(1)
+                .subquery()
+            )
+            parts.append(select(part))
+        both = union_all(*parts).subquery()
+        row = self.conn.execute(select(both.c.balance).order_by(both.c.ts.desc()).limit(1)).first()
+        return 0 if row is None else int(row[0])
+
+    def posted_debits_after(self, account_id: int, after_ns: int) -> int:
+        """What was posted out of the account by transfers with a ledger timestamp after
+        `after_ns` (holds and their voids move nothing posted and are not counted)."""
+        t = transfers.c
+        unposted = int(TransferFlags.PENDING | TransferFlags.VOID_PENDING_TRANSFER)
+        total = self.conn.execute(
+            select(func.coalesce(func.sum(t.amount), 0)).where(
+                t.debit_account_id == account_id,
+                t.timestamp > after_ns,
+                t.flags.op("&")(unposted) == 0,
+            )
+        ).scalar_one()
+        return int(total)
 
 
 def _marks(n: int) -> str:
