@@ -194,4 +194,6 @@ def test_a_resident_pays_for_imported_energy_and_reads_the_statement(
     theirs = client.get(f"/api/v1/me/statements/{MONTH}", headers=bala["headers"]).json()
     assert theirs["imports"] == []
     assert theirs["wallet"]["closing"] == 0
-    assert client.get("/api/v1/me/statements/2023-13", headers=bala["headers"]).status_code == 422
+    for month in ("2023-13", "2300-01", "9999-12"):
+        refused = client.get(f"/api/v1/me/statements/{month}", headers=bala["headers"])
+        assert refused.status_code == 422, month

@@ -151,7 +151,8 @@ def test_a_month_is_local_midnight_to_local_midnight() -> None:
     assert (nov.name, nov.end_s - nov.start_s) == ("2026-11", 30 * 86400)
     assert nov.start_s == 1_793_471_400  # 2026-10-31T18:30:00Z
     assert month_of("2026-12", zone).end_s == month_of("2027-01", zone).start_s
-    for bad in ("2026-13", "2026-1", "26-11", "1969-12", "2026-11-01"):
+    assert month_of("2261-12", zone).end_s * 10**9 < 2**63  # the last month ledger time holds
+    for bad in ("2026-13", "2026-1", "26-11", "1969-12", "2026-11-01", "2262-05", "9999-12"):
         with pytest.raises(BillingError):
             month_of(bad, zone)
 

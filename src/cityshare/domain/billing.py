@@ -23,7 +23,6 @@ import re
 import zoneinfo
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from cityshare.domain.ledger import MAX_INT
 
@@ -243,13 +242,12 @@ def month_of(text: str, zone: zoneinfo.ZoneInfo) -> Month:
     if match is None:
         raise BillingError("invalid_month", "a month is YYYY-MM, e.g. 2026-11")
     year, month = int(match.group(1)), int(match.group(2))
-    if year < 1970:
-        raise BillingError("invalid_month", "a month from 1970 on")
+    # Ledger timestamps are 64-bit nanoseconds: they end in April 2262.
+    if not 1970 <= year <= 2261:
+        raise BillingError("invalid_month", "a month from 1970-01 to 2261-12")
     nxt = (year + 1, 1) if month == 12 else (year, month + 1)
     start = dt.datetime(year, month, 1, tzinfo=zone)
     end = dt.datetime(nxt[0], nxt[1], 1, tzinfo=zone)
     return Month(year, month, int(start.timestamp()), int(end.timestamp()))
 
 
-def as_data(prices: Mapping[str, Any]) -> dict[str, int]:
-    return {k: int(v) for k, v in prices.items()}
