@@ -126,25 +126,29 @@ class Workers:
                 env[f"CITYSHARE_{name.upper()}"] = secret.get_secret_value()
         self.logs = [folder / f"worker-{i}.log" for i in range(count)]
         self.procs: list[subprocess.Popen[bytes]] = []
-        for i, log_path in enumerate(self.logs):
-            command = [
-                *(sys.executable, "-m", "cityshare", "ingest", "mqtt", "--broker", broker),
-                *("--group", group, "--client-id", f"{group}-{i}", "--batch", str(batch)),
-                *("--linger-ms", "20", "--stats-every", "3600"),
-            ]
-            with log_path.open("ab") as log:
-                self.procs.append(
-                    subprocess.Popen(
-                        command, env=env, cwd=folder, stdout=log, stderr=subprocess.STDOUT
+        try:
+            for i, log_path in enumerate(self.logs):
+                command = [
+                    *(sys.executable, "-m", "cityshare", "ingest", "mqtt", "--broker", broker),
+                    *("--group", group, "--client-id", f"{group}-{i}", "--batch", str(batch)),
+                    *("--linger-ms", "20", "--stats-every", "3600"),
+                ]
+                with log_path.open("ab") as log:
+                    self.procs.append(
+                        subprocess.Popen(
+                            command, env=env, cwd=folder, stdout=log, stderr=subprocess.STDOUT
+                        )
                     )
+            for proc, log_path in zip(self.procs, self.logs, strict=True):
+                _wait(
+                    lambda p=log_path: "subscribed topic=" in p.read_text(errors="replace"),
+                    proc,
+                    "a worker",
+                    log_path,
                 )
-        for proc, log_path in zip(self.procs, self.logs, strict=True):
-            _wait(
-                lambda p=log_path: "subscribed topic=" in p.read_text(errors="replace"),
-                proc,
-                "a worker",
-                log_path,
-            )
+        except BaseException:
+            self.stop()  # the workers started so far would otherwise outlive the bench
+            raise
 
     def check_alive(self) -> None:
         for proc, log in zip(self.procs, self.logs, strict=True):
@@ -157,7 +161,7 @@ class Workers:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         counts = []
-        for proc, log in zip(self.procs, self.logs, strict=True):
+        for proc, log in zip(self.procs, self.logs[: len(self.procs)], strict=True):
             try:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
