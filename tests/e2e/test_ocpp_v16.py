@@ -7,8 +7,10 @@ connected get nowhere; the log names no token and no vehicle."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -426,6 +428,106 @@ def test_a_failed_admission_check_answers_internal_error_and_keeps_the_connectio
             return status
 
     assert asyncio.run(session()) == "Accepted"
+
+
+def test_numbers_beyond_what_is_stored_are_refused_not_internal_errors(
+    client: TestClient, platform: Platform, port: int
+) -> None:
+    s = station(client, platform)
+    huge = 2**70
+
+    def frame(uid: str, action: str, **payload: Any) -> str:
+        return json.dumps([2, uid, action, payload])
+
+    def exported(hhmm: str, value: str) -> list[dict[str, Any]]:
+        return [{"timestamp": at(hhmm), "sampledValue": [{"value": value, "measurand": EXPORT}]}]
+
+    async def session() -> dict[str, list[Any]]:
+        async with connect(port, s.charger, "ocpp1.6", s.basic()) as ws:
+            start = {"idTag": TOKEN, "meterStart": 0, "timestamp": at("12:00")}
+            answers = {
+                "connector": await raw_call(
+                    ws, frame("c", "StartTransaction", **start | {"connectorId": 2**40})
+                ),
+                "meter_start": await raw_call(
+                    ws, frame("m", "StartTransaction", **start | {"connectorId": 1,
+                                                                  "meterStart": huge})
+                ),
+            }  # fmt: skip
+            started = await raw_call(ws, frame("ok", "StartTransaction", **start,
+                                               connectorId=1))  # fmt: skip
+            tx = started[2]["transactionId"]
+            answers["stop"] = await raw_call(ws, frame(
+                "s", "StopTransaction", transactionId=tx, meterStop=huge, timestamp=at("12:10")
+            ))  # fmt: skip
+            answers["transaction"] = await raw_call(ws, frame(
+                "t", "MeterValues", connectorId=1, transactionId=huge,
+                meterValue=exported("12:05", "5"),
+            ))  # fmt: skip
+            answers["register"] = await raw_call(ws, frame(
+                "r", "MeterValues", connectorId=1, transactionId=tx,
+                meterValue=exported("12:06", "1e999990"),
+            ))  # fmt: skip
+            answers["heartbeat"] = await raw_call(ws, frame("h", "Heartbeat"))
+            return answers
+
+    answers = asyncio.run(session())
+    for refused in ("connector", "meter_start", "stop", "register"):
+        assert answers[refused][0] == 4, (refused, answers[refused])  # a CALLERROR ...
+        assert answers[refused][2] != "InternalError", (refused, answers[refused])  # ... of ours
+    assert answers["transaction"][0] == 3  # no such transaction: answered, nothing credited
+    assert answers["heartbeat"][0] == 3  # and the connection goes on
+    assert owner_wallets(platform, s)["ENERGY"] == 0
+
+
+def test_a_request_that_passes_the_password_but_is_no_websocket_leaves_nothing_behind(
+    client: TestClient, platform: Platform
+) -> None:
+    s = station(client, platform)
+    with ServerThread(platform) as thread:
+        for _ in range(3):  # valid credentials, but no Upgrade header: 426
+            with socket.create_connection(("127.0.0.1", thread.port)) as sock:
+                sock.sendall(
+                    f"GET /ocpp/{s.charger} HTTP/1.1\r\nHost: x\r\n"
+                    f"Sec-WebSocket-Protocol: ocpp1.6\r\nAuthorization: {s.basic()}\r\n\r\n"
+                    .encode()
+                )
+                assert sock.recv(200).startswith(b"HTTP/1.1 426")
+        # What the handshake admitted for them goes with their connections.
+        asyncio.run_coroutine_threadsafe(asyncio.sleep(0), thread.loop).result(10)
+        gc.collect()
+        assert len(thread.server._admitted) == 0
+
+
+def test_each_reading_keeps_its_own_meter_values_of_the_message_as_evidence(
+    client: TestClient, platform: Platform, port: int
+) -> None:
+    s = station(client, platform)
+
+    async def session() -> None:
+        async with (
+            connect(port, s.charger, "ocpp1.6", s.basic()) as ws,
+            running(ChargePoint(s.charger, ws)) as cp,
+        ):
+            start = await cp.call(
+                call.StartTransaction(
+                    connector_id=1, id_tag=TOKEN, meter_start=0, timestamp=at("12:00")
+                )
+            )
+            await cp.call(call.MeterValues(
+                connector_id=1, transaction_id=start.transaction_id,
+                meter_value=[sample(hhmm, export(wh)) for hhmm, wh in EXPORTS[:3]],
+            ))  # fmt: skip
+
+    asyncio.run(session())
+    with platform.engine.connect() as conn:
+        stored = conn.execute(text("SELECT ts, jws FROM meter_readings ORDER BY seq")).all()
+    assert [stamp for stamp, _ in stored] == [ts(hhmm) for hhmm, _ in EXPORTS[:3]]
+    for reading_ts, jws in stored:
+        message_type, _, action, payload = json.loads(jws)
+        assert (message_type, action) == (2, "MeterValues")
+        # One message of three samples: each reading keeps the message with its sample only.
+        assert [ts(v["timestamp"][11:16]) for v in payload["meterValue"]] == [reading_ts]
 
 
 def test_the_log_names_no_token_and_no_vehicle(

@@ -122,8 +122,10 @@ def test_ocpp_201_values_are_numbers_with_a_unit_and_a_multiplier() -> None:
         {"value": "NaN", "measurand": EXPORT},
         {"value": "5", "measurand": EXPORT, "unit": "varh"},
         {"value": "1e30", "measurand": EXPORT},
+        {"value": "1e999990", "measurand": EXPORT},  # refused by its exponent, not computed
+        {"value": "1e999999999", "measurand": EXPORT},  # beyond Decimal's own range
     ],
-    ids=["text", "negative", "nan", "unit", "huge"],
+    ids=["text", "negative", "nan", "unit", "huge", "million-digit", "decimal-overflow"],
 )
 def test_unreadable_values_refuse_the_message(value: dict[str, str]) -> None:
     with pytest.raises(SampleError):

@@ -40,6 +40,7 @@ from cityshare.domain.charging import (
     verify_password,
 )
 from cityshare.domain.devices import DeviceKind, counterparty_pseudonym
+from cityshare.domain.ledger import MAX_INT
 from cityshare.domain.organisations import OrgKind, is_organisation
 from cityshare.services.unit_of_work import AbstractUnitOfWork
 from cityshare.store.charging_repo import (
@@ -180,8 +181,10 @@ def start_charging_session(
     version = OcppVersion(cmd.ocpp_version)
     if not 0 < len(cmd.tx_key) <= 100:
         raise ChargingError("invalid_transaction", "a transaction key is 1-100 characters")
-    if cmd.started_ts < 0 or (cmd.meter_start_wh is not None and cmd.meter_start_wh < 0):
-        raise ChargingError("invalid_transaction", "times and registers are not negative")
+    if not _storable(cmd.started_ts, cmd.meter_start_wh):
+        raise ChargingError("invalid_transaction", "times and registers are 0 … 2^63-1")
+    if not 0 <= cmd.connector_id <= MAX_CONNECTOR:
+        raise ChargingError("invalid_transaction", "a connector (EVSE) id is 0 … 2^31-1")
     digest = id_token_digest(secret, cmd.id_token.upper())
     with uow:
         uow.ledger.lock_ledger()
@@ -205,10 +208,19 @@ def start_charging_session(
     return row
 
 
+#: The largest connector (EVSE) id stored (a 32-bit column).
+MAX_CONNECTOR = (1 << 31) - 1
+
+
+def _storable(*values: int | None) -> bool:
+    """Times and registers the database can hold: 0 … 2^63-1 (None: not given)."""
+    return all(v is None or 0 <= v <= MAX_INT for v in values)
+
+
 def stop_charging_session(cmd: commands.StopChargingSession, uow: AbstractUnitOfWork) -> StopRow:
     """Record a transaction's end (once: a resent stop returns the first one)."""
-    if cmd.stopped_ts < 0 or (cmd.meter_stop_wh is not None and cmd.meter_stop_wh < 0):
-        raise ChargingError("invalid_transaction", "times and registers are not negative")
+    if not _storable(cmd.stopped_ts, cmd.meter_stop_wh):
+        raise ChargingError("invalid_transaction", "times and registers are 0 … 2^63-1")
     with uow:
         uow.ledger.lock_ledger()
         repo = uow.charging
@@ -359,6 +371,8 @@ def session_by_tx(uow: AbstractUnitOfWork, charger_id: str, tx_key: str) -> Sess
 
 
 def session_at(uow: AbstractUnitOfWork, charger_id: str, session_id: int) -> SessionRow | None:
+    if not 0 < session_id <= MAX_INT:
+        return None  # no session has such an id (and the database could not even look)
     with uow:
         found = uow.charging.session(session_id)
     return found if found is not None and found.charger_id == charger_id else None

@@ -479,7 +479,7 @@ charging_sessions = Table(
     Column("charger_id", String(40), nullable=False),
     Column("operator_id", BigInteger, nullable=False),
     Column("ocpp_version", String(8), nullable=False),
-    #: The charger's transaction (2.0.1 transactionId; 1.6: connector, start time, token).
+    #: The charger's transaction (2.0.1 transactionId; 1.6 `<connector>@<start unix time>`).
     Column("tx_key", String(100), nullable=False),
     Column("connector_id", Integer, nullable=False),
     Column("token_hash", String(64), nullable=False),

@@ -25,8 +25,9 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from cityshare.bootstrap import Platform
 from cityshare.domain import commands
@@ -47,6 +48,12 @@ from cityshare.services.energy import IngestOutcome
 from cityshare.store.charging_repo import SessionRow
 
 log = logging.getLogger("cityshare.ingest.ocpp")
+
+
+#: What a reading planned from a message keeps as its evidence: the message (a string), or
+#: per sample time the message with that time's meter values only (every planned reading's
+#: time is one of its samples' times).
+Evidence: TypeAlias = str | Mapping[int, str]
 
 
 class ChargerRevokedError(Exception):
@@ -153,13 +160,13 @@ class ChargingDoor:
         return charging.session_at(self.platform.uow(), charger.device_id, transaction_id)
 
     def meter_values(
-        self, charger: Charger, session: SessionRow, samples: Sequence[Sample], evidence: str
+        self, charger: Charger, session: SessionRow, samples: Sequence[Sample], evidence: Evidence
     ) -> IngestOutcome | None:
         """Credit the vehicle's owner for what the samples add to the session's chain."""
         return self.ingest(session, self.plan(charger, session, samples, evidence))
 
     def plan(
-        self, charger: Charger, session: SessionRow, samples: Sequence[Sample], evidence: str
+        self, charger: Charger, session: SessionRow, samples: Sequence[Sample], evidence: Evidence
     ) -> list[commands.AttestedReading]:
         """The first half of `meter_values`: the readings the samples stand for, planned and
         recorded (see the module docstring); none for a session that credits nobody."""
@@ -177,7 +184,7 @@ class ChargingDoor:
                 p.ts,
                 p.import_wh,
                 p.export_wh,
-                evidence,
+                evidence if isinstance(evidence, str) else evidence[p.ts],
             )
             for p in planned
         ]
@@ -232,7 +239,7 @@ class ChargingDoor:
         token: str | None,
         connector_id: int,
         samples: Sequence[Sample],
-        evidence: str,
+        evidence: Evidence,
         stopped_reason: str | None,
     ) -> EventResult:
         """An OCPP 2.0.1 TransactionEvent: the first event of a transaction that names a token

@@ -28,14 +28,14 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from ocpp.exceptions import OCPPError, PropertyConstraintViolationError, SecurityError
 from ocpp.messages import Call, CallError
 from websockets.frames import Frame, Opcode
 
-from cityshare.domain.charging import ChargingError, OcppVersion
+from cityshare.domain.charging import ChargingError, OcppVersion, Sample
 from cityshare.ingest.ocpp.door import ChargerRevokedError, ChargingDoor
 from cityshare.ingest.ocpp.sessions import TOKEN_KEYS, SampleError, evidence, redact
 from cityshare.services.charging import Charger
@@ -219,11 +219,16 @@ class OcppFrames:
         safe = details if isinstance(details, dict) and _jsonable(details) else {}
         await self._send(CallError(unique_id, code, description, safe).to_json())
 
-    def evidence(self) -> str:
-        """The CALL being handled, as a reading's evidence."""
-        assert self.current is not None, "evidence outside a CALL"
+    def evidence(self, samples: Sequence[Sample]) -> dict[int, str]:
+        """The CALL being handled, as the evidence of the reading of each sample time (with
+        that time's meter values only), made before anything is recorded."""
+        call = self.current
+        assert call is not None, "evidence outside a CALL"
         try:
-            return evidence(self.current.unique_id, self.current.action, self.current.payload)
+            return {
+                t: evidence(call.unique_id, call.action, call.payload, at=t)
+                for t in {s.ts for s in samples}
+            }
         except SampleError as exc:
             raise PropertyConstraintViolationError(str(exc)) from exc
 

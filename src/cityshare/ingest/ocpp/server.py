@@ -19,6 +19,7 @@ import contextlib
 import http
 import logging
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -61,7 +62,11 @@ class OcppServer:
         self.recheck_seconds = (
             platform.settings.ocpp_recheck_seconds if recheck_seconds is None else recheck_seconds
         )
-        self._admitted: dict[ServerConnection, Charger] = {}
+        # Weak: a request admitted here that then fails the upgrade never reaches
+        # _serve_connection to be taken out.
+        self._admitted: weakref.WeakKeyDictionary[ServerConnection, Charger] = (
+            weakref.WeakKeyDictionary()
+        )
         self._live: dict[str, tuple[ServerConnection, Charger]] = {}
         self._server: Server | None = None
         self._recheck: asyncio.Task[None] | None = None
@@ -120,12 +125,6 @@ class OcppServer:
             log.info("charger %s is no longer admitted: closing its connection", charger_id)
             await connection.close(CLOSE_REVOKED, "no longer admitted")
         return gone
-
-    async def serve_forever(self) -> None:
-        server = await self.start()
-        log.info("OCPP central system on ws://%s:%d%s<charge_point_id>",
-                 self.host, self.bound_port, PATH_PREFIX)
-        await server.serve_forever()
 
     async def _handshake(self, connection: ServerConnection, request: Request) -> Response | None:
         charger_id = request.path.split("?", 1)[0].removeprefix(PATH_PREFIX)

@@ -65,10 +65,11 @@ def _wh(value: object, unit: object, multiplier: object = 0) -> int:
         raise SampleError("a unit multiplier is a small integer")
     if not number.is_finite() or number < 0:
         raise SampleError("an energy register is a finite number, at least 0")
-    wh = int(number * scale * Decimal(10) ** multiplier)  # whole Wh, rounded down
-    if wh > MAX_INT:
+    # Judged by its exponent first: int() of "1e999990" would build a million-digit number.
+    scaled = number * scale * Decimal(10) ** multiplier if number.adjusted() <= 40 else None
+    if scaled is None or scaled > MAX_INT:
         raise SampleError("an energy register too large")
-    return wh
+    return int(scaled)  # whole Wh, rounded down
 
 
 def _sample(ts: int, values: Iterable[tuple[str, int]]) -> Sample:
@@ -121,6 +122,13 @@ def samples_v201(meter_values: Sequence[Mapping[str, Any]] | None) -> list[Sampl
     return out
 
 
+def _stamped(item: Any) -> int | None:
+    try:
+        return parse_timestamp(item.get("timestamp")) if isinstance(item, dict) else None
+    except SampleError:
+        return None
+
+
 def redact(value: Any) -> Any:
     """A message's payload with the tokens it names replaced (the rest as it was)."""
     if isinstance(value, dict):
@@ -133,10 +141,24 @@ def redact(value: Any) -> Any:
     return value
 
 
-def evidence(unique_id: str, action: str, payload: Mapping[str, Any]) -> str:
+#: The lists of a CALL's payload that hold meter values stamped with their own time.
+SAMPLE_LISTS = ("meterValue", "transactionData")
+
+
+def evidence(
+    unique_id: str, action: str, payload: Mapping[str, Any], at: int | None = None
+) -> str:
     """The OCPP-J CALL a reading came from, as canonical JSON (sorted keys, no spaces, ASCII),
     with the vehicle's token redacted: the audit log keeps what the charger reported, and the
-    session record already names the token by its keyed hash."""
+    session record already names the token by its keyed hash. With `at`, the meter values of
+    the CALL are only those stamped at that time (the reading's own): a message of K samples
+    is then stored once in all, not K times over."""
+    if at is not None:
+        payload = {
+            k: [item for item in v if _stamped(item) == at]
+            if k in SAMPLE_LISTS and isinstance(v, list) else v
+            for k, v in payload.items()
+        }  # fmt: skip
     try:
         return json.dumps(
             [2, unique_id, action, redact(payload)],

@@ -18,6 +18,7 @@ from ocpp.v16 import ChargePoint, call_result
 from ocpp.v16.enums import Action, AuthorizationStatus, DataTransferStatus, RegistrationStatus
 
 from cityshare.domain.charging import OcppVersion, Sample, SessionStatus
+from cityshare.domain.ledger import MAX_INT
 from cityshare.ingest.ocpp.door import ChargingDoor
 from cityshare.ingest.ocpp.frames import OcppFrames, log, package_log
 from cityshare.ingest.ocpp.sessions import SampleError, parse_timestamp, samples_v16
@@ -113,6 +114,8 @@ class CentralSystem16(OcppFrames, ChargePoint):
         **_: Any,
     ) -> call_result.StopTransaction:
         ts = parsed(parse_timestamp, timestamp)
+        if not 0 <= meter_stop <= MAX_INT:
+            raise PropertyConstraintViolationError("meterStop is a register: 0 … 2^63-1 Wh")
         samples = [*parsed(samples_v16, transaction_data), Sample(ts, meter_stop, None)]
         session = await self._feed(transaction_id, samples)
         if session is not None:
@@ -130,5 +133,6 @@ class CentralSystem16(OcppFrames, ChargePoint):
                 self.id, transaction_id,
             )
             return None
-        await self.run(self.door.meter_values, self.charger, session, samples, self.evidence())
+        evidence = self.evidence(samples)
+        await self.run(self.door.meter_values, self.charger, session, samples, evidence)
         return session

@@ -98,7 +98,7 @@ class CentralSystem201(OcppFrames, ChargePoint):
             id_token["id_token"] if id_token is not None else None,
             int(evse.get("connector_id", evse.get("id", 0))),
             samples,
-            self.evidence(),
+            self.evidence(samples),
             transaction_info.get("stopped_reason"),
         )
         if result.status is None:
