@@ -112,7 +112,8 @@ class AddCosignatures(Command):
 class AttestedReading:
     """A reading a door measured itself, from a device it authenticated (the OCPP central
     system, from a charger's meter values): no signature to check; `evidence` (the message
-    it came from) is stored and logged in the place of a JWS. Only the in-process OCPP door
+    it came from, with only this reading's meter values) is stored and logged in the place of
+    a JWS. Only the in-process OCPP door
     builds these; no HTTP or MQTT input can become one."""
 
     device_id: str  # the reading chain (an OCPP transaction's, `ocpp-...`)
