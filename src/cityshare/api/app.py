@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
-from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from sqlalchemy import text
 
 from cityshare import __version__
+from cityshare.api.body_limit import BodyLimit
 from cityshare.api.deps import PlatformDep
-from cityshare.api.errors import ApiError, error_body, install_error_handlers
+from cityshare.api.errors import ApiError, install_error_handlers
 from cityshare.api.routers import billing, energy, identity, ledger, organisations
 from cityshare.api.routers import charging as charging_router
 from cityshare.api.routers import community as community_router
@@ -140,21 +140,9 @@ def create_app(
     )
     app.state.platform = platform
     install_error_handlers(app)
-    # Refuse oversized bodies before reading them: a full batch of the largest transfers is well
-    # under 1 KiB per item.
-    max_body = platform.settings.max_batch * 1024 + 4096
-
-    @app.middleware("http")
-    async def _limit_body(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > max_body):
-            return JSONResponse(
-                error_body("payload_too_large", f"request bodies are limited to {max_body} bytes"),
-                status_code=413,
-            )
-        return await call_next(request)
+    # Bodies are counted as they arrive, chunked or not: a full batch of the largest transfers is
+    # well under 1 KiB per item.
+    app.add_middleware(BodyLimit, limit=platform.settings.max_batch * 1024 + 4096)
 
     app.include_router(ledger.router)
     app.include_router(log_router.router)

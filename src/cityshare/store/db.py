@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection, make_url
+
+from cityshare.files import private_database
 
 #: Execution option that marks a connection as about to write (SQLite then takes the write lock
 #: up front with BEGIN IMMEDIATE, so read-then-write sequences never hit a lock upgrade failure).
@@ -28,9 +31,22 @@ def is_sqlite(engine_or_url: Engine | str) -> bool:
     return url.get_backend_name() == "sqlite"
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL names; None for an in-memory database or a `file:` URI."""
+    parsed = make_url(url)
+    if parsed.query.get("uri") or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for `url`. A SQLite database file is made owner-only before SQLite opens it
+    (`files.private_database`): it holds residents' records, as its keys beside it do."""
     url = normalise_url(url)
     if is_sqlite(url):
+        path = sqlite_file(url)
+        if path is not None:
+            private_database(path)
         engine = create_engine(url, **kwargs)
         _configure_sqlite(engine)
         return engine

@@ -40,6 +40,7 @@ from typing import Any
 import httpx
 
 from cityshare.domain.replay import Replayer, ReplayResult
+from cityshare.files import private_database
 from cityshare.trust import merkle, note
 from cityshare.trust.cosignature import Cosigner
 
@@ -134,6 +135,7 @@ class Replica:
         if not create and not path.exists():
             raise TwinError(f"no replica at {path}: run `cityshare twin sync` first")
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_database(path)  # the entries are the platform's records: owner-only, like the key
         # Autocommit mode: transactions are begun and committed explicitly below.
         self.conn = sqlite3.connect(path, isolation_level=None, timeout=60)
         self.conn.execute("PRAGMA journal_mode = WAL")

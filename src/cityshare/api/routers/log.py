@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from cityshare.access.policy import Purpose
 from cityshare.api.access import record_reads
+from cityshare.api.body_limit import read_at_most
 from cityshare.api.deps import PlatformDep, PrincipalDep, require_purpose
 from cityshare.api.errors import ApiError
 from cityshare.api.schemas import error_responses
@@ -165,16 +166,7 @@ def consistency(platform: PlatformDep, first: Size, second: Size) -> ProofOut:
     responses=error_responses(413, 422),
 )
 async def add_cosignatures(platform: PlatformDep, request: Request) -> CosignaturesOut:
-    # Read at most the limit, whether or not the client sent a Content-Length.
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_COSIGNED_NOTE_BYTES:
-            raise ApiError(
-                413,
-                "payload_too_large",
-                f"a cosigned checkpoint is at most {MAX_COSIGNED_NOTE_BYTES} bytes",
-            )
+    body = await read_at_most(request, MAX_COSIGNED_NOTE_BYTES, "a cosigned checkpoint")
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
