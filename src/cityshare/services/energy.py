@@ -932,6 +932,33 @@ class EnergySummary:
     timezone: str
 
 
+@dataclass(frozen=True, slots=True)
+class ReviewItem:
+    """An anomalous interval whose energy no later reading has covered: it awaits review
+    (see `domain.energy`, *Awaiting review*)."""
+
+    interval_id: int
+    device_id: str
+    owner_id: int
+    seq: int
+    prev_seq: int
+    status: str
+    start_ts: int
+    end_ts: int
+
+
+def awaiting_review(
+    uow: AbstractUnitOfWork, *, owner_id: int | None = None, after_id: int = 0, limit: int = 100
+) -> list[ReviewItem]:
+    """The intervals awaiting review, by interval id after `after_id`: one owner's (the
+    resident's view) or every meter's (the grid operators' view), at most `limit`."""
+    if not 0 <= after_id <= MAX_INTERVAL_ID or not 1 <= limit <= 1000:
+        raise ValueError("after_id is an interval id and limit is 1 … 1000")
+    with uow:
+        rows = uow.energy.awaiting_review(owner_id, after_id, limit)
+    return [ReviewItem(*row) for row in rows]
+
+
 def energy_summary(
     uow: AbstractUnitOfWork, owner_id: int, *, days: int, tariff: Tariff
 ) -> EnergySummary:
