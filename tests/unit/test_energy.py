@@ -508,7 +508,7 @@ def test_one_corrupt_reading_credits_the_same_in_any_order_and_loses_nothing(
     )
     storm = readings * 2
     rng.shuffle(storm)
-    if storm[0].seq == k:
+    while storm[0].seq == k:  # (both copies may lead)
         storm.append(storm.pop(0))
     assert credited(run(readings))[0] == honest_span
     assert credited(run(storm))[0] == honest_span
