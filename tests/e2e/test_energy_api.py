@@ -118,3 +118,36 @@ def test_only_residents_read_their_energy(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     assert "/api/v1/readings" in spec["paths"]
     assert "/api/v1/me/energy" in spec["paths"]
+
+
+def test_intervals_awaiting_review_are_shown_to_the_resident_and_to_grid_operations(
+    client: TestClient, clock: ManualClock, platform: Platform
+) -> None:
+    """Issue 9, defect 3: energy not credited (a meter reset) is visible, never silent."""
+    world = enrol_with_meter(client, platform)
+    start = clock.now_ns() // 10**9
+    clock.advance(3000)
+    key, meter = world["key"], world["meter"]
+    claims = [(0, 5000), (900, 5100), (1800, 3), (2700, 50)]  # the third: a meter reset
+    readings = [
+        sign(key, meter, seq=i, ts=start + t, import_wh=imp, export_wh=0)
+        for i, (t, imp) in enumerate(claims)
+    ]
+    assert client.post("/api/v1/readings", json=readings, headers=NO_AUTH).status_code == 200
+    body = client.get("/api/v1/me/energy", headers=world["resident"]).json()
+    review = [(r["device"], r["seq"], r["prev_seq"], r["status"]) for r in body["awaiting_review"]]
+    assert review == [(meter, 2, 1, "meter_reset")]
+    grants = {"subject": "grid", "role": "operator", "domain": "energy"}
+    grid = client.post("/api/v1/credentials", json={**grants, "purposes": ["grid_operations"]})
+    billing = client.post("/api/v1/credentials", json={**grants, "purposes": ["billing"]})
+    seen = client.get(
+        "/api/v1/energy/review", headers={"Authorization": f"Bearer {grid.json()['token']}"}
+    )
+    assert seen.status_code == 200, seen.text
+    assert seen.json() == body["awaiting_review"]
+    refused = client.get(
+        "/api/v1/energy/review", headers={"Authorization": f"Bearer {billing.json()['token']}"}
+    )
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "purpose_not_granted"
+    assert client.get("/api/v1/energy/review", headers=world["resident"]).status_code == 403

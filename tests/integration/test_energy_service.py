@@ -373,6 +373,59 @@ def test_anomalies_are_stored_and_logged_but_credit_nothing(
     audit_ok(platform)
 
 
+def test_one_corrupt_reading_does_not_freeze_billing_and_no_import_escapes(
+    platform: Platform, clock: ManualClock
+) -> None:
+    """Issue 9, defect 3: import 1040 -> 3040 Wh in 30 s (a corrupt reading) -> 1240 -> 1440,
+    one batch each. The honest readings are credited from the register before the jump, so all
+    440 Wh imported reach the ENERGY wallet (and billing); the jump awaits review until the
+    reading after it covers it."""
+    meter = resident_with_meter(platform)
+    late_evening(clock)
+    readings = [
+        meter.reading(0, ist(12), 1000, 0),
+        meter.reading(1, ist(12, 5), 1040, 0),
+        meter.reading(2, ist(12, 5) + 30, 3040, 0),
+        meter.reading(3, ist(12, 10), 1240, 0),
+        meter.reading(4, ist(12, 15), 1440, 0),
+    ]
+    answers = [results(ingest(platform, [r]))[0] for r in readings[:3]]
+    assert answers == ["accepted", "accepted", "anomaly:impossible_power"]
+    review = energy.awaiting_review(platform.uow(), owner_id=meter.resident_id)
+    assert [(i.seq, i.status) for i in review] == [(2, "impossible_power")]
+    assert [results(ingest(platform, [r]))[0] for r in readings[3:]] == ["accepted"] * 2
+    assert wallets(platform, meter.resident_id)["ENERGY"] == -(1440 - 1000)
+    with platform.uow() as uow:
+        assert uow.energy.owner_totals(meter.resident_id).import_wh == 440
+    assert energy.awaiting_review(platform.uow(), owner_id=meter.resident_id) == []
+    audit_ok(platform)
+
+
+def test_a_reset_and_a_jump_that_persists_wait_for_review(
+    platform: Platform, clock: ManualClock
+) -> None:
+    """Energy that no reading will ever cover stays visible, never silently dropped."""
+    meter = resident_with_meter(platform)
+    late_evening(clock)
+    ingest(
+        platform,
+        [
+            meter.reading(0, ist(12), 5000, 0),
+            meter.reading(1, ist(12, 1), 9000, 0),  # 240 kW: a jump ...
+            meter.reading(2, ist(12, 30), 9100, 0),  # ... that persists
+            meter.reading(3, ist(13), 3, 0),  # a meter reset
+            meter.reading(4, ist(13, 30), 50, 0),
+        ],
+    )
+    review = energy.awaiting_review(platform.uow(), owner_id=meter.resident_id)
+    assert [(i.device_id, i.seq, i.status) for i in review] == [
+        (meter.device_id, 1, "impossible_power"),
+        (meter.device_id, 3, "meter_reset"),
+    ]
+    assert energy.awaiting_review(platform.uow()) == review  # the operators' view: every meter
+    assert energy.awaiting_review(platform.uow(), owner_id=meter.resident_id + 1) == []
+
+
 def test_a_backlog_split_across_workers_credits_what_orderly_delivery_does(
     platform: Platform, clock: ManualClock
 ) -> None:

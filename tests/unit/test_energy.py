@@ -324,9 +324,58 @@ def test_impossible_power_depends_on_the_device_kind() -> None:
     assert run(fifteen_minutes, CHARGER)[1].status == OK
     at_the_limit = [reading(0, at(10)), reading(1, at(10, 15), 0, 25_000)]  # exactly 100 kW
     assert run(at_the_limit, METER)[1].status == OK
-    # The jump is skipped, never credited later: the chain continues from the jumped register.
+    # A jump that persists is skipped, never credited later: the chain continues from it.
     steps = run([*fifteen_minutes, reading(2, at(10, 30), 0, 31_000)], METER)
     assert credited(steps)[1] == 1_000
+
+
+SPIKE = [
+    reading(0, at(10), 1000, 0),
+    reading(1, at(10, 5), 1040, 0),
+    reading(2, at(10, 5, 30), 3040, 0),  # corrupt: 2000 Wh in 30 s is 240 kW
+    reading(3, at(10, 10), 1240, 0),  # honest again
+    reading(4, at(10, 15), 1440, 0),
+]
+
+
+def test_one_corrupt_jump_does_not_freeze_the_meter_and_no_import_escapes() -> None:
+    """The probe's repro (issue 9): 1040 -> 3040 -> 1240 Wh. The honest reading after the
+    jump is credited from the register before it, so every Wh imported is billed."""
+    steps = run(SPIKE)
+    assert [(s.seq, s.status) for s in steps] == [
+        (0, BASELINE),
+        (1, OK),
+        (2, Anomaly.IMPOSSIBLE_POWER),
+        (3, OK),
+        (4, OK),
+    ]
+    assert steps[3].start_ts == at(10, 5)  # from 1040 Wh, before the jump
+    assert steps[3].import_wh == 200
+    assert credited(steps)[0] == 1440 - 1000  # nothing escapes
+
+
+@pytest.mark.parametrize(
+    "order", [[0, 1, 2, 3, 4], [4, 3, 2, 1, 0], [1, 3, 2, 0, 4], [0, 4, 3, 2, 1]]
+)
+def test_a_corrupt_jump_credits_the_same_whatever_order_it_arrives_in(order: list[int]) -> None:
+    steps = run([SPIKE[i] for i in order])
+    assert credited(steps)[0] == 440
+
+
+def test_a_corrupt_jump_below_the_chain_is_mirrored() -> None:
+    """Readings arriving newest first: the jump is found at the bottom of the chain."""
+    glitch = [
+        reading(0, at(10), 2000, 5000),
+        reading(1, at(10, 0, 30), 2000, 1000),  # corrupt: 4000 Wh less, then 4100 more in 30 s
+        reading(2, at(10, 1), 2000, 5100),
+    ]
+    assert credited(run(glitch[::-1]))[1] == credited(run(glitch))[1] == 100
+
+
+def test_a_jump_that_persists_stays_uncredited() -> None:
+    steps = run([*SPIKE[:3], reading(3, at(10, 10), 3240, 0), reading(4, at(10, 15), 3440, 0)])
+    assert [s.status for s in steps[2:]] == [Anomaly.IMPOSSIBLE_POWER, OK, OK]
+    assert credited(steps)[0] == 40 + 200 + 200  # the 2000 Wh jump is never billed
 
 
 # -- the chain: out of order, duplicated, gaps -----------------------------------------------
@@ -429,6 +478,40 @@ def test_any_permutation_and_duplication_credits_what_orderly_delivery_does(
         orderly[-1].state.carbon_carry,
         orderly[-1].state.credit_carry,
     )
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(min_value=60, max_value=3600), st.integers(0, 1000)),
+        min_size=2,
+        max_size=12,
+    ),
+    st.data(),
+    st.randoms(use_true_random=False),
+)
+@settings(max_examples=150, deadline=None)
+def test_one_corrupt_reading_credits_the_same_in_any_order_and_loses_nothing(
+    data: list[tuple[int, int]], draw: st.DataObject, rng: random.Random
+) -> None:
+    """A corrupt reading far above the others (not the first reading of the meter, which is
+    trusted), in any order of arrival except one that starts the chain with it: every Wh the
+    honest registers went through is credited, and duplicates change nothing."""
+    readings = [reading(0, at(1), 5000, 0)]
+    ts, imported = at(1), 5000
+    for seq, (gap, d_imp) in enumerate(data, start=1):
+        ts, imported = ts + gap, imported + d_imp
+        readings.append(reading(seq, ts, imported, 0))
+    k = draw.draw(st.integers(min_value=1, max_value=len(readings) - 1))
+    readings[k] = dataclasses.replace(readings[k], import_wh=readings[k].import_wh + 10**7)
+    honest_span = readings[-1].import_wh - 5000 if k < len(readings) - 1 else (
+        readings[-2].import_wh - 5000
+    )
+    storm = readings * 2
+    rng.shuffle(storm)
+    while storm[0].seq == k:  # (both copies may lead)
+        storm.append(storm.pop(0))
+    assert credited(run(readings))[0] == honest_span
+    assert credited(run(storm))[0] == honest_span
 
 
 @given(st.lists(st.integers(min_value=0, max_value=12), min_size=2, max_size=12), st.data())

@@ -6,7 +6,7 @@ import datetime as dt
 
 from pydantic import BaseModel, Field
 
-from cityshare.services.energy import EnergySummary, IngestOutcome
+from cityshare.services.energy import EnergySummary, IngestOutcome, ReviewItem
 from cityshare.store.energy_repo import IntervalSums
 
 
@@ -66,11 +66,37 @@ class MeterOut(BaseModel):
     export_wh: int | None = Field(None, description="Its cumulative export register.")
 
 
+class ReviewOut(BaseModel):
+    """An anomalous interval whose energy no later reading has covered: not credited nor
+    billed until a reading covers it or it is reviewed."""
+
+    interval: int = Field(description="The interval's id (page with `after`).")
+    device: str
+    seq: int = Field(description="The reading that joined the chain with this interval.")
+    prev_seq: int = Field(description="The other end of the interval.")
+    status: str = Field(description="The anomaly (e.g. impossible_power, meter_reset).")
+    start_ts: int
+    end_ts: int
+
+    @classmethod
+    def of(cls, item: ReviewItem) -> ReviewOut:
+        return cls(
+            interval=item.interval_id, device=item.device_id, seq=item.seq,
+            prev_seq=item.prev_seq, status=item.status, start_ts=item.start_ts,
+            end_ts=item.end_ts,
+        )  # fmt: skip
+
+
 class EnergyOut(BaseModel):
     timezone: str
     devices: list[MeterOut]
     totals: CreditsOut = Field(description="Everything credited to you, ever.")
     days: list[DayOut] = Field(description="What was credited per local day, oldest first.")
+    awaiting_review: list[ReviewOut] = Field(
+        default_factory=list,
+        description="Anomalous intervals whose energy is neither credited nor billed yet "
+        "(the oldest 100): a later reading may still cover them, else they are reviewed.",
+    )
 
     @classmethod
     def of(cls, summary: EnergySummary) -> EnergyOut:
@@ -90,4 +116,5 @@ class EnergyOut(BaseModel):
             ],
             totals=CreditsOut.of(summary.totals),
             days=[DayOut(date=d.date, **CreditsOut.of(d.sums).model_dump()) for d in summary.days],
+            awaiting_review=[ReviewOut.of(r) for r in summary.review],
         )

@@ -38,14 +38,32 @@ that applies:
 2. a register fell: `meter_reset` when both of c's registers are at most
    `reset_near_zero_wh` (a new baseline: the interval credits nothing, the next counts from
    c), else `register_backwards` (nothing credited; the chain keeps p's registers as its high
-   water mark, so energy is never credited twice);
+   water mark, so energy is never credited twice) -- unless the chain's registers got there
+   by an impossible jump (below) and c is `ok` against the registers from before the jump:
+   the jump was one corrupt reading, and c is credited from before it (see *fallback*);
 3. `impossible_power`: more Wh than the device kind's `max_power_w` can move in the time
-   between (nothing credited; the chain continues from c, so the jump is never credited);
+   between (nothing credited; the chain continues from c, so a jump that persists is never
+   credited, but keeps the registers from before it as its *fallback*);
 4. otherwise `ok`: the increases of both registers are credited.
 
-A reading stamped more than `future_tolerance_s` after it was received (`future_timestamp`)
-or before its device was registered (`before_registration`) credits nothing and never moves
-the chain's registers or clock; it cannot start a chain.
+**The fallback (one anomalous reading never freezes a meter).** A corrupt reading far above
+its neighbours (import 1040 -> 3040 -> 1240 Wh in minutes) is an impossible jump followed by a
+register that falls. Were the jumped register the high-water mark, every honest reading after
+it would be refused until the register passed it, and the Wh in between would never be
+billed. So while the chain's last move was an impossible jump (until an `ok` or a reset moves
+its registers again), it keeps the registers from before the first such jump; a reading that
+falls below the jump but is `ok` against them is credited from them (1040 -> 1240), and the
+intervals of the corrupt reading are thereby covered. The same holds at the bottom of the
+chain, mirrored, so either arrival order credits the same. A chain's first reading (its
+baseline) is trusted: a corrupt one can still hold the chain, visibly (below).
+
+**Awaiting review.** An anomalous interval credits nothing; its energy is not lost as long
+as a later `ok` interval on the same side of the chain is measured from a reading at or
+beyond its far end (it *covers* it: a glitch, a future timestamp, a corrupt jump). Any other
+anomalous interval -- a reset (the Wh between the last reading and the reset were never
+measured), a jump that persisted, a register still below its high-water mark -- *awaits
+review*: the resident and the grid operators see it (`GET /api/v1/me/energy`,
+`GET /api/v1/energy/review`) until a later reading covers it.
 
 **Credits** of an `ok` interval, integers only: the exported Wh; grams CO2e = Wh * the carbon
 factor of the device's source and region (an exact fraction); milli-points = Wh * points per
@@ -489,6 +507,11 @@ class ChainState:
     carbon_carry: int
     credit_carry: int
     tariff_id: int
+    #: (ts, import, export) the top (`fb_top`) or the base (`fb_base`) had before the first
+    #: impossible jump since it last moved otherwise (see the module docstring), or None. Not
+    #: stored: the energy repository derives it from the recorded intervals.
+    fb_top: tuple[int, int, int] | None = None
+    fb_base: tuple[int, int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -545,6 +568,8 @@ def judge(
 #: Outcomes after which the chain's registers move to the new reading (a reset or an
 #: impossible jump starts a new baseline there); after any other anomaly they stay.
 _MOVES = frozenset({OK, Anomaly.METER_RESET, Anomaly.IMPOSSIBLE_POWER})
+_JUMP = Anomaly.IMPOSSIBLE_POWER
+_BACKWARDS = Anomaly.REGISTER_BACKWARDS
 
 
 def rescale_carries(
@@ -610,34 +635,43 @@ class _Walk:
     def up(self, state: ChainState, r: Reading) -> ChainState:
         """`r` joins at the top (the next sequence number, or over a bridged gap)."""
         bad = reading_anomaly(r, self.device, self.tariff)
-        prev = (state.hw_ts, state.hw_import, state.hw_export)
+        origin = (state.hw_ts, state.hw_import, state.hw_export)
+        cur = (r.ts, r.import_wh, r.export_wh)
+        near_zero = self.tariff.reset_near_zero_wh
         status: str = bad or judge(
-            prev,
-            (r.ts, r.import_wh, r.export_wh),
-            max_power_w=self.max_power,
-            near_zero_wh=self.tariff.reset_near_zero_wh,
+            origin, cur, max_power_w=self.max_power, near_zero_wh=near_zero
         )
+        fb = state.fb_top
+        if (
+            status == _BACKWARDS
+            and fb is not None
+            and judge(fb, cur, max_power_w=self.max_power, near_zero_wh=near_zero) == OK
+        ):
+            status, origin = OK, fb  # the jump was one corrupt reading: credit from before
         window, d_imp, d_exp, grams, milli, c_carry, p_carry = self._credit(
-            state, status, state.hw_ts, r.import_wh - state.hw_import, r.export_wh - state.hw_export
+            state, status, origin[0], r.import_wh - origin[1], r.export_wh - origin[2]
         )
         # ChainState(...) rather than dataclasses.replace: this runs once per reading.
         s = state
         if status in _MOVES:
+            # A jump keeps the registers from before the first one; any other move clears.
+            fb = (fb or (s.hw_ts, s.hw_import, s.hw_export)) if status == _JUMP else None
             new = ChainState(
                 s.base_seq, s.base_ts, s.base_import, s.base_export, r.seq, r.ts, r.ts,
-                r.import_wh, r.export_wh, c_carry, p_carry, s.tariff_id,
+                r.import_wh, r.export_wh, c_carry, p_carry, s.tariff_id, fb, s.fb_base,
             )  # fmt: skip
         else:
             new = ChainState(
                 s.base_seq, s.base_ts, s.base_import, s.base_export, r.seq, s.top_ts, s.hw_ts,
-                s.hw_import, s.hw_export, s.carbon_carry, s.credit_carry, s.tariff_id,
+                s.hw_import, s.hw_export, s.carbon_carry, s.credit_carry, s.tariff_id, fb,
+                s.fb_base,
             )  # fmt: skip
         self.steps.append(
             Step(
                 r.seq,
                 state.top_seq,
                 status,
-                state.hw_ts,
+                origin[0],
                 r.ts,
                 window,
                 d_imp,
@@ -652,30 +686,34 @@ class _Walk:
     def down(self, state: ChainState, r: Reading) -> ChainState:
         """`r` (sequence number `base_seq - 1`) joins at the bottom."""
         bad = reading_anomaly(r, self.device, self.tariff)
-        cur = (state.base_ts, state.base_import, state.base_export)
+        target = (state.base_ts, state.base_import, state.base_export)
+        mine = (r.ts, r.import_wh, r.export_wh)
+        near_zero = self.tariff.reset_near_zero_wh
         status: str = bad or judge(
-            (r.ts, r.import_wh, r.export_wh),
-            cur,
-            max_power_w=self.max_power,
-            near_zero_wh=self.tariff.reset_near_zero_wh,
+            mine, target, max_power_w=self.max_power, near_zero_wh=near_zero
         )
+        fb = state.fb_base
+        if (
+            status == _BACKWARDS
+            and fb is not None
+            and judge(mine, fb, max_power_w=self.max_power, near_zero_wh=near_zero) == OK
+        ):
+            status, target = OK, fb  # the jump above was one corrupt reading
         window, d_imp, d_exp, grams, milli, c_carry, p_carry = self._credit(
-            state,
-            status,
-            r.ts,
-            state.base_import - r.import_wh,
-            state.base_export - r.export_wh,
+            state, status, r.ts, target[1] - r.import_wh, target[2] - r.export_wh
         )
         s = state
         if status in _MOVES:
+            fb = (fb or (s.base_ts, s.base_import, s.base_export)) if status == _JUMP else None
             new = ChainState(
                 r.seq, r.ts, r.import_wh, r.export_wh, s.top_seq, s.top_ts, s.hw_ts,
-                s.hw_import, s.hw_export, c_carry, p_carry, s.tariff_id,
+                s.hw_import, s.hw_export, c_carry, p_carry, s.tariff_id, s.fb_top, fb,
             )  # fmt: skip
         else:
             new = ChainState(
                 r.seq, s.base_ts, s.base_import, s.base_export, s.top_seq, s.top_ts, s.hw_ts,
                 s.hw_import, s.hw_export, s.carbon_carry, s.credit_carry, s.tariff_id,
+                s.fb_top, fb,
             )  # fmt: skip
         self.steps.append(
             Step(
@@ -683,7 +721,7 @@ class _Walk:
                 state.base_seq,
                 status,
                 r.ts,
-                state.base_ts,
+                target[0],
                 window,
                 d_imp,
                 d_exp,

@@ -908,6 +908,21 @@ def derived_problems(
 
 
 @dataclass(frozen=True, slots=True)
+class ReviewItem:
+    """An anomalous interval whose energy no later reading has covered: it awaits review
+    (see `domain.energy`, *Awaiting review*)."""
+
+    interval_id: int
+    device_id: str
+    owner_id: int
+    seq: int
+    prev_seq: int
+    status: str
+    start_ts: int
+    end_ts: int
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceRegisters:
     device_id: str
     kind: str
@@ -930,6 +945,20 @@ class EnergySummary:
     totals: IntervalSums
     days: list[DayCredits]
     timezone: str
+    #: The owner's intervals awaiting review (the oldest 100).
+    review: list[ReviewItem] = field(default_factory=list)
+
+
+def awaiting_review(
+    uow: AbstractUnitOfWork, *, owner_id: int | None = None, after_id: int = 0, limit: int = 100
+) -> list[ReviewItem]:
+    """The intervals awaiting review, by interval id after `after_id`: one owner's (the
+    resident's view) or every meter's (the grid operators' view), at most `limit`."""
+    if not 0 <= after_id <= MAX_INTERVAL_ID or not 1 <= limit <= 1000:
+        raise ValueError("after_id is an interval id and limit is 1 … 1000")
+    with uow:
+        rows = uow.energy.awaiting_review(owner_id, after_id, limit)
+    return [ReviewItem(*row) for row in rows]
 
 
 def energy_summary(
@@ -947,6 +976,7 @@ def energy_summary(
         first = today - dt.timedelta(days=days - 1)
         since = int(dt.datetime.combine(first, dt.time(), zone).timestamp())
         rows = uow.energy.owner_intervals(owner_id, since)
+        review = [ReviewItem(*r) for r in uow.energy.awaiting_review(owner_id, 0, 100)]
     per_day: dict[dt.date, list[int]] = {
         first + dt.timedelta(days=i): [0, 0, 0, 0] for i in range(days)
     }
@@ -962,4 +992,5 @@ def energy_summary(
         totals,
         [DayCredits(day, IntervalSums(*sums)) for day, sums in sorted(per_day.items())],
         tariff.timezone,
+        review,
     )

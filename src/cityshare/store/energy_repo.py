@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select
@@ -203,7 +203,47 @@ class EnergyRepository(DriverRepository):
         rows = self._rows(
             f"SELECT {_STATE_COLUMNS} FROM meter_intervals WHERE id IN ({latest})", (param,)
         )
-        return {row[0]: ChainState(*row[1:]) for row in rows}
+        states = {row[0]: ChainState(*row[1:]) for row in rows}
+        for device_id, top, base in self._fallbacks(param):
+            states[device_id] = replace(states[device_id], fb_top=top, fb_base=base)
+        return states
+
+    def _fallbacks(self, param: str) -> list[tuple[str, Any, Any]]:
+        """Each chain's fallbacks (`ChainState.fb_top`, `fb_base`), from its intervals: on
+        either side, the registers before the first impossible jump joined there since the
+        side last moved otherwise (an `ok`, a reset or the baseline). Only chains with one."""
+        devices = (
+            "SELECT j.value AS d FROM json_each(?) j"
+            if self.sqlite
+            else "SELECT v.d FROM json_array_elements_text(%s::json) AS v(d)"
+        )
+        out: dict[str, list[Any]] = {}
+        for side, (up, cols) in enumerate(
+            (("m.seq > m.prev_seq", "hw_ts, hw_import, hw_export"),
+             ("m.seq < m.prev_seq", "base_ts, base_import, base_export"))
+        ):  # fmt: skip
+            moved = (
+                "SELECT m.id FROM meter_intervals m WHERE m.device_id = x.d AND "
+                f"(m.status = 'baseline' OR ({up} AND m.status IN ('ok', 'meter_reset'))) "
+                "ORDER BY m.id DESC LIMIT 1"
+            )
+            jump = (
+                "SELECT m.id FROM meter_intervals m WHERE m.device_id = x.d AND "
+                f"{up} AND m.status = 'impossible_power' AND m.id > ({moved}) "
+                "ORDER BY m.id LIMIT 1"
+            )
+            before = (
+                "SELECT b.id FROM meter_intervals b WHERE b.device_id = y.d AND b.id < y.jump "
+                "ORDER BY b.id DESC LIMIT 1"
+            )
+            sql = (
+                f"SELECT y.d, {', '.join('i.' + c.strip() for c in cols.split(','))} FROM "
+                f"(SELECT x.d AS d, ({jump}) AS jump FROM ({devices}) x) y "
+                f"JOIN meter_intervals i ON i.id = ({before}) WHERE y.jump IS NOT NULL"
+            )
+            for row in self._rows(sql, (param,)):
+                out.setdefault(row[0], [None, None])[side] = (row[1], row[2], row[3])
+        return [(d, top, base) for d, (top, base) in out.items()]
 
     def waiting_readings(self, bounds: Sequence[tuple[str, int, int]]) -> dict[str, list[Reading]]:
         """Stored readings outside each device's chain: (device, base_seq, top_seq) -> those
@@ -390,3 +430,30 @@ class EnergyRepository(DriverRepository):
             )
         ).all()
         return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    def awaiting_review(
+        self, owner_id: int | None, after_id: int, limit: int
+    ) -> list[tuple[int, str, int, int, int, str, int, int]]:
+        """Anomalous intervals no later `ok` interval covers (see `domain.energy`), by id:
+        (id, device, owner, seq, prev_seq, status, start_ts, end_ts). An anomalous interval
+        joined at the top is covered when the next interval that moved the top is `ok` and
+        measured from at or before its start; at the bottom, mirrored."""
+        ph = "?" if self.sqlite else "%s"
+        nxt = (
+            "(SELECT CASE WHEN m.status = 'ok' AND {cond} THEN 1 ELSE 0 END "
+            "FROM meter_intervals m WHERE m.device_id = x.device_id AND m.id > x.id AND "
+            "{side} AND m.status IN ('ok', 'meter_reset') ORDER BY m.id LIMIT 1)"
+        )
+        top = nxt.format(cond="m.start_ts <= x.start_ts", side="m.seq > m.prev_seq")
+        bottom = nxt.format(cond="m.end_ts >= x.end_ts", side="m.seq < m.prev_seq")
+        owner = f"AND x.owner_id = {ph} " if owner_id is not None else ""
+        sql = (
+            "SELECT x.id, x.device_id, x.owner_id, x.seq, x.prev_seq, x.status, x.start_ts, "
+            "x.end_ts FROM meter_intervals x WHERE x.status NOT IN ('ok', 'baseline') "
+            f"AND x.id > {ph} {owner}AND COALESCE(CASE WHEN x.seq > x.prev_seq THEN {top} "
+            f"ELSE {bottom} END, 0) = 0 ORDER BY x.id LIMIT {ph}"
+        )
+        params: tuple[int, ...] = (
+            (after_id, owner_id, limit) if owner_id is not None else (after_id, limit)
+        )
+        return [tuple(r) for r in self._rows(sql, params)]

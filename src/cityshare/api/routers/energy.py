@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Query
 
-from cityshare.api.deps import PlatformDep, ResidentDep
-from cityshare.api.energy_schemas import EnergyOut, ReadingsOut
+from cityshare.access.policy import Purpose
+from cityshare.api.deps import PlatformDep, ResidentDep, StaffDep, require_purpose
+from cityshare.api.energy_schemas import EnergyOut, ReadingsOut, ReviewOut
 from cityshare.api.errors import ApiError
 from cityshare.api.schemas import error_responses
 from cityshare.domain import commands
@@ -56,3 +57,22 @@ def my_energy(
         platform.uow(), principal.resident_id, days=days, tariff=platform.tariff
     )
     return EnergyOut.of(summary)
+
+
+@router.get(
+    "/energy/review",
+    response_model=list[ReviewOut],
+    summary="Every meter's intervals awaiting review (staff with the grid_operations purpose)",
+    description="Anomalous intervals whose energy no later reading has covered (resets, jumps "
+    "that persisted, registers below their high-water mark), oldest first; page with `after`.",
+    responses=error_responses(401, 403, 422),
+)
+def review(
+    platform: PlatformDep,
+    principal: StaffDep,
+    after: Annotated[int, Query(ge=0, le=(1 << 58) - 1, description="Last interval seen.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[ReviewOut]:
+    require_purpose(principal, Purpose.GRID_OPERATIONS)
+    items = energy.awaiting_review(platform.uow(), after_id=after, limit=limit)
+    return [ReviewOut.of(i) for i in items]
