@@ -13,6 +13,7 @@ set -euo pipefail
 REQUIRED=(
     "initdb postgresql"
     "mosquitto mosquitto"
+    "curl curl"                 # the README walkthroughs (tests/e2e/test_readme.py)
 )
 
 # Besides PATH, programs may live in these (glob) directories.

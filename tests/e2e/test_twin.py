@@ -390,3 +390,19 @@ def test_sync_without_a_token_or_against_garbage_fails_clearly(
     assert nowhere.returncode == 1
     assert "cannot reach the primary" in nowhere.stderr
     assert "Traceback" not in nowhere.stderr + no_token.stderr
+
+
+def test_twin_key_prints_the_witness_key_that_init_made_and_nothing_else(tmp_path: Path) -> None:
+    """`twin key` is for scripts (export CITYSHARE_WITNESS_KEYS=$(cityshare twin key ...)),
+    as `issuer key` is: one line, the vkey `twin init` printed; no key is a clear exit 1."""
+    made = ok(cityshare("twin", "init", "--dir", "t", "--name", WITNESS, cwd=tmp_path)).stdout
+    printed = ok(cityshare("twin", "key", "--dir", "t", cwd=tmp_path)).stdout
+    assert printed.endswith("\n")
+    assert printed.count("\n") == 1
+    assert printed.startswith(WITNESS + "+")
+    assert f"CITYSHARE_WITNESS_KEYS={printed.strip()}" in made.replace("\n", "")
+
+    missing = cityshare("twin", "key", "--dir", "nowhere", cwd=tmp_path)
+    assert missing.returncode == 1
+    assert missing.stdout == ""
+    assert "twin init" in missing.stderr

@@ -64,6 +64,18 @@ def init(
 
 
 @app.command()
+def key(directory: Path = DIR_OPTION) -> None:
+    """Print the twin's witness verifier key (vkey) and nothing else, for scripts and
+    configuration (CITYSHARE_WITNESS_KEYS on the primary)."""
+    try:
+        cosigner = twin.load_cosigner(directory)
+    except twin.TwinError as exc:
+        err_console.print(f"[red]✗[/] {exc}")
+        raise typer.Exit(1) from exc
+    typer.echo(cosigner.vkey)
+
+
+@app.command()
 def sync(
     url: str = typer.Option(
         ..., "--from", help="The primary's base URL, e.g. http://127.0.0.1:8000."
