@@ -55,6 +55,7 @@ from cityshare.domain.billing import (
     window_price,
 )
 from cityshare.domain.energy import OK, Tariff
+from cityshare.domain.ids import BILLING_TRANSFERS
 from cityshare.domain.ledger import Ledger, Transfer
 from cityshare.domain.organisations import OrgKind, is_organisation
 from cityshare.domain.residents import WALLET_BASE, wallet_account_id
@@ -73,7 +74,9 @@ from cityshare.trust import entries
 
 log = logging.getLogger(__name__)
 
-BILL_TRANSFER_BASE = 1 << 61
+#: Payments take ids `BILL_TRANSFER_BASE + bill id`, in the platform's range (domain/ids.py).
+BILL_TRANSFER_BASE = BILLING_TRANSFERS.first
+MAX_BILL_ID = BILLING_TRANSFERS.last - BILL_TRANSFER_BASE
 #: Organisations that sell energy to residents.
 SELLER_KINDS = frozenset({OrgKind.PROVIDER.value, OrgKind.COMMUNITY.value})
 DEFAULT_BATCH = 4096
@@ -84,7 +87,7 @@ class BillingCode(enum.IntEnum):
 
 
 def payment_transfer_id(bill_id: int) -> int:
-    if not 0 < bill_id < BILL_TRANSFER_BASE:
+    if not 0 < bill_id <= MAX_BILL_ID:
         raise ValueError("bill ids are below 2^61")
     return BILL_TRANSFER_BASE + bill_id
 

@@ -52,6 +52,7 @@ from cityshare.domain.community import (
     split_pro_rata,
 )
 from cityshare.domain.identity import is_valid_vid
+from cityshare.domain.ids import COMMUNITY_TRANSFERS
 from cityshare.domain.ledger import Ledger, Transfer, TransferFlags
 from cityshare.domain.organisations import OrgKind, is_organisation
 from cityshare.domain.residents import wallet_account_id
@@ -69,7 +70,8 @@ from cityshare.trust import entries
 
 log = logging.getLogger(__name__)
 
-COMMUNITY_TRANSFER_BASE = (1 << 62) | (3 << 60)
+COMMUNITY_TRANSFER_BASE = COMMUNITY_TRANSFERS.first
+MAX_PAYOUT_ID = (COMMUNITY_TRANSFERS.last - COMMUNITY_TRANSFER_BASE) >> 1
 #: Ended periods one settlement run catches up on per asset (the newest ones; earnings of any
 #: older unsettled period are in the wallet still and go to the oldest of these).
 MAX_CATCH_UP = 400
@@ -85,7 +87,7 @@ class CommunityCode(enum.IntEnum):
 
 def payout_transfer_id(payout_id: int, ledger: Ledger) -> int:
     """In [2^62 + 3 * 2^60, 2^63): above every energy posting (see services/energy.py)."""
-    if not 0 < payout_id < 1 << 59:
+    if not 0 < payout_id <= MAX_PAYOUT_ID:
         raise ValueError("payout ids are 1 … 2^59-1")
     return COMMUNITY_TRANSFER_BASE | (payout_id << 1) | (1 if ledger == Ledger.CARBON else 0)
 

@@ -67,6 +67,7 @@ from cityshare.domain.energy import (
     rescale_carries,
     tariff_from_json,
 )
+from cityshare.domain.ids import ENERGY_TRANSFERS
 from cityshare.domain.ledger import (
     CreateAccountResult,
     Ledger,
@@ -105,7 +106,7 @@ PLATFORM_ACCOUNTS = (
         CARBON_ISSUANCE, Ledger.CARBON, PLATFORM_ACCOUNT_CODE, 0, "platform:carbon-issuance"
     ),
 )
-ENERGY_TRANSFER_BASE = 1 << 62
+ENERGY_TRANSFER_BASE = ENERGY_TRANSFERS.first
 
 
 class EnergyCode(enum.IntEnum):
@@ -117,10 +118,10 @@ class EnergyCode(enum.IntEnum):
     ENERGY_IMPORT = 4004  # Wh the resident took from it
 
 
-#: Platform postings own the ids from 2^61 up, in disjoint ranges: billing [2^61, 2^62),
-#: energy [2^62, 2^62 + 2^60), community payouts [2^62 + 3 * 2^60, 2^63) (see
-#: tests/unit/test_transfer_ids.py); clients choose ids below 2^61.
-MAX_INTERVAL_ID = (1 << 58) - 1
+#: Platform postings own the ids from 2^61 up, in disjoint ranges (domain/ids.py): energy's
+#: are [2^62, 2^62 + 2^60), two bits of kind below the interval id; clients choose ids below
+#: 2^61 and are refused any other (`reserved_id`).
+MAX_INTERVAL_ID = (ENERGY_TRANSFERS.last - ENERGY_TRANSFER_BASE) >> 2
 
 
 def transfer_id(interval_id: int, code: EnergyCode) -> int:
