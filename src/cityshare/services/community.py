@@ -27,9 +27,10 @@ ledger lock:
 Transfer ids: `COMMUNITY_TRANSFER_BASE | payout_id << 1 | (ledger is CARBON)`, `user_data` the
 distribution id. A distribution exists at most once per (asset, period end) (a unique index),
 and its payout ids are fixed when it is written, so a rerun for the same period finds it and
-pays nothing twice. The base lies in the platform's own id range (above 2^62, where no client
-picks ids by hand) and above every id energy's intervals can reach (2^62 | id << 2 stays
-below it for interval ids under 3 * 2^58).
+pays nothing twice. The base lies in the platform's own id range (above 2^62; clients are
+refused any id from 2^61 up, `domain.ids`; one found taken anyway is skipped with an alarm)
+and above every id energy's intervals can reach (2^62 | id << 2 stays below it for interval
+ids under 3 * 2^58).
 """
 
 from __future__ import annotations
@@ -363,6 +364,7 @@ def _distribute(uow: AbstractUnitOfWork, asset_id: int, period_end: int) -> Dist
             return DistributionOutcome(asset_id, period_end, Status.NOTHING_TO_DISTRIBUTE)
         splits = {ledger: split_pro_rata(amount, holdings) for ledger, amount in amounts.items()}
         dist_id, first_payout = repo.next_distribution_ids()
+        first_payout = _clear_payout_ids(uow, first_payout, len(holdings))
         payouts = [
             PayoutRow(
                 first_payout + i,
@@ -399,6 +401,33 @@ def _distribute(uow: AbstractUnitOfWork, asset_id: int, period_end: int) -> Dist
     return DistributionOutcome(
         asset_id, period_end, Status.DISTRIBUTED, row, payouts, len(outcome.records)
     )
+
+
+def _clear_payout_ids(uow: AbstractUnitOfWork, first: int, n: int) -> int:
+    """The first of `n` payout ids from `first` whose transfer ids are all free.
+
+    Payout ids are handed out in order and their transfer ids minted from them, which no client
+    can name (`domain.ids`); a transfer already there (planted in the store, a bug) would make
+    the ledger refuse the chain, and as the ids are taken again by the next distribution, every
+    asset's payouts after it. So a taken id is an alarm (logged at ERROR with the ids) and the
+    payouts are numbered after it instead, never a wedge.
+    """
+    while True:
+        ids = [
+            payout_transfer_id(first + i, ledger)
+            for i in range(n)
+            for ledger in DISTRIBUTED_LEDGERS
+        ]
+        taken = uow.ledger.load_transfers(ids)
+        if not taken:
+            return first
+        after = max((tid - COMMUNITY_TRANSFER_BASE) >> 1 for tid in taken) + 1
+        log.error(
+            "ALARM: payout transfer ids %s are taken by transfers no payout made; the payouts "
+            "are numbered from %d instead of %d",
+            sorted(taken), after, first,
+        )  # fmt: skip
+        first = after
 
 
 def _payout_transfers(
