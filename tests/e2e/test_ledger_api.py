@@ -404,3 +404,76 @@ def test_openapi_documents_the_error_shape_the_api_really_answers(client: TestCl
     rejected = client.post("/api/v1/transfers", json=[{"id": 1}]).json()
     assert set(rejected) == {"error"}
     assert {"code", "message"} <= set(rejected["error"])
+
+
+# -- ids from 2^61 up are the platform's own ---------------------------------------------------
+
+#: An energy credit's id (interval 11, points): the id the issue's probe posted.
+PLATFORM_TRANSFER_ID = 2**62 + 44
+LAST_CLIENT_ID = 2**61 - 1
+
+
+@pytest.mark.parametrize(
+    "transfer",
+    [
+        {"id": PLATFORM_TRANSFER_ID, "debit_account_id": 10, "credit_account_id": 11,
+         "amount": 5, "ledger": "CREDIT"},
+        {"id": 2**61, "debit_account_id": 10, "credit_account_id": 11, "amount": 5,
+         "ledger": "CREDIT"},
+        {"id": 3, "pending_id": PLATFORM_TRANSFER_ID, "flags": ["void_pending_transfer"]},
+    ],
+    ids=["energy-credit-id", "first-reserved-id", "pending-id"],
+)  # fmt: skip
+def test_a_transfer_id_in_the_platforms_range_is_refused_and_nothing_is_written(
+    client: TestClient, transfer: dict[str, Any]
+) -> None:
+    setup_wallets(client)
+    before = balances(client)
+    r = client.post("/api/v1/transfers", json=[transfer])
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error["code"] == "reserved_id"
+    assert str(LAST_CLIENT_ID) in error["message"]
+    assert client.get(f"/api/v1/transfers/{transfer['id']}").status_code == 404
+    assert balances(client) == before
+    assert client.get("/api/v1/ledger/check").json()["ok"] is True
+
+
+def test_the_last_client_id_is_still_a_client_id(client: TestClient) -> None:
+    setup_wallets(client)
+    r = client.post(
+        "/api/v1/transfers",
+        json=[{"id": LAST_CLIENT_ID, "debit_account_id": 10, "credit_account_id": 11,
+               "amount": 5, "ledger": "CREDIT"}],
+    )  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert r.json()["results"][0]["result"] == "created"
+
+
+@pytest.mark.parametrize(
+    "account_id",
+    [2**62 | (1 << 3) | 1, 2**61, 901],
+    ids=["resident-1-credit-wallet", "first-reserved-id", "energy-credit-issuance"],
+)
+def test_an_account_id_the_platform_opens_itself_is_refused(
+    client: TestClient, account_id: int
+) -> None:
+    r = client.post(
+        "/api/v1/accounts",
+        json=[{"id": 60, "ledger": "CREDIT"}, {"id": account_id, "ledger": "CREDIT"}],
+    )
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error["code"] == "reserved_id"
+    assert str(LAST_CLIENT_ID) in error["message"]
+    assert client.get(f"/api/v1/accounts/{account_id}").status_code == 404
+    assert client.get("/api/v1/accounts/60").status_code == 404
+
+
+def test_openapi_bounds_the_ids_a_client_may_choose(client: TestClient) -> None:
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    # Exclusive, because the spec's bounds are floats: 2^61 is exact, 2^61-1 is not.
+    assert schemas["TransferIn"]["properties"]["id"]["exclusiveMaximum"] == 2**61
+    assert schemas["TransferIn"]["properties"]["pending_id"]["exclusiveMaximum"] == 2**61
+    assert schemas["AccountIn"]["properties"]["id"]["exclusiveMaximum"] == 2**61
+    assert "reserved_id" in schemas["TransferIn"]["properties"]["id"]["description"]

@@ -6,9 +6,11 @@ wallet, arrears wait for a top-up, and the monthly statement adds up."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
 from cityshare.bootstrap import Platform
 from cityshare.clock import ManualClock
@@ -18,7 +20,8 @@ from cityshare.domain.ledger import CreateTransferResult, Ledger, NewAccount, Tr
 from cityshare.domain.residents import wallet_account_id
 from cityshare.services import audit, billing
 from cityshare.services import ledger as ledger_service
-from cityshare.store.tables import energy_bills
+from cityshare.services.unit_of_work import SqlUnitOfWork
+from cityshare.store.tables import energy_bills, meter_intervals
 from energy_helpers import Meter, ingest, resident_with_meter
 
 IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
@@ -377,3 +380,48 @@ def test_a_resident_chooses_only_a_provider_with_prices(
     choice = billing.current_provider(platform.uow(), other, default_setting=solar)
     assert choice.provider is not None
     assert choice.provider.provider.name == "Ward 9 Rooftops"
+
+
+def test_a_planted_collision_with_a_payment_id_leaves_that_bill_in_arrears_and_pays_the_rest(
+    platform: Platform, clock: ManualClock, world: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bill's payment id is minted from the bill (no client can name it); a transfer planted
+    there in the store makes the ledger refuse that one payment: an alarm, not a failed run."""
+    asha = world["meter"].resident_id
+    bala_meter = resident_with_meter(platform, "bala")
+    bala = bala_meter.resident_id
+    top_up(platform, asha, 10_000)
+    top_up(platform, bala, 10_000)
+    move_to(clock, local(7))
+    ingest(platform, readings(world["meter"], [(local(4), 0, 0), (local(5), 1000, 0)]))
+    ingest(platform, readings(bala_meter, [(local(4), 0, 0), (local(5), 1000, 0)]))
+    with platform.engine.connect() as conn:
+        asha_interval = conn.execute(
+            select(func.max(meter_intervals.c.id)).where(
+                meter_intervals.c.owner_id == asha, meter_intervals.c.status == "ok"
+            )
+        ).scalar_one()
+    planted = billing.payment_transfer_id(asha_interval)  # the bill id is the interval's
+    uow = SqlUnitOfWork(platform.engine, platform.clock, log_signer=platform.log_signer)
+    with uow:
+        last = uow.ledger.lock_ledger()
+        foreign = Transfer(planted, SETTLEMENT, wallet_account_id(asha, Ledger.INR), 1, Ledger.INR)
+        assert not ledger_service.post_transfers(
+            uow, [foreign], last_timestamp=last, atomic=True
+        ).failed
+        uow.commit()
+
+    with caplog.at_level(logging.ERROR, logger="cityshare.services.billing"):
+        outcome = bill(platform)
+
+    assert (outcome.bills, outcome.paid_bills, outcome.unpaid_bills) == (2, 1, 1)
+    assert inr(platform, bala) == 10_000 - 600
+    assert inr(platform, asha) == 10_000 + 1  # the planted transfer; her bill waits
+    with platform.uow() as uow:
+        assert uow.billing.arrears_now(asha) == (600, 1)
+    [alarm] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert str(planted) in alarm.getMessage()
+    report = audit.verify(platform.uow(), platform.log_signer.verifier)
+    assert [p.key for p in report.problems] == [asha_interval]
+    # The next run goes on (the bill stays in arrears, alarmed again), nothing raised.
+    assert bill(platform).paid_bills == 0

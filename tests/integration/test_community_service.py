@@ -6,6 +6,7 @@ and every refusal writes nothing."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from sqlalchemy import func, select, update
 from cityshare.bootstrap import Platform
 from cityshare.clock import ManualClock
 from cityshare.domain import commands
-from cityshare.domain.ledger import Ledger, TransferFlags
+from cityshare.domain.ledger import Ledger, NewAccount, Transfer, TransferFlags
 from cityshare.domain.residents import wallet_account_id
 from cityshare.services import audit, community
 from cityshare.services import ledger as ledger_service
@@ -24,6 +25,7 @@ from cityshare.services.community import (
     Status,
     payout_transfer_id,
 )
+from cityshare.services.unit_of_work import SqlUnitOfWork
 from cityshare.store import tables
 from energy_helpers import Meter, add_device, ingest
 from identity_helpers import a_vid, assertion
@@ -401,3 +403,43 @@ def test_audit_verify_catches_holdings_that_disagree_with_the_share_events(
     report = audit.verify(platform.uow(), platform.log_signer.verifier)
     assert [p.table for p in report.problems] == ["share_holdings"]
     assert "1000 shares stored but the share events add up to 1" in report.problems[0].message
+
+
+def test_a_planted_collision_with_a_payout_id_is_an_alarm_and_the_payouts_go_ahead(
+    platform: Platform,
+    clock: ManualClock,
+    asset: int,
+    meter: Meter,
+    owners: list[Resident],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Payout transfer ids are minted from the payout ids (no client can name them); a
+    transfer planted at the next one makes the payouts take the ids after it, with an alarm,
+    rather than fail this and every later distribution."""
+    earn_in_november(platform, clock, meter)
+    move_to(clock, DEC_1 // 10**9 + 3600)
+    with platform.uow() as uow:
+        first_payout = uow.community.next_distribution_ids()[1]
+    planted = payout_transfer_id(first_payout + 1, Ledger.CARBON)
+    platform.bus.handle(
+        commands.CreateAccounts([NewAccount(1, Ledger.CARBON, 1), NewAccount(2, Ledger.CARBON, 1)])
+    )
+    uow = SqlUnitOfWork(platform.engine, platform.clock, log_signer=platform.log_signer)
+    with uow:
+        last = uow.ledger.lock_ledger()
+        foreign = Transfer(planted, 1, 2, 5, Ledger.CARBON)
+        assert not ledger_service.post_transfers(
+            uow, [foreign], last_timestamp=last, atomic=True
+        ).failed
+        uow.commit()
+
+    with caplog.at_level(logging.ERROR, logger="cityshare.services.community"):
+        [outcome] = settle(platform)
+
+    assert outcome.status == Status.DISTRIBUTED
+    assert [p.id for p in outcome.payouts] == [first_payout + 2 + i for i in range(3)]
+    assert [balance(platform, r.id, Ledger.CREDIT) for r in owners] == [114, 229, 457]
+    assert [balance(platform, r.id, Ledger.CARBON) for r in owners] == [123, 246, 492]
+    [alarm] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert str(planted) in alarm.getMessage()
+    audit_ok(platform)

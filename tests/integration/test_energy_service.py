@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from cityshare.bootstrap import Platform, bootstrap
 from cityshare.clock import ManualClock
 from cityshare.domain import commands
+from cityshare.domain.ledger import Ledger, NewAccount, Transfer
 from cityshare.services import audit, energy
 from cityshare.services import ledger as ledger_service
 from cityshare.services.energy import (
@@ -28,6 +29,7 @@ from cityshare.services.energy import (
     ReadingVerifier,
     transfer_id,
 )
+from cityshare.services.unit_of_work import SqlUnitOfWork
 from cityshare.store import tables
 from cityshare.trust import entries
 from energy_helpers import Meter, add_device, enrol, ingest, resident_with_meter, sign, wallets
@@ -677,3 +679,68 @@ def test_signatures_checked_in_a_process_pool_give_the_same_answers(
         == [i for i in range(40) if i not in (7, 9)]
     )
     assert a.rejected == b.rejected == {7: "bad_signature", 9: "malformed"}
+
+
+# -- a collision with a platform-minted id is an alarm, never a wedge -----------------------
+
+
+def plant_transfer(platform: Platform, transfer_id: int) -> None:
+    """Put a foreign transfer at `transfer_id` straight into the store, past the API's guard
+    (as a bug or a hand-edited database would): the ledger then refuses the platform's own
+    posting at that id as `exists_with_different_fields`."""
+    platform.bus.handle(
+        commands.CreateAccounts([NewAccount(1, Ledger.CREDIT, 1), NewAccount(2, Ledger.CREDIT, 1)])
+    )
+    uow = SqlUnitOfWork(platform.engine, platform.clock, log_signer=platform.log_signer)
+    with uow:
+        last = uow.ledger.lock_ledger()
+        planted = Transfer(transfer_id, 1, 2, 7, Ledger.CREDIT)
+        outcome = ledger_service.post_transfers(uow, [planted], last_timestamp=last, atomic=True)
+        assert not outcome.failed
+        uow.commit()
+
+
+def next_interval_id(platform: Platform) -> int:
+    with platform.engine.connect() as conn:
+        return int(conn.execute(select(func.max(tables.meter_intervals.c.id))).scalar_one()) + 1
+
+
+def test_a_planted_collision_leaves_one_interval_uncredited_and_every_other_meter_credited(
+    platform: Platform, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    asha = resident_with_meter(platform, "asha")
+    ravi = resident_with_meter(platform, "ravi")
+    late_evening(clock)
+    ingest(platform, [asha.reading(0, ist(10), 0, 0), ravi.reading(0, ist(10), 0, 0)])
+    collides = next_interval_id(platform)  # asha's next interval: first in the next batch
+    plant_transfer(platform, transfer_id(collides, EnergyCode.EXPORT_CREDIT))
+
+    with caplog.at_level(logging.ERROR, logger="cityshare.services.energy"):
+        outcome = ingest(
+            platform, [asha.reading(1, ist(10, 15), 0, 1000), ravi.reading(1, ist(10, 15), 0, 1000)]
+        )
+
+    # No exception reached the door: both readings are stored and recorded as intervals.
+    assert results(outcome) == ["accepted", "accepted"]
+    assert outcome.intervals == 2
+    assert outcome.uncredited == [collides]
+    assert outcome.credited.export_wh == 1000  # ravi's only
+    assert wallets(platform, asha.resident_id) == {"CREDIT": 0, "CARBON": 0, "ENERGY": 0}
+    assert wallets(platform, ravi.resident_id) == {"CREDIT": 800, "CARBON": 861, "ENERGY": 1000}
+    [alarm] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert str(collides) in alarm.getMessage()
+    assert str(transfer_id(collides, EnergyCode.EXPORT_CREDIT)) in alarm.getMessage()
+    assert "exists_with_different_fields" in alarm.getMessage()
+
+    # The ledger still balances, and the audit names the one uncredited interval.
+    assert ledger_service.check_invariants(platform.uow()).ok
+    report = audit.verify(platform.uow(), platform.log_signer.verifier)
+    assert [(p.table, p.key) for p in report.problems] == [("meter_intervals", collides)]
+
+    # Nothing is wedged: the next readings of both meters are credited as usual.
+    outcome = ingest(
+        platform, [asha.reading(2, ist(10, 30), 0, 2000), ravi.reading(2, ist(10, 30), 0, 2000)]
+    )
+    assert outcome.uncredited == []
+    assert wallets(platform, asha.resident_id)["ENERGY"] == 1000
+    assert wallets(platform, ravi.resident_id)["ENERGY"] == 2000

@@ -157,3 +157,38 @@ def test_posting_a_transfer_that_was_never_pending_is_refused(platform: Platform
     assert post(platform, Transfer(4, 0, 0, 0, 0, flags=POST, pending_id=999)) == [
         "pending_transfer_not_found"
     ]
+
+
+def test_a_client_cannot_name_an_id_the_platform_mints_at_any_door(platform: Platform) -> None:
+    """`CreateTransfers` is every client door's command (HTTP, and anything else on the bus):
+    ids and pending ids from 2^61 up answer `reserved_id`, alone or breaking their chain, while
+    the rest of a non-atomic batch goes through."""
+    open_accounts(platform, [10, 11])
+    fund(platform, 10, 100, 1)
+    linked = int(TransferFlags.LINKED)
+    results = post(
+        platform,
+        Transfer(2**62 + 44, 10, 11, 5, CREDIT),
+        Transfer(2, 10, 11, 5, CREDIT),
+        Transfer(3, 10, 11, 5, CREDIT, flags=linked),
+        Transfer(2**61, 10, 11, 5, CREDIT),
+        Transfer(4, 0, 0, 0, 0, flags=POST, pending_id=2**62 + 44),
+    )
+    assert results == [
+        "reserved_id", "created", "linked_event_failed", "reserved_id", "reserved_id",
+    ]  # fmt: skip
+    assert account(platform, 11).balance == 5
+    assert ledger_service.get_transfer(platform.uow(), 2**62 + 44) is None
+
+
+def test_a_client_cannot_open_an_account_the_platform_opens_itself(platform: Platform) -> None:
+    wallet = 2**62 | (1 << 3) | CREDIT  # resident 1's CREDIT wallet
+    results = platform.bus.handle(
+        commands.CreateAccounts(
+            [NewAccount(5, CREDIT, 2), NewAccount(wallet, CREDIT, 2), NewAccount(901, CREDIT, 20)],
+            atomic=False,
+        )
+    )
+    assert [r.value for r in results] == ["created", "reserved_id", "reserved_id"]
+    assert ledger_service.get_account(platform.uow(), wallet) is None
+    assert ledger_service.get_account(platform.uow(), 901) is None

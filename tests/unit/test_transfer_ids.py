@@ -1,6 +1,7 @@
 """The platform's own postings (billing, energy credits, community payouts) take transfer ids
 from disjoint ranges above 2^61, so no capability's retry-safe id can ever meet another's, nor
-an id a client chose (clients stay below 2^61)."""
+an id a client chose: clients are held to 1 … 2^61-1 (`domain.ids`), and every range the
+platform mints from (transfers and wallet accounts) lies in the reserved rest."""
 
 from __future__ import annotations
 
@@ -8,10 +9,62 @@ import itertools
 
 import pytest
 
+from cityshare.domain import ids
 from cityshare.domain.ledger import MAX_INT, Ledger
-from cityshare.services.billing import payment_transfer_id
-from cityshare.services.community import payout_transfer_id
-from cityshare.services.energy import MAX_INTERVAL_ID, EnergyCode, transfer_id
+from cityshare.domain.residents import MAX_PARTY_ID, wallet_account_id
+from cityshare.services.billing import MAX_BILL_ID, payment_transfer_id
+from cityshare.services.community import MAX_PAYOUT_ID, payout_transfer_id
+from cityshare.services.energy import (
+    MAX_INTERVAL_ID,
+    PLATFORM_ACCOUNTS,
+    EnergyCode,
+    transfer_id,
+)
+
+
+def test_clients_choose_below_2_61_and_the_platform_keeps_the_rest() -> None:
+    assert ids.CLIENT_IDS == (1, 2**61 - 1)
+    assert ids.RESERVED_IDS == (2**61, MAX_INT)
+    assert ids.CLIENT_IDS.last + 1 == ids.RESERVED_IDS.first
+    assert not ids.reserved_transfer_id(2**61 - 1)
+    assert ids.reserved_transfer_id(2**61)
+    assert ids.reserved_transfer_id(2**62 + 44)
+    assert not ids.reserved_account_id(500)
+    assert ids.reserved_account_id(2**61)
+
+
+def test_every_platform_range_is_reserved_and_no_two_meet() -> None:
+    ranges = sorted(ids.PLATFORM_TRANSFER_RANGES.values())
+    for first, last in ranges:
+        assert first in ids.RESERVED_IDS
+        assert last in ids.RESERVED_IDS
+        assert first <= last
+    for (_, high), (low, _) in itertools.pairwise(ranges):
+        assert high < low
+    assert ids.WALLET_ACCOUNTS.first in ids.RESERVED_IDS
+
+
+def test_every_id_the_platform_mints_lies_in_its_declared_range() -> None:
+    minted = {
+        "billing": [payment_transfer_id(1), payment_transfer_id(MAX_BILL_ID)],
+        "energy": [
+            transfer_id(1, EnergyCode.EXPORT_CREDIT),
+            transfer_id(MAX_INTERVAL_ID, EnergyCode.ENERGY_IMPORT),
+        ],
+        "community": [
+            payout_transfer_id(1, Ledger.CREDIT),
+            payout_transfer_id(MAX_PAYOUT_ID, Ledger.CARBON),
+        ],
+    }
+    for name, extremes in minted.items():
+        assert all(i in ids.PLATFORM_TRANSFER_RANGES[name] for i in extremes), name
+    wallets = [wallet_account_id(1, Ledger.CREDIT), wallet_account_id(MAX_PARTY_ID, Ledger.INR)]
+    assert all(w in ids.WALLET_ACCOUNTS and ids.reserved_account_id(w) for w in wallets)
+
+
+def test_the_energy_platform_accounts_are_reserved_by_name() -> None:
+    assert {a.id for a in PLATFORM_ACCOUNTS} == ids.NAMED_PLATFORM_ACCOUNTS
+    assert all(ids.reserved_account_id(a.id) for a in PLATFORM_ACCOUNTS)
 
 
 def test_each_capability_has_a_range_of_its_own() -> None:

@@ -41,6 +41,10 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **extra}}
 
 
+#: Validation errors raised with a code of their own (`PydanticCustomError`), answered as that
+#: code rather than `invalid_request`: `reserved_id`, an id only the platform may choose.
+_OWN_CODES = frozenset({"reserved_id"})
+
 _STATUS_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -74,15 +78,18 @@ def install_error_handlers(app: FastAPI) -> None:
             return JSONResponse(
                 error_body("malformed_json", "the request body is not valid JSON"), status_code=400
             )
+        # A refusal with a code of its own (an id the platform keeps) names it, and leads.
+        errors = sorted(errors, key=lambda e: e.get("type") not in _OWN_CODES)
         details = [
             {"loc": [str(part) for part in e.get("loc", ())], "message": e.get("msg", "")}
             for e in errors[:50]
         ]
         first = details[0] if details else {"loc": [], "message": "invalid request"}
         where = ".".join(first["loc"]) if first["loc"] else "request"
+        code = errors[0].get("type") if errors else None
         return JSONResponse(
             error_body(
-                "invalid_request",
+                code if code in _OWN_CODES else "invalid_request",
                 f"{where}: {first['message']}"
                 + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""),
                 details=details,

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, model_validator
+from pydantic_core import PydanticCustomError
 
+from cityshare.domain.ids import (
+    NAMED_PLATFORM_ACCOUNTS,
+    PLATFORM_ID_BASE,
+    RESERVED_ACCOUNT_MESSAGE,
+    RESERVED_MESSAGE,
+    reserved_account_id,
+    reserved_transfer_id,
+)
 from cityshare.domain.ledger import (
     MAX_INT,
     MAX_TIMEOUT,
@@ -24,8 +34,53 @@ LedgerName = Literal["CREDIT", "ENERGY", "CARBON", "INR"]
 AccountFlagName = Literal["debits_must_not_exceed_credits", "credits_must_not_exceed_debits"]
 TransferFlagName = Literal["linked", "pending", "post_pending_transfer", "void_pending_transfer"]
 
-Id = Annotated[StrictInt, Field(ge=1, le=MAX_INT, description="Client-chosen id, 1 … 2^63-1.")]
+
+
+def _refuse_reserved(reserved: Callable[[int], bool], message: str) -> BeforeValidator:
+    """Answer `reserved_id` (not a bare bound violation) for an id the platform keeps: the API
+    error names that code and the range a client may choose (api/errors.py)."""
+
+    def check(value: object) -> object:
+        if type(value) is int and value <= MAX_INT and reserved(value):
+            raise PydanticCustomError("reserved_id", message)
+        return value
+
+    return BeforeValidator(check)
+
+
+# The bound is exclusive (`lt`): FastAPI's OpenAPI model keeps bounds as floats, and 2^61 is
+# exact as a float where 2^61-1 is not.
+_CLIENT_RANGE = (
+    "1 … 2^61-1; ids from 2^61 up are the platform's own and answer 422 `reserved_id`"
+)
+#: A transfer id (or a pending id) a client chooses.
+TransferId = Annotated[
+    StrictInt,
+    Field(ge=1, lt=PLATFORM_ID_BASE, description=f"Client-chosen id, {_CLIENT_RANGE}."),
+    _refuse_reserved(reserved_transfer_id, RESERVED_MESSAGE),
+]
+#: An account id a client chooses: the client range less the platform's named accounts.
+AccountId = Annotated[
+    StrictInt,
+    Field(
+        ge=1,
+        lt=PLATFORM_ID_BASE,
+        description=f"Client-chosen id, {_CLIENT_RANGE}, as do the platform's accounts "
+        f"{sorted(NAMED_PLATFORM_ACCOUNTS)}.",
+    ),
+    _refuse_reserved(reserved_account_id, RESERVED_ACCOUNT_MESSAGE),
+]
 AccountRef = Annotated[StrictInt, Field(ge=0, le=MAX_INT)]
+PendingRef = Annotated[
+    StrictInt,
+    Field(
+        ge=0,
+        lt=PLATFORM_ID_BASE,
+        description="The pending transfer to post or void (0 otherwise): one a client made, "
+        f"so {_CLIENT_RANGE}.",
+    ),
+    _refuse_reserved(reserved_transfer_id, RESERVED_MESSAGE),
+]
 Amount = Annotated[StrictInt, Field(ge=0, le=MAX_INT)]
 Code = Annotated[StrictInt, Field(ge=0, le=0xFFFF, description="What kind of account/transfer.")]
 UserData = Annotated[StrictInt, Field(ge=-MAX_INT - 1, le=MAX_INT)]
@@ -36,7 +91,7 @@ class Strict(BaseModel):
 
 
 class AccountIn(Strict):
-    id: Id
+    id: AccountId
     ledger: LedgerName
     code: Code = 0
     flags: list[AccountFlagName] = Field(default_factory=list, max_length=2)
@@ -56,14 +111,14 @@ class TransferIn(Strict):
     """One transfer. For `post_pending_transfer` / `void_pending_transfer`, `pending_id` names
     the hold; account ids, ledger and amount may be omitted (amount omitted posts it all)."""
 
-    id: Id
+    id: TransferId
     debit_account_id: AccountRef = 0
     credit_account_id: AccountRef = 0
     amount: Amount = Field(0, description="In the ledger's minor unit; > 0 except for post/void.")
     ledger: LedgerName | None = None
     code: Code = 0
     flags: list[TransferFlagName] = Field(default_factory=list, max_length=4)
-    pending_id: AccountRef = 0
+    pending_id: PendingRef = 0
     timeout: Annotated[StrictInt, Field(ge=0, le=MAX_TIMEOUT)] = Field(
         0, description="Seconds until a pending transfer expires; 0 = never."
     )

@@ -15,6 +15,8 @@ class Command:
 
 @dataclass(frozen=True, slots=True)
 class CreateAccounts(Command):
+    """A client opens accounts: ids the platform opens itself answer `reserved_id`."""
+
     accounts: Sequence[NewAccount]
     #: All or nothing: if any account fails, none is created.
     atomic: bool = True
@@ -22,6 +24,9 @@ class CreateAccounts(Command):
 
 @dataclass(frozen=True, slots=True)
 class CreateTransfers(Command):
+    """A client posts transfers, with ids of its own: 1 … 2^61-1 (`domain.ids`); the platform's
+    capabilities post theirs with `services.ledger.post_transfers` instead."""
+
     transfers: Sequence[Transfer]
     #: All or nothing: if any transfer fails, none is written (HTTP's default). When False each
     #: transfer (or linked chain) stands alone, as in TigerBeetle.

@@ -96,6 +96,8 @@ class CreateAccountResult(enum.StrEnum):
     EXISTS = "exists"
     EXISTS_WITH_DIFFERENT_FIELDS = "exists_with_different_fields"
     ID_OUT_OF_RANGE = "id_out_of_range"
+    #: A client asked for an id only the platform may open (see `domain.ids`).
+    RESERVED_ID = "reserved_id"
     LEDGER_NOT_FOUND = "ledger_not_found"
     CODE_OUT_OF_RANGE = "code_out_of_range"
     RESERVED_FLAG = "reserved_flag"
@@ -109,6 +111,8 @@ class CreateTransferResult(enum.StrEnum):
     LINKED_EVENT_FAILED = "linked_event_failed"
     LINKED_EVENT_CHAIN_OPEN = "linked_event_chain_open"
     ID_OUT_OF_RANGE = "id_out_of_range"
+    #: A client named an id (or pending id) only the platform may mint (see `domain.ids`).
+    RESERVED_ID = "reserved_id"
     RESERVED_FLAG = "reserved_flag"
     FLAGS_ARE_MUTUALLY_EXCLUSIVE = "flags_are_mutually_exclusive"
     AMOUNT_MUST_BE_POSITIVE = "amount_must_be_positive"
@@ -333,6 +337,7 @@ def apply_transfers(
     *,
     now_ns: int,
     last_timestamp: int,
+    max_id: int = MAX_INT,
 ) -> BatchOutcome:
     """Apply a batch of transfers in order to the in-memory `accounts` and `holds`.
 
@@ -343,6 +348,10 @@ def apply_transfers(
     Each transfer succeeds or fails on its own, except inside a linked chain, which succeeds or
     fails as one: on failure the chain's earlier effects are undone and its members answer
     `linked_event_failed` (the failing one answers its own reason).
+
+    `max_id` is the largest id (and pending id) the caller may name: a client's batch passes
+    `domain.ids.MAX_CLIENT_ID`, and a larger id answers `reserved_id`, so a client can neither
+    take an id the platform will mint nor resolve a transfer the platform made.
     """
     n = len(transfers)
     results: list[CreateTransferResult] = [R.CREATED] * n
@@ -391,6 +400,8 @@ def apply_transfers(
             pass
         elif not 0 < tid <= MAX_INT:
             result = R.ID_OUT_OF_RANGE
+        elif tid > max_id or t.pending_id > max_id:
+            result = R.RESERVED_ID
         elif flags & ~TRANSFER_FLAGS_MASK:
             result = R.RESERVED_FLAG
         elif (flags & _PENDING and flags & _RESOLVING) or (flags & _RESOLVING == _RESOLVING):

@@ -6,10 +6,12 @@ latest enrolment; the platform never holds a national id (DESIGN.md §3).
 
 from __future__ import annotations
 
+from cityshare.domain.ids import WALLET_ACCOUNTS
 from cityshare.domain.ledger import AccountFlags, Ledger, NewAccount
 
-#: Wallet account ids live in their own range, above every id a client would choose by hand.
-WALLET_BASE = 1 << 62
+#: Wallet account ids live in the platform's own range (domain/ids.py), which clients may not
+#: open accounts in: no one can take a resident's wallet id before they enrol.
+WALLET_BASE = WALLET_ACCOUNTS.first
 WALLET_CODE = 10
 #: Every resident holds one wallet per ledger; none but the energy record may go below zero.
 WALLET_LEDGERS: tuple[Ledger, ...] = (Ledger.CREDIT, Ledger.ENERGY, Ledger.CARBON, Ledger.INR)

@@ -55,6 +55,7 @@ from cityshare.domain.billing import (
     window_price,
 )
 from cityshare.domain.energy import OK, Tariff
+from cityshare.domain.ids import BILLING_TRANSFERS
 from cityshare.domain.ledger import Ledger, Transfer
 from cityshare.domain.organisations import OrgKind, is_organisation
 from cityshare.domain.residents import WALLET_BASE, wallet_account_id
@@ -73,7 +74,9 @@ from cityshare.trust import entries
 
 log = logging.getLogger(__name__)
 
-BILL_TRANSFER_BASE = 1 << 61
+#: Payments take ids `BILL_TRANSFER_BASE + bill id`, in the platform's range (domain/ids.py).
+BILL_TRANSFER_BASE = BILLING_TRANSFERS.first
+MAX_BILL_ID = BILLING_TRANSFERS.last - BILL_TRANSFER_BASE
 #: Organisations that sell energy to residents.
 SELLER_KINDS = frozenset({OrgKind.PROVIDER.value, OrgKind.COMMUNITY.value})
 DEFAULT_BATCH = 4096
@@ -84,7 +87,7 @@ class BillingCode(enum.IntEnum):
 
 
 def payment_transfer_id(bill_id: int) -> int:
-    if not 0 < bill_id < BILL_TRANSFER_BASE:
+    if not 0 < bill_id <= MAX_BILL_ID:
         raise ValueError("bill ids are below 2^61")
     return BILL_TRANSFER_BASE + bill_id
 
@@ -347,17 +350,21 @@ class _Batch:
             return False
         if bills:
             repo.insert_bills(bills)
-        repo.add_arrears(unpaid_new)
-        repo.remove_arrears(paid_old)
         leaves = [bill_entry(b) for b in bills]
         if run is not None:
             repo.insert_run(run)
             leaves.append(run_entry(run))
         self.uow.log.append(leaves)
         if transfers:
-            result = post_transfers(self.uow, transfers, last_timestamp=last_ts, atomic=True)
-            if result.failed:
-                raise RuntimeError(f"bill payments failed: {result.failed[:5]}")
+            refused = self._post(transfers, last_ts)
+            if refused:
+                # A refused earlier bill stays in arrears; a refused new one joins them.
+                transfers = [t for t in transfers if t.user_data not in refused]
+                earlier = set(paid_old)
+                unpaid_new += [(b, r) for b, r in refused.items() if b not in earlier]
+                paid_old = [b for b in paid_old if b not in refused]
+        repo.add_arrears(unpaid_new)
+        repo.remove_arrears(paid_old)
         self.uow.commit()
         o = self.outcome
         o.batches += 1
@@ -369,6 +376,32 @@ class _Batch:
         o.paid += sum(t.amount for t in transfers)
         o.unpaid_bills += len(unpaid_new)
         return full
+
+    def _post(self, transfers: list[Transfer], last_ts: int) -> dict[int, int]:
+        """Post the payments; returns the bills (bill id: resident) whose payment the ledger
+        refused. Their ids are minted from the bill ids (`payment_transfer_id`), which no client
+        can name (`domain.ids`), so a refusal is a platform fault (a transfer planted in the
+        store, a bug): an alarm, never a wedge. Those bills are logged at ERROR and left in
+        arrears (`audit verify` then reports them, their payment id being taken); every other
+        payment is posted, and billing goes on for everyone else.
+        """
+        refused: dict[int, int] = {}
+        while transfers:
+            result = post_transfers(self.uow, transfers, last_timestamp=last_ts, atomic=True)
+            if not result.failed:
+                break
+            # Nothing was written (atomic); each round drops at least one payment.
+            for i, reason in result.failed:
+                t = transfers[i]
+                refused[t.user_data] = _party_of_wallet(t.debit_account_id)
+                log.error(
+                    "ALARM: the payment of bill %d was refused by the ledger (transfer %d: %s); "
+                    "the bill stays in arrears, other bills are paid; `cityshare audit verify` "
+                    "lists it",
+                    t.user_data, t.id, reason.value,
+                )  # fmt: skip
+            transfers = [t for t in transfers if t.user_data not in refused]
+        return refused
 
     def _bills(self, billable: list[Any], run_id: int) -> list[BillRow]:
         if not billable:

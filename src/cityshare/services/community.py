@@ -27,9 +27,10 @@ ledger lock:
 Transfer ids: `COMMUNITY_TRANSFER_BASE | payout_id << 1 | (ledger is CARBON)`, `user_data` the
 distribution id. A distribution exists at most once per (asset, period end) (a unique index),
 and its payout ids are fixed when it is written, so a rerun for the same period finds it and
-pays nothing twice. The base lies in the platform's own id range (above 2^62, where no client
-picks ids by hand) and above every id energy's intervals can reach (2^62 | id << 2 stays
-below it for interval ids under 3 * 2^58).
+pays nothing twice. The base lies in the platform's own id range (above 2^62; clients are
+refused any id from 2^61 up, `domain.ids`; one found taken anyway is skipped with an alarm)
+and above every id energy's intervals can reach (2^62 | id << 2 stays below it for interval
+ids under 3 * 2^58).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from cityshare.domain.community import (
     split_pro_rata,
 )
 from cityshare.domain.identity import is_valid_vid
+from cityshare.domain.ids import COMMUNITY_TRANSFERS
 from cityshare.domain.ledger import Ledger, Transfer, TransferFlags
 from cityshare.domain.organisations import OrgKind, is_organisation
 from cityshare.domain.residents import wallet_account_id
@@ -69,7 +71,8 @@ from cityshare.trust import entries
 
 log = logging.getLogger(__name__)
 
-COMMUNITY_TRANSFER_BASE = (1 << 62) | (3 << 60)
+COMMUNITY_TRANSFER_BASE = COMMUNITY_TRANSFERS.first
+MAX_PAYOUT_ID = (COMMUNITY_TRANSFERS.last - COMMUNITY_TRANSFER_BASE) >> 1
 #: Ended periods one settlement run catches up on per asset (the newest ones; earnings of any
 #: older unsettled period are in the wallet still and go to the oldest of these).
 MAX_CATCH_UP = 400
@@ -85,7 +88,7 @@ class CommunityCode(enum.IntEnum):
 
 def payout_transfer_id(payout_id: int, ledger: Ledger) -> int:
     """In [2^62 + 3 * 2^60, 2^63): above every energy posting (see services/energy.py)."""
-    if not 0 < payout_id < 1 << 59:
+    if not 0 < payout_id <= MAX_PAYOUT_ID:
         raise ValueError("payout ids are 1 … 2^59-1")
     return COMMUNITY_TRANSFER_BASE | (payout_id << 1) | (1 if ledger == Ledger.CARBON else 0)
 
@@ -361,6 +364,7 @@ def _distribute(uow: AbstractUnitOfWork, asset_id: int, period_end: int) -> Dist
             return DistributionOutcome(asset_id, period_end, Status.NOTHING_TO_DISTRIBUTE)
         splits = {ledger: split_pro_rata(amount, holdings) for ledger, amount in amounts.items()}
         dist_id, first_payout = repo.next_distribution_ids()
+        first_payout = _clear_payout_ids(uow, first_payout, len(holdings))
         payouts = [
             PayoutRow(
                 first_payout + i,
@@ -397,6 +401,33 @@ def _distribute(uow: AbstractUnitOfWork, asset_id: int, period_end: int) -> Dist
     return DistributionOutcome(
         asset_id, period_end, Status.DISTRIBUTED, row, payouts, len(outcome.records)
     )
+
+
+def _clear_payout_ids(uow: AbstractUnitOfWork, first: int, n: int) -> int:
+    """The first of `n` payout ids from `first` whose transfer ids are all free.
+
+    Payout ids are handed out in order and their transfer ids minted from them, which no client
+    can name (`domain.ids`); a transfer already there (planted in the store, a bug) would make
+    the ledger refuse the chain, and as the ids are taken again by the next distribution, every
+    asset's payouts after it. So a taken id is an alarm (logged at ERROR with the ids) and the
+    payouts are numbered after it instead, never a wedge.
+    """
+    while True:
+        ids = [
+            payout_transfer_id(first + i, ledger)
+            for i in range(n)
+            for ledger in DISTRIBUTED_LEDGERS
+        ]
+        taken = uow.ledger.load_transfers(ids)
+        if not taken:
+            return first
+        after = max((tid - COMMUNITY_TRANSFER_BASE) >> 1 for tid in taken) + 1
+        log.error(
+            "ALARM: payout transfer ids %s are taken by transfers no payout made; the payouts "
+            "are numbered from %d instead of %d",
+            sorted(taken), after, first,
+        )  # fmt: skip
+        first = after
 
 
 def _payout_transfers(

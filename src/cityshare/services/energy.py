@@ -32,9 +32,12 @@ wallet -> 902 (4004); so a resident's ENERGY wallet is their net export (it may 
 and paying for imports (pay-as-you-go) can later settle against 902. Zero amounts are not
 posted. A transfer's id is `2^62 | interval id << 2 | kind` and its `user_data` the interval
 id: an interval exists at most once per (device, seq) (a unique index), so no retry can post
-twice, and the id space above 2^62 (the platform's own postings) never meets ids a client
-picks by hand, unlike a 62-bit hash of (device, seq, kind), which at city scale (10^9
-postings) would collide with a probability near 10%.
+twice, and the id space above 2^62 (the platform's own postings, `domain.ids`: clients are
+refused any id from 2^61 up) never meets ids a client picks, unlike a 62-bit hash of (device,
+seq, kind), which at city scale (10^9 postings) would collide with a probability near 10%.
+Should the ledger still refuse an interval's credits (a transfer planted in the store), that
+interval stays recorded uncredited, with an ERROR alarm and an `audit verify` problem, and
+every other interval is credited (`_Batch._post`).
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ from cityshare.domain.energy import (
     rescale_carries,
     tariff_from_json,
 )
+from cityshare.domain.ids import ENERGY_TRANSFERS
 from cityshare.domain.ledger import (
     CreateAccountResult,
     Ledger,
@@ -105,7 +109,7 @@ PLATFORM_ACCOUNTS = (
         CARBON_ISSUANCE, Ledger.CARBON, PLATFORM_ACCOUNT_CODE, 0, "platform:carbon-issuance"
     ),
 )
-ENERGY_TRANSFER_BASE = 1 << 62
+ENERGY_TRANSFER_BASE = ENERGY_TRANSFERS.first
 
 
 class EnergyCode(enum.IntEnum):
@@ -117,10 +121,10 @@ class EnergyCode(enum.IntEnum):
     ENERGY_IMPORT = 4004  # Wh the resident took from it
 
 
-#: Platform postings own the ids from 2^61 up, in disjoint ranges: billing [2^61, 2^62),
-#: energy [2^62, 2^62 + 2^60), community payouts [2^62 + 3 * 2^60, 2^63) (see
-#: tests/unit/test_transfer_ids.py); clients choose ids below 2^61.
-MAX_INTERVAL_ID = (1 << 58) - 1
+#: Platform postings own the ids from 2^61 up, in disjoint ranges (domain/ids.py): energy's
+#: are [2^62, 2^62 + 2^60), two bits of kind below the interval id; clients choose ids below
+#: 2^61 and are refused any other (`reserved_id`).
+MAX_INTERVAL_ID = (ENERGY_TRANSFERS.last - ENERGY_TRANSFER_BASE) >> 2
 
 
 def transfer_id(interval_id: int, code: EnergyCode) -> int:
@@ -491,6 +495,9 @@ class IngestOutcome:
     #: Readings that joined their device's chain (each with its interval) in this batch.
     intervals: int = 0
     credited: IntervalSums = field(default_factory=IntervalSums)
+    #: `ok` intervals recorded in this batch whose credits the ledger refused (an alarm: see
+    #: `_Batch._post`); their amounts are not in `credited`.
+    uncredited: list[int] = field(default_factory=list)
 
 
 def ingest_readings(
@@ -734,7 +741,10 @@ class _Batch:
         if self.leaves:
             self.uow.log.append(self.leaves)
         if transfers:
-            self._post(transfers, last_timestamp)
+            refused = self._post(transfers, last_timestamp)
+            for t in refused:
+                credited[_CREDITED_AT[t.code]] -= t.amount
+            self.outcome.uncredited = sorted({t.user_data for t in refused})
         self.uow.commit()
         self.outcome.intervals = len(interval_rows)
         self.outcome.credited = IntervalSums(*credited)
@@ -801,7 +811,19 @@ class _Batch:
             cache[tariff_id] = tariff_from_json(row.body)
         return cache[tariff_id]
 
-    def _post(self, transfers: list[Transfer], last_timestamp: int) -> None:
+    def _post(self, transfers: list[Transfer], last_timestamp: int) -> list[Transfer]:
+        """Post the intervals' credits; returns the transfers of the intervals left uncredited.
+
+        The ids are minted from the interval ids (`transfer_id`), which no client can name
+        (`domain.ids`), so the ledger refusing one is a platform fault (a transfer planted in
+        the store, a bug): an alarm, never a wedge. The intervals whose transfers the ledger
+        refuses are dropped whole (an interval is credited in full or not at all) and logged at
+        ERROR with the ids; the others are posted, in this same transaction, and the intervals
+        stay recorded, so `audit verify` reports each one uncredited (`derived_problems`).
+        Keeping the reading and the interval matters: were the batch refused instead, the
+        next batch would mint the same interval id again and fail the same way, for every
+        meter, for ever.
+        """
         ledger = self.uow.ledger
         have = ledger.load_accounts([a.id for a in PLATFORM_ACCOUNTS])
         missing = [a for a in PLATFORM_ACCOUNTS if a.id not in have]
@@ -817,9 +839,25 @@ class _Batch:
                         f"account {account.id} is not the platform's {Ledger(account.ledger).name} "
                         "account (its ids below 1000 are reserved; see services/energy.py)"
                     )
-        result = post_transfers(self.uow, transfers, last_timestamp=last_timestamp, atomic=True)
-        if result.failed:
-            raise EnergyError(f"crediting failed: {result.failed[:5]}")
+        refused: list[Transfer] = []
+        while transfers:
+            result = post_transfers(
+                self.uow, transfers, last_timestamp=last_timestamp, atomic=True
+            )
+            if not result.failed:
+                break
+            # Nothing was written (atomic); each round drops at least one interval.
+            failed = {transfers[i].user_data: (transfers[i].id, r) for i, r in result.failed}
+            for interval_id, (tid, reason) in failed.items():
+                log.error(
+                    "ALARM: the credits of interval %d were refused by the ledger (transfer %d: "
+                    "%s); the interval stays recorded and uncredited, other intervals are "
+                    "credited; `cityshare audit verify` lists it",
+                    interval_id, tid, reason.value,
+                )  # fmt: skip
+            refused += [t for t in transfers if t.user_data in failed]
+            transfers = [t for t in transfers if t.user_data not in failed]
+        return refused
 
 
 def _interval_row(
@@ -853,6 +891,8 @@ _IMPORT = int(EnergyCode.ENERGY_IMPORT)
 _LEDGER_CREDIT = int(Ledger.CREDIT)
 _LEDGER_CARBON = int(Ledger.CARBON)
 _LEDGER_ENERGY = int(Ledger.ENERGY)
+#: Where a posting's amount counts in `IntervalSums` (import, export, carbon, credit).
+_CREDITED_AT = {_POINTS: 3, _CARBON: 2, _EXPORT: 1, _IMPORT: 0}
 
 
 def _add_credits(
@@ -877,10 +917,17 @@ def _add_credits(
 def derived_problems(
     uow: AbstractUnitOfWork, *, limit: int = 100
 ) -> list[tuple[str, int | str | None, str]]:
-    """`audit verify`'s check of the chains marked for the sweep against the readings, chains,
-    devices and OCPP sessions: a chain is marked exactly while a reading waits above or below
+    """`audit verify`'s check of the credits and of the chains marked for the sweep: every `ok`
+    interval is posted as exactly its credits (an interval the ledger refused to credit, see
+    `_Batch._post`, shows here); a chain is marked exactly while a reading waits above or below
     it, since the oldest of them was received, with the party its readings credit."""
     out: list[tuple[str, int | str | None, str]] = []
+    for interval_id, device_id in uow.energy.uncredited_intervals(ENERGY_TRANSFER_BASE, limit):
+        out.append(
+            ("meter_intervals", interval_id,
+             f"ok interval of {device_id} not posted as its credits (transfers "
+             f"{transfer_id(interval_id, EnergyCode.EXPORT_CREDIT)} + 0..3)")
+        )  # fmt: skip
     for device_id, derived, marked in uow.energy.waiting_mismatches(limit):
         if marked is None:
             out.append(("meter_waiting", device_id, "readings wait beside its chain, unmarked"))

@@ -6,7 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cityshare.domain import commands, events
+from cityshare.domain.ids import MAX_CLIENT_ID, reserved_account_id
 from cityshare.domain.ledger import (
+    MAX_INT,
     AccountState,
     BatchOutcome,
     CreateAccountResult,
@@ -35,20 +37,30 @@ _RESOLVING = int(TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDIN
 def create_accounts(
     cmd: commands.CreateAccounts, uow: AbstractUnitOfWork
 ) -> list[CreateAccountResult]:
+    """A client's accounts: ids the platform opens itself (`domain.ids`) answer `reserved_id`."""
     with uow:
         last = uow.ledger.lock_ledger()
-        results = open_accounts(uow, list(cmd.accounts), last_timestamp=last, atomic=cmd.atomic)
+        results = open_accounts(
+            uow, list(cmd.accounts), last_timestamp=last, atomic=cmd.atomic, client=True
+        )
         uow.commit()
     return results
 
 
 def open_accounts(
-    uow: AbstractUnitOfWork, new: list[NewAccount], *, last_timestamp: int, atomic: bool
+    uow: AbstractUnitOfWork,
+    new: list[NewAccount],
+    *,
+    last_timestamp: int,
+    atomic: bool,
+    client: bool = False,
 ) -> list[CreateAccountResult]:
     """Create accounts (and their log leaves) inside the caller's locked, open transaction.
 
     Other capabilities open accounts this way in their own transactions (enrolling a resident
     opens their wallets); the caller commits. With `atomic`, nothing is written if any fails.
+    With `client`, an id the platform keeps for itself (a wallet, a named platform account)
+    answers `reserved_id`: taken first by a client, it would make enrolment or crediting fail.
     """
     existing = uow.ledger.load_accounts({a.id for a in new})
     seen: dict[int, int] = {}
@@ -56,6 +68,8 @@ def open_accounts(
     results: list[CreateAccountResult] = []
     for i, account in enumerate(new):
         problem = validate_new_account(account)
+        if problem is None and client and reserved_account_id(account.id):
+            problem = CreateAccountResult.RESERVED_ID
         if problem is None:
             prior = existing.get(account.id)
             if prior is not None:
@@ -88,9 +102,13 @@ _ACCOUNT_OK = frozenset({CreateAccountResult.CREATED, CreateAccountResult.EXISTS
 
 
 def create_transfers(cmd: commands.CreateTransfers, uow: AbstractUnitOfWork) -> BatchOutcome:
+    """A client's transfers: an id or pending id from 2^61 up (`domain.ids`) answers
+    `reserved_id`, so no client can take an id the platform mints for its own postings."""
     with uow:
         last = uow.ledger.lock_ledger()
-        outcome = post_transfers(uow, cmd.transfers, last_timestamp=last, atomic=cmd.atomic)
+        outcome = post_transfers(
+            uow, cmd.transfers, last_timestamp=last, atomic=cmd.atomic, client=True
+        )
         if outcome.records or outcome.pending_changes:
             uow.commit()
             if outcome.records:
@@ -104,9 +122,10 @@ def post_transfers(
     *,
     last_timestamp: int,
     atomic: bool,
+    client: bool = False,
 ) -> BatchOutcome:
     """Apply transfers (and write them and their log leaves) inside the caller's locked, open
-    transaction; the caller commits.
+    transaction; the caller commits. With `client`, ids are held to the client range.
 
     Other capabilities post this way in their own transactions (ingesting readings credits the
     wallets in the same commit as the readings). With `atomic`, nothing is written if any
@@ -127,7 +146,13 @@ def post_transfers(
     accounts = repo.load_accounts(account_ids)
     existing = repo.load_transfers([t.id for t in batch])
     outcome = apply_transfers(
-        batch, accounts, holds, existing, now_ns=uow.clock.now_ns(), last_timestamp=last_timestamp
+        batch,
+        accounts,
+        holds,
+        existing,
+        now_ns=uow.clock.now_ns(),
+        last_timestamp=last_timestamp,
+        max_id=MAX_CLIENT_ID if client else MAX_INT,
     )
     if atomic and outcome.failed:
         outcome.discard()

@@ -375,6 +375,29 @@ class EnergyRepository(DriverRepository):
         )
         return [(row[0], row[1], row[2]) for row in rows]
 
+    def uncredited_intervals(self, base: int, limit: int) -> list[tuple[int, str]]:
+        """(interval id, device id) of each `ok` interval whose postings are not exactly its
+        credits: transfer `base + 4 * id + kind` (points, carbon, export, import, codes 4001 to
+        4004) with the interval's amount and the interval as user_data where the amount is
+        positive, none where it is 0; for `audit verify`."""
+        kinds = ("credit_milli", "carbon_g", "export_wh", "import_wh")
+        joins = " ".join(
+            f"LEFT JOIN transfers t{k} ON t{k}.id = {int(base)} + i.id * 4 + {k}"
+            for k in range(4)
+        )
+        exact = " AND ".join(
+            f"((i.{amount} = 0 AND t{k}.id IS NULL) OR (i.{amount} > 0 AND t{k}.id IS NOT NULL "
+            f"AND t{k}.amount = i.{amount} AND t{k}.code = {4001 + k} "
+            f"AND t{k}.user_data = i.id))"
+            for k, amount in enumerate(kinds)
+        )
+        rows = self._rows(
+            f"SELECT i.id, i.device_id FROM meter_intervals i {joins} "
+            f"WHERE i.status = 'ok' AND NOT ({exact}) ORDER BY i.id LIMIT {int(limit)}",
+            (),
+        )
+        return [(int(row[0]), str(row[1])) for row in rows]
+
     def waiting_parties(self) -> list[tuple[DeviceKeys, tuple[Any, ...]]]:
         """Each mark's party, beside what it is derived from: (the owner of the chain's latest
         interval, the device's kind and registration time, the OCPP session's start), for
