@@ -163,3 +163,20 @@ def test_every_operation_behaves_as_its_schema_says(case: schemathesis.Case) -> 
         excluded_checks=[positive_data_acceptance],
         additional_checks=[positive_data_acceptance_but_for_rules_of_state],
     )
+
+
+def test_a_405_lists_every_method_of_the_path_in_allow() -> None:
+    with TestClient(APP) as client:
+        r = client.delete("/api/v1/accounts", headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})
+    assert r.status_code == 405
+    assert r.headers["allow"] == "GET, POST"
+    assert r.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_integer_bounds_are_published_exactly() -> None:
+    """2^63-1 is not 9.223372036854776e+18 (which JSON Schema reads as 9223372036854776000)."""
+    spec = APP.openapi()
+    transfer = spec["components"]["schemas"]["TransferIn"]["properties"]
+    assert transfer["amount"]["maximum"] == 2**63 - 1
+    assert isinstance(transfer["amount"]["maximum"], int)
+    assert transfer["user_data"]["minimum"] == -(2**63)

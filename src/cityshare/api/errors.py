@@ -54,16 +54,24 @@ _STATUS_CODES = {
 }
 
 
+#: The methods an `Allow` header may name.
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
 def allowed_methods(request: Request) -> list[str]:
     """Every method the request's path answers to, for the `Allow` header of a 405 (RFC 9110
     15.5.6). Each FastAPI route serves one method, so the router's own 405 names only the first
-    route whose path matched; the header must list them all."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match != Match.NONE and isinstance(route, BaseRoute):
-            methods |= set(getattr(route, "methods", None) or ())
-    return sorted(methods)
+    route whose path matched; the header must list them all. Each method is asked of the
+    routes as the router would (`matches`), so included routers are searched too."""
+    routes: list[BaseRoute] = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL
+            for route in routes
+        )
+    ]
 
 
 def install_error_handlers(app: FastAPI) -> None:
