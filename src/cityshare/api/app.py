@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from cityshare import __version__
+from cityshare.api import openapi
 from cityshare.api.body_limit import BodyLimit
 from cityshare.api.deps import PlatformDep
 from cityshare.api.errors import ApiError, install_error_handlers
@@ -21,6 +22,7 @@ from cityshare.api.routers import log as log_router
 from cityshare.api.schemas import Health, error_responses
 from cityshare.bootstrap import Platform
 from cityshare.domain import commands
+from cityshare.services.billing import tariff_windows
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,11 @@ prove the history was never rewritten.
 
 Operations under `/api/v1` need `Authorization: Bearer <operator token>`; checkpoints, the log
 key and proofs are public. Errors are JSON `{"error": {"code": "...", "message": "..."}}`.
+
+Integers are JSON integers: a number written with a fraction or an exponent (even `1.0`) is
+refused with 422, as JSON Schema cannot say. So are refusals that depend on what is stored,
+on the clock, on a signature or on several fields together: each operation's description and
+the error's `code` say which.
 """
 
 
@@ -168,4 +175,5 @@ def create_app(
             raise ApiError(503, "database_unavailable", "the database does not answer") from exc
         return Health(status="ok", version=__version__, database=platform.engine.dialect.name)
 
+    openapi.install(app, price_windows=tariff_windows(platform.tariff))
     return app

@@ -7,7 +7,7 @@ import datetime as dt
 from pydantic import BaseModel, Field
 
 from cityshare.api.identity_schemas import Strict, iso
-from cityshare.domain.charging import OcppVersion
+from cityshare.domain.charging import ID_TOKEN_RE, PASSWORD_RE, OcppVersion
 from cityshare.services.charging import SessionView
 from cityshare.store.charging_repo import ChargerSecretRow, IdTokenRow
 
@@ -22,6 +22,7 @@ class ChargerPasswordIn(Strict):
     password: str = Field(
         min_length=16,
         max_length=40,
+        pattern=PASSWORD_RE.pattern,
         description="The charger's OCPP password (security profile 1: HTTP Basic auth with the "
         "charge point id as user name): 16-40 printable ASCII characters. Only a salted hash "
         "is kept; setting a new one replaces the old.",
@@ -41,6 +42,7 @@ class IdTokenIn(Strict):
     id_token: str = Field(
         min_length=1,
         max_length=36,
+        pattern=ID_TOKEN_RE.pattern,
         description="The token the vehicle presents at chargers (an OCPP 1.6 idTag or 2.0.1 "
         "IdToken, e.g. an RFID card's UID), case-insensitive. Only a keyed hash is kept.",
     )

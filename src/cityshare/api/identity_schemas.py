@@ -18,7 +18,7 @@ from cityshare.access.policy import (
     ResidentField,
     Role,
 )
-from cityshare.domain.devices import encode_public_key
+from cityshare.domain.devices import LABEL_RE, DeviceKind, encode_public_key
 from cityshare.domain.ledger import AccountState, Ledger
 from cityshare.services.identity import DeviceView, ResidentData
 from cityshare.store.identity_repo import AccessRow
@@ -34,8 +34,9 @@ def iso(ns: int) -> str:
 
 class EnrolIn(Strict):
     assertion: str = Field(
-        min_length=1,
+        min_length=5,
         max_length=4096,
+        pattern=r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$",
         description="The issuer's signed enrolment assertion (`cityshare issuer enroll`).",
     )
 
@@ -126,16 +127,28 @@ class DeviceOut(BaseModel):
         )
 
 
+#: An Ed25519 public key: base64url (or base64) of its 32 bytes, 43 characters, padding optional.
+PUBLIC_KEY_PATTERN = r"^[A-Za-z0-9_+/-]{43}=?$"
+
+
 class DeviceIn(Strict):
-    kind: str = Field(description="meter, charger, vehicle, parking_meter, validator or phone")
-    public_key: str = Field(
-        min_length=40, max_length=64, description="Ed25519 public key, base64url of 32 bytes."
+    # `\w` in the label as Python's `re` reads it, as the service does (Rust's regex differs).
+    model_config = ConfigDict(regex_engine="python-re")
+
+    kind: str = Field(
+        description="meter, charger, vehicle, parking_meter, validator or phone",
+        json_schema_extra={"enum": [k.value for k in DeviceKind]},
     )
-    label: str | None = Field(None, max_length=64)
+    public_key: str = Field(
+        pattern=PUBLIC_KEY_PATTERN, description="Ed25519 public key, base64url of 32 bytes."
+    )
+    label: str | None = Field(None, max_length=64, pattern=LABEL_RE.pattern)
 
 
 class KeyIn(Strict):
-    public_key: str = Field(min_length=40, max_length=64)
+    public_key: str = Field(
+        pattern=PUBLIC_KEY_PATTERN, description="Ed25519 public key, base64url of 32 bytes."
+    )
 
 
 class ResidentOut(BaseModel):

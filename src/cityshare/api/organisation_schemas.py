@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from cityshare.api.identity_schemas import DeviceOut, Strict, WalletOut, iso
 from cityshare.domain.organisations import NAME_RE, OrgKind
@@ -11,6 +11,31 @@ from cityshare.store.identity_repo import OrganisationRow
 
 
 class OrganisationIn(Strict):
+    """An operator names its domain; a provider or community asset is of the energy domain
+    (`domain` may be left out). The schema says so (`anyOf`) as the service checks it."""
+
+    model_config = ConfigDict(
+        # `\w` in the name as Python's `re` reads it, as the service does.
+        regex_engine="python-re",
+        json_schema_extra={
+            "anyOf": [
+                {
+                    "required": ["domain"],
+                    "properties": {
+                        "kind": {"const": "operator"},
+                        "domain": {"enum": ["energy", "transit", "parking"]},
+                    },
+                },
+                {
+                    "properties": {
+                        "kind": {"enum": ["provider", "community"]},
+                        "domain": {"enum": ["energy", None]},
+                    },
+                },
+            ]
+        }
+    )
+
     kind: OrgKind
     name: str = Field(min_length=1, max_length=100, pattern=NAME_RE.pattern)
     domain: str | None = Field(

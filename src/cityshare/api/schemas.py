@@ -107,9 +107,40 @@ class AccountIn(Strict):
         )
 
 
+#: A transfer that resolves a pending one (post or void) names it; any other moves an amount.
+_RESOLVING = frozenset({"post_pending_transfer", "void_pending_transfer"})
+
+
 class TransferIn(Strict):
     """One transfer. For `post_pending_transfer` / `void_pending_transfer`, `pending_id` names
-    the hold; account ids, ledger and amount may be omitted (amount omitted posts it all)."""
+    the hold; account ids, ledger and amount may be omitted (amount omitted posts it all).
+    Any other transfer needs both accounts, the ledger and a positive amount: the schema says
+    so (`anyOf`) as `_amount_and_accounts` checks it."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [
+                {
+                    "required": ["flags"],
+                    "properties": {
+                        "flags": {
+                            "contains": {"enum": ["post_pending_transfer", "void_pending_transfer"]}
+                        }
+                    },
+                },
+                {
+                    "required": ["debit_account_id", "credit_account_id", "amount", "ledger"],
+                    "properties": {
+                        "debit_account_id": {"minimum": 1},
+                        "credit_account_id": {"minimum": 1},
+                        "amount": {"minimum": 1},
+                        "ledger": {"type": "string"},
+                    },
+                },
+            ]
+        },
+    )
 
     id: TransferId
     debit_account_id: AccountRef = 0
@@ -126,7 +157,7 @@ class TransferIn(Strict):
 
     @model_validator(mode="after")
     def _amount_and_accounts(self) -> TransferIn:
-        resolving = {"post_pending_transfer", "void_pending_transfer"} & set(self.flags)
+        resolving = _RESOLVING & set(self.flags)
         if not resolving:
             if self.amount <= 0:
                 raise ValueError("amount must be a positive integer")
@@ -333,3 +364,14 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         503: "Not configured or database unavailable",
     }
     return {s: {"model": ErrorOut, "description": descriptions[s]} for s in statuses}
+
+
+def json_error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`error_responses` for an operation whose success is not JSON (a text/plain note):
+    FastAPI would document its errors in the success's media type, but errors are always
+    JSON. (ErrorOut is in the document's components through every other operation.)"""
+    json_error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
+    return {
+        s: {"description": r["description"], "content": json_error}
+        for s, r in error_responses(*statuses).items()
+    }

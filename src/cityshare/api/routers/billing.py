@@ -41,7 +41,12 @@ from cityshare.services import billing, identity
 router = APIRouter(prefix="/api/v1", tags=["billing"])
 
 MonthPath = Annotated[
-    str, Path(pattern=r"^[0-9]{4}-[0-9]{2}$", description="A month, YYYY-MM (local time).")
+    str,
+    Path(
+        pattern=r"^(19[7-9][0-9]|2[01][0-9]{2}|22[0-5][0-9]|226[01])-(0[1-9]|1[0-2])$",
+        description="A month, YYYY-MM (local time), from 1970-01 to 2261-12 (64-bit ledger "
+        "time).",
+    ),
 ]
 
 

@@ -30,7 +30,13 @@ router = APIRouter(prefix="/api/v1", tags=["energy"])
 )
 def post_readings(
     platform: PlatformDep,
-    readings: Annotated[list[str], Body(description="JWS compact strings, at most 1 KiB each.")],
+    readings: Annotated[
+        list[str],
+        Body(
+            description="JWS compact strings, at most 1 KiB each.",
+            json_schema_extra={"minItems": 1},
+        ),
+    ],
 ) -> ReadingsOut:
     limit = platform.settings.max_batch
     if not readings:

@@ -50,6 +50,10 @@ READ_PURPOSE = Query(
 )
 
 
+#: A batch has at least one item (`_check_batch_size` answers 422 `empty_batch` otherwise).
+NON_EMPTY = Body(json_schema_extra={"minItems": 1})
+
+
 def _check_batch_size(platform: PlatformDep, n: int) -> None:
     limit = platform.settings.max_batch
     if n == 0:
@@ -66,7 +70,7 @@ def _check_batch_size(platform: PlatformDep, n: int) -> None:
 )
 def create_accounts(
     platform: PlatformDep,
-    accounts: Annotated[list[AccountIn], Body()],
+    accounts: Annotated[list[AccountIn], NON_EMPTY],
     atomic: bool = ATOMIC,
 ) -> BatchResponse:
     _check_batch_size(platform, len(accounts))
@@ -166,7 +170,7 @@ def get_statement(
 )
 def create_transfers(
     platform: PlatformDep,
-    transfers: Annotated[list[TransferIn], Body()],
+    transfers: Annotated[list[TransferIn], NON_EMPTY],
     atomic: bool = ATOMIC,
 ) -> BatchResponse:
     _check_batch_size(platform, len(transfers))

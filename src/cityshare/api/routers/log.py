@@ -22,7 +22,7 @@ from cityshare.api.access import record_reads
 from cityshare.api.body_limit import read_at_most
 from cityshare.api.deps import PlatformDep, PrincipalDep, require_purpose
 from cityshare.api.errors import ApiError
-from cityshare.api.schemas import error_responses
+from cityshare.api.schemas import error_responses, json_error_responses
 from cityshare.domain import commands
 from cityshare.domain.ledger import MAX_INT
 from cityshare.services import audit_log
@@ -30,6 +30,8 @@ from cityshare.services import audit_log
 router = APIRouter(prefix="/api/v1/log", tags=["audit log"])
 
 Size = Annotated[int, Query(ge=0, le=MAX_INT)]
+#: A tree size a proof is about: the empty tree has no proofs.
+TreeSize = Annotated[int, Query(ge=1, le=MAX_INT)]
 NOTE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/plain": {}}, "description": "A C2SP signed note"}
 }
@@ -72,7 +74,9 @@ def checkpoint(platform: PlatformDep) -> PlainTextResponse:
     "/checkpoints/{size}",
     response_class=PlainTextResponse,
     summary="The checkpoint the log signed at this size, with its cosignatures",
-    responses={**NOTE, **error_responses(404, 422)},
+    description="The note as text/plain; like every error, a size the log never signed a "
+    "checkpoint at (404 `not_found`) or a size below 1 (422) is answered as JSON.",
+    responses={**NOTE, **json_error_responses(404, 422)},
 )
 def checkpoint_at(
     platform: PlatformDep, size: Annotated[int, Path(ge=1, le=MAX_INT)]
@@ -97,6 +101,8 @@ def key(platform: PlatformDep) -> PlainTextResponse:
     "/entries",
     response_model=EntriesOut,
     summary="Entries [start, end), at most 1000 per call (the audit purpose; recorded)",
+    description="`end` must be greater than `start`, and `start` within the log as it stands "
+    "(fewer entries come back when the log ends sooner); otherwise 422 `out_of_range`.",
     responses=error_responses(401, 403, 422),
 )
 def entries(
@@ -125,9 +131,10 @@ def entries(
     "/proof/inclusion",
     response_model=ProofOut,
     summary="Inclusion proof of leaf `index` in the tree of `size`",
+    description="Needs `index < size <= ` the log's current size; otherwise 422 `out_of_range`.",
     responses=error_responses(422),
 )
-def inclusion(platform: PlatformDep, index: Size, size: Size) -> ProofOut:
+def inclusion(platform: PlatformDep, index: Size, size: TreeSize) -> ProofOut:
     try:
         proof = audit_log.inclusion_proof(platform.uow(), index, size)
     except audit_log.LogRangeError as exc:
@@ -139,9 +146,11 @@ def inclusion(platform: PlatformDep, index: Size, size: Size) -> ProofOut:
     "/proof/consistency",
     response_model=ProofOut,
     summary="Consistency proof between the trees of sizes `first` and `second`",
+    description="Needs `first <= second <= ` the log's current size; otherwise 422 "
+    "`out_of_range`.",
     responses=error_responses(422),
 )
-def consistency(platform: PlatformDep, first: Size, second: Size) -> ProofOut:
+def consistency(platform: PlatformDep, first: TreeSize, second: TreeSize) -> ProofOut:
     try:
         proof = audit_log.consistency_proof(platform.uow(), first, second)
     except audit_log.LogRangeError as exc:
