@@ -3,6 +3,7 @@ stored row, leaf, node, head or checkpoint is named (table, key and leaf index).
 
 from __future__ import annotations
 
+import base64
 import os
 import random
 import shutil
@@ -42,6 +43,7 @@ from cityshare.store import tables
 from cityshare.store.db import make_engine
 from cityshare.store.log_repo import LogRepository
 from cityshare.trust import entries, merkle, note
+from cityshare.trust.cosignature import Cosigner
 from energy_helpers import ingest, sign
 from identity_helpers import assertion, new_key
 from ledger_helpers import ISSUER, fund, open_accounts, post
@@ -531,6 +533,37 @@ def test_the_ledger_clock_set_back(seeded: Platform) -> None:
     assert "ledger_clock 1: last_timestamp" in found
 
 
+def test_the_ledger_clock_set_ahead(seeded: Platform) -> None:
+    """Ahead of every record, the clock would date every later record in the future: the
+    clock is the newest record's timestamp, and anything else is reported."""
+    execute(seeded, "UPDATE ledger_clock SET last_timestamp = last_timestamp + 1")
+    found = messages(run_verify(seeded, seeded.log_signer.verifier))
+    assert "ledger_clock 1: last_timestamp" in found
+    assert "is after the newest record timestamp" in found
+
+
+def test_a_sweep_of_lapsed_holds_alone_leaves_the_clock_on_the_newest_record(
+    platform: Platform, clock: ManualClock
+) -> None:
+    """A batch that only releases lapsed holds (by a post that finds its hold lapsed, or the
+    sweeper) writes no timestamped record, so the clock stays where the newest record put it."""
+    open_accounts(platform, [10, 11])
+    fund(platform, 10, 1_000, transfer_id=1)
+    post(platform, Transfer(5, 10, 11, 10, CREDIT, flags=PENDING, timeout=5))
+    post(platform, Transfer(6, 10, 11, 10, CREDIT, flags=PENDING, timeout=5))
+    clock.advance(60)
+    assert post(platform, Transfer(7, 0, 0, 0, 0, flags=POST, pending_id=5)) == [
+        "pending_transfer_expired"
+    ]
+    assert platform.bus.handle(commands.ExpirePendingTransfers()) == 1
+    with platform.engine.connect() as conn:
+        last = conn.execute(text("SELECT last_timestamp FROM ledger_clock")).scalar_one()
+        newest = conn.execute(text("SELECT max(timestamp) FROM transfers")).scalar_one()
+    assert last == newest
+    report = run_verify(platform, platform.log_signer.verifier)
+    assert report.ok, messages(report)
+
+
 def test_cosignature_lines_must_parse_and_belong_to_a_checkpoint(seeded: Platform) -> None:
     witness = note.Signer.generate("witness.example")
     with seeded.engine.connect() as conn:
@@ -538,11 +571,11 @@ def test_cosignature_lines_must_parse_and_belong_to_a_checkpoint(seeded: Platfor
             text("SELECT size, note FROM log_checkpoints ORDER BY size LIMIT 1")
         ).first()
     line = note.sign_note(signed.partition("\n\n")[0] + "\n", witness).splitlines()[-1]
-    add = "INSERT INTO log_cosignatures (size, witness, line, timestamp) VALUES (:s, :w, :l, 0)"
+    add = "INSERT INTO log_cosignatures (size, witness, line) VALUES (:s, :w, :l)"
     execute(seeded, add, s=size, w="witness.example", l=line)
     report = run_verify(seeded, seeded.log_signer.verifier)
     assert report.ok, messages(report)
-    assert report.cosignatures == 1
+    assert report.cosignatures == report.cosignatures_unchecked == 1  # no key to check it with
     execute(seeded, add, s=size, w="broken.example", l="not a signature line")
     execute(seeded, add, s=10**9, w="witness.example", l=line)
     found = messages(run_verify(seeded, seeded.log_signer.verifier))
@@ -553,6 +586,35 @@ def test_cosignature_lines_must_parse_and_belong_to_a_checkpoint(seeded: Platfor
     assert f"log_cosignatures {10**9}/witness.example: cosigns a checkpoint the log does not" in (
         found
     )
+
+
+def test_cosignatures_of_a_configured_witness_must_verify_with_its_key(seeded: Platform) -> None:
+    """A line is covered by its witness's signature: given the witness keys (as the CLI takes
+    them from CITYSHARE_WITNESS_KEYS), `audit verify` checks it, its time included."""
+    witness = Cosigner.generate("twin.example/witness")
+    with seeded.engine.connect() as conn:
+        size, signed = conn.execute(
+            text("SELECT size, note FROM log_checkpoints ORDER BY size LIMIT 1")
+        ).first()
+    body = signed.partition("\n\n")[0] + "\n"
+    line = witness.cosign(body, 1_700_000_000)
+    add = "INSERT INTO log_cosignatures (size, witness, line) VALUES (:s, :w, :l)"
+    execute(seeded, add, s=size, w=witness.name, l=line)
+    keys = [witness.verifier]
+    report = run_verify(seeded, seeded.log_signer.verifier, witnesses=keys)
+    assert report.ok, messages(report)
+    assert (report.cosignatures, report.cosignatures_unchecked) == (1, 0)
+    # The same witness's line dated otherwise (a valid line, but not one it signed).
+    forged = witness.cosign(body, 1_700_000_001)
+    kid_time = note.b64decode_canonical(forged.rpartition(" ")[2])[:12]
+    sig = note.b64decode_canonical(line.rpartition(" ")[2])[12:]
+    retimed = f"— {witness.name} {base64.b64encode(kid_time + sig).decode()}"
+    execute(seeded, "UPDATE log_cosignatures SET line = :l", l=retimed)
+    found = messages(run_verify(seeded, seeded.log_signer.verifier, witnesses=keys))
+    assert (
+        f"log_cosignatures {size}/{witness.name}: the cosignature does not verify with the "
+        f"configured key of {witness.name}"
+    ) in found
 
 
 def test_values_at_the_64_bit_limit_are_reported_not_crashed_on(seeded: Platform) -> None:
