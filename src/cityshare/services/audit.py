@@ -1192,6 +1192,37 @@ for _type, (_table, _encode) in billing.RECORD_ENCODERS.items():
     register_record_type(_type, _table, _encode)
 DERIVED_CHECKS.append(billing.derived_problems)
 
-# The charging capability's records (charger passwords set, id tokens, sessions and stops).
+def planned_reading_problems(
+    uow: AbstractUnitOfWork, *, limit: int = 100
+) -> list[tuple[str, int | str | None, str]]:
+    """Each sample the OCPP central system planned (`charging_chain_seqs`) whose reading was
+    stored says what that reading says (time and registers): else a resent sample would be
+    mapped to another reading, and credited twice. A planned row with no stored reading (the
+    process died before storing it; the sweep bridges the gap) has nothing to be checked by."""
+    p = tables.charging_chain_seqs
+    r = tables.meter_readings
+    planned = (p.c.ts, p.c.import_wh, p.c.export_wh)
+    stored = (r.c.ts, r.c.import_wh, r.c.export_wh)
+    rows = uow.ledger.conn.execute(
+        select(p.c.chain_id, p.c.seq, *planned, *stored)
+        .join(r, and_(r.c.device_id == p.c.chain_id, r.c.seq == p.c.seq))
+        .where(or_(*(a != b for a, b in zip(planned, stored, strict=True))))
+        .order_by(p.c.chain_id, p.c.seq)
+        .limit(limit)
+    ).all()
+    return [
+        (
+            "charging_chain_seqs",
+            f"{chain}/{seq}",
+            f"charging_chain_seqs {chain}/{seq}: planned as (ts, import, export) "
+            f"{(ts, imp, exp)} but the reading stored for it says {(rts, rimp, rexp)}",
+        )
+        for chain, seq, ts, imp, exp, rts, rimp, rexp in rows
+    ]
+
+
+# The charging capability's records (charger passwords set, id tokens, sessions and stops),
+# and the samples it planned, checked against the readings stored for them.
 for _type, (_table, _encode) in charging.RECORD_ENCODERS.items():
     register_record_type(_type, _table, _encode)
+DERIVED_CHECKS.append(planned_reading_problems)
