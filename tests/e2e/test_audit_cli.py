@@ -98,6 +98,7 @@ def test_json_output(tmp_path: Path, db: str) -> None:
         "nodes": 0,
         "checkpoints": 5,
         "cosignatures": 0,
+        "cosignatures_unchecked": 0,
         "accounts": 3,
         "pending_transfers": 1,
     }

@@ -301,17 +301,30 @@ def test_a_rewritten_history_is_caught_even_with_every_hash_and_signature_redone
     assert f"new checkpoint of size {new_size} is inconsistent" in message
     assert f"checkpoint of size {trusted_size} this twin trusts" in message
     assert "Traceback" not in result.stderr
-    # Nothing new was trusted, and the replica still verifies on its own.
+    assert "both signed checkpoints are kept in" in message
+    # Nothing new was trusted, and the replica still verifies on its own; but the twin keeps
+    # the two contradicting signed checkpoints, and verify fails while it holds them.
     assert (twin_dir / "checkpoint").read_text() == trusted_file
-    verified = json.loads(
-        ok(
-            cityshare("twin", "verify", "--dir", str(twin_dir), "--json", cwd=twin_dir.parent)
-        ).stdout
-    )
-    assert (verified["ok"], verified["size"]) == (True, trusted_size)
+    verify = cityshare("twin", "verify", "--dir", str(twin_dir), "--json", cwd=twin_dir.parent)
+    assert verify.returncode == 1
+    verified = json.loads(verify.stdout)
+    assert (verified["ok"], verified["size"], verified["problems"]) == (False, trusted_size, [])
+    [evidence] = verified["evidence"]
+    assert evidence["kind"] == "inconsistent"
+    assert evidence["problem"] is None
+    assert (evidence["trusted"]["size"], evidence["offered"]["size"]) == (trusted_size, new_size)
+    [kept] = (twin_dir / "evidence").iterdir()
+    assert json.loads(kept.read_text())["trusted"] == trusted_file
+    shown = cityshare("twin", "verify", "--dir", str(twin_dir), cwd=twin_dir.parent)
+    assert shown.returncode == 1
+    assert "✗ evidence" in shown.stdout
+    assert "history it had published was rewritten" in " ".join(shown.stdout.split())
     # And it keeps refusing: a rerun reaches the same verdict.
     assert sync(twin_dir, primary).returncode != 0
     assert index < trusted_size
+    # Once someone has dealt with it and moved the file away, verify passes again.
+    kept.rename(twin_dir / kept.name)
+    ok(cityshare("twin", "verify", "--dir", str(twin_dir), cwd=twin_dir.parent))
 
 
 def test_a_shrunk_log_is_refused_and_an_unconfigured_witness_is_only_a_warning(
@@ -343,6 +356,13 @@ def test_a_shrunk_log_is_refused_and_an_unconfigured_witness_is_only_a_warning(
         assert f"the log shrank: its checkpoint is of size {keep}" in message
         assert f"already trusts a checkpoint of size {trusted}" in message
         assert (twin_dir / "checkpoint").read_text() == trusted_file
+        verify = cityshare(
+            "twin", "verify", "--dir", str(twin_dir), "--json", cwd=twin_dir.parent
+        )
+        assert verify.returncode == 1
+        [evidence] = json.loads(verify.stdout)["evidence"]
+        assert (evidence["kind"], evidence["offered"]["size"]) == ("rollback", keep)
+        assert "an old checkpoint served again" in evidence["detail"]
     finally:
         primary.stop()
 

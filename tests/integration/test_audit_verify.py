@@ -3,6 +3,7 @@ stored row, leaf, node, head or checkpoint is named (table, key and leaf index).
 
 from __future__ import annotations
 
+import base64
 import os
 import random
 import shutil
@@ -24,6 +25,8 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
+    and_,
+    func,
     make_url,
     select,
     text,
@@ -33,16 +36,19 @@ from sqlalchemy import (
 from cityshare.bootstrap import Platform
 from cityshare.clock import ManualClock
 from cityshare.domain import commands
+from cityshare.domain.charging import OcppVersion, Sample
 from cityshare.domain.devices import parse_public_key
 from cityshare.domain.ledger import Ledger, NewAccount, Transfer, TransferFlags, TransferRecord
 from cityshare.domain.residents import wallet_account_id
+from cityshare.ingest.ocpp.door import ChargingDoor
 from cityshare.services import audit
 from cityshare.services.unit_of_work import SqlUnitOfWork
 from cityshare.store import tables
 from cityshare.store.db import make_engine
 from cityshare.store.log_repo import LogRepository
 from cityshare.trust import entries, merkle, note
-from energy_helpers import ingest, sign
+from cityshare.trust.cosignature import Cosigner
+from energy_helpers import add_device, enrol, ingest, sign
 from identity_helpers import assertion, new_key
 from ledger_helpers import ISSUER, fund, open_accounts, post
 from services import PostgresServer
@@ -531,6 +537,37 @@ def test_the_ledger_clock_set_back(seeded: Platform) -> None:
     assert "ledger_clock 1: last_timestamp" in found
 
 
+def test_the_ledger_clock_set_ahead(seeded: Platform) -> None:
+    """Ahead of every record, the clock would date every later record in the future: the
+    clock is the newest record's timestamp, and anything else is reported."""
+    execute(seeded, "UPDATE ledger_clock SET last_timestamp = last_timestamp + 1")
+    found = messages(run_verify(seeded, seeded.log_signer.verifier))
+    assert "ledger_clock 1: last_timestamp" in found
+    assert "is after the newest record timestamp" in found
+
+
+def test_a_sweep_of_lapsed_holds_alone_leaves_the_clock_on_the_newest_record(
+    platform: Platform, clock: ManualClock
+) -> None:
+    """A batch that only releases lapsed holds (by a post that finds its hold lapsed, or the
+    sweeper) writes no timestamped record, so the clock stays where the newest record put it."""
+    open_accounts(platform, [10, 11])
+    fund(platform, 10, 1_000, transfer_id=1)
+    post(platform, Transfer(5, 10, 11, 10, CREDIT, flags=PENDING, timeout=5))
+    post(platform, Transfer(6, 10, 11, 10, CREDIT, flags=PENDING, timeout=5))
+    clock.advance(60)
+    assert post(platform, Transfer(7, 0, 0, 0, 0, flags=POST, pending_id=5)) == [
+        "pending_transfer_expired"
+    ]
+    assert platform.bus.handle(commands.ExpirePendingTransfers()) == 1
+    with platform.engine.connect() as conn:
+        last = conn.execute(text("SELECT last_timestamp FROM ledger_clock")).scalar_one()
+        newest = conn.execute(text("SELECT max(timestamp) FROM transfers")).scalar_one()
+    assert last == newest
+    report = run_verify(platform, platform.log_signer.verifier)
+    assert report.ok, messages(report)
+
+
 def test_cosignature_lines_must_parse_and_belong_to_a_checkpoint(seeded: Platform) -> None:
     witness = note.Signer.generate("witness.example")
     with seeded.engine.connect() as conn:
@@ -538,11 +575,11 @@ def test_cosignature_lines_must_parse_and_belong_to_a_checkpoint(seeded: Platfor
             text("SELECT size, note FROM log_checkpoints ORDER BY size LIMIT 1")
         ).first()
     line = note.sign_note(signed.partition("\n\n")[0] + "\n", witness).splitlines()[-1]
-    add = "INSERT INTO log_cosignatures (size, witness, line, timestamp) VALUES (:s, :w, :l, 0)"
+    add = "INSERT INTO log_cosignatures (size, witness, line) VALUES (:s, :w, :l)"
     execute(seeded, add, s=size, w="witness.example", l=line)
     report = run_verify(seeded, seeded.log_signer.verifier)
     assert report.ok, messages(report)
-    assert report.cosignatures == 1
+    assert report.cosignatures == report.cosignatures_unchecked == 1  # no key to check it with
     execute(seeded, add, s=size, w="broken.example", l="not a signature line")
     execute(seeded, add, s=10**9, w="witness.example", l=line)
     found = messages(run_verify(seeded, seeded.log_signer.verifier))
@@ -553,6 +590,35 @@ def test_cosignature_lines_must_parse_and_belong_to_a_checkpoint(seeded: Platfor
     assert f"log_cosignatures {10**9}/witness.example: cosigns a checkpoint the log does not" in (
         found
     )
+
+
+def test_cosignatures_of_a_configured_witness_must_verify_with_its_key(seeded: Platform) -> None:
+    """A line is covered by its witness's signature: given the witness keys (as the CLI takes
+    them from CITYSHARE_WITNESS_KEYS), `audit verify` checks it, its time included."""
+    witness = Cosigner.generate("twin.example/witness")
+    with seeded.engine.connect() as conn:
+        size, signed = conn.execute(
+            text("SELECT size, note FROM log_checkpoints ORDER BY size LIMIT 1")
+        ).first()
+    body = signed.partition("\n\n")[0] + "\n"
+    line = witness.cosign(body, 1_700_000_000)
+    add = "INSERT INTO log_cosignatures (size, witness, line) VALUES (:s, :w, :l)"
+    execute(seeded, add, s=size, w=witness.name, l=line)
+    keys = [witness.verifier]
+    report = run_verify(seeded, seeded.log_signer.verifier, witnesses=keys)
+    assert report.ok, messages(report)
+    assert (report.cosignatures, report.cosignatures_unchecked) == (1, 0)
+    # The same witness's line dated otherwise (a valid line, but not one it signed).
+    forged = witness.cosign(body, 1_700_000_001)
+    kid_time = note.b64decode_canonical(forged.rpartition(" ")[2])[:12]
+    sig = note.b64decode_canonical(line.rpartition(" ")[2])[12:]
+    retimed = f"— {witness.name} {base64.b64encode(kid_time + sig).decode()}"
+    execute(seeded, "UPDATE log_cosignatures SET line = :l", l=retimed)
+    found = messages(run_verify(seeded, seeded.log_signer.verifier, witnesses=keys))
+    assert (
+        f"log_cosignatures {size}/{witness.name}: the cosignature does not verify with the "
+        f"configured key of {witness.name}"
+    ) in found
 
 
 def test_values_at_the_64_bit_limit_are_reported_not_crashed_on(seeded: Platform) -> None:
@@ -607,50 +673,90 @@ def test_json_record_types_plug_in_with_one_registration() -> None:
 
 # -- THE randomized test: one random field changed at a time, on a fresh copy ----------------
 
-#: Every column that can be tampered with, per table. Left out on purpose:
-#: - log_checkpoints.timestamp: when the log signed, kept for display; no signature covers it
-#:   and nothing else determines it, so any value is as good as another.
-#: - log_cosignatures: witnesses' lines are checked by whoever holds the witness keys (the
-#:   twin); `audit verify` only parses them (see the cosignature test above).
-#: - ledger_clock.last_timestamp is only moved *back* (below): a clock ahead of every record
-#:   is what a batch that only releases lapsed holds legitimately leaves, and it is harmless.
-TAMPERABLE: dict[str, list[str]] = {
-    "accounts": [c.name for c in tables.accounts.columns],
-    "transfers": [c.name for c in tables.transfers.columns],
-    "pending_transfers": [c.name for c in tables.pending_transfers.columns],
-    "ledger_clock": ["id", "last_timestamp"],
-    "log_leaves": ["idx", "hash", "data"],
-    "log_nodes": ["id", "hash"],
-    "log_head": ["id", "size"],
-    "log_checkpoints": ["size", "root", "note"],
+#: The witness whose cosignature the full seed keeps (and whose key `audit verify` is given).
+WITNESS = Cosigner.generate("twin.example/witness")
+
+#: The stored fields `audit verify` is NOT expected to catch a change of, each with the reason.
+#: Every other column of every table in `store/tables.py` is tampered with below (at least once)
+#: and must be reported: so a new column that is neither caught nor listed here fails the test
+#: (the "every stored field" rule made executable: covered by a signature or a leaf,
+#: re-derived by `audit verify`, or shown by a test to change no answer).
+EXEMPT: dict[tuple[str, str], str] = {
+    ("charger_secrets", "secret_hash"): (
+        "KNOWN GAP: the salted scrypt hash of a charger's password is deliberately not logged "
+        "(the log is public; only that a password was set is). A changed hash locks the charger "
+        "out or admits whoever knows the new password; covering it needs a keyed digest in the "
+        "log entry (a format change), not done yet"
+    ),
+    ("charging_chain_seqs", "chain_id"): (
+        "KNOWN GAP (partly covered): the OCPP plan of a session's samples is bookkeeping, not a "
+        "fact; `audit verify` checks each planned row that has a stored reading against it "
+        "(ts, import_wh and export_wh are tampered below), but a row moved to another chain or "
+        "seq names no reading and cannot be told from a sample planned by a process that died "
+        "before storing it"
+    ),
+    ("charging_chain_seqs", "seq"): "see charging_chain_seqs.chain_id",
     **{
-        name: [c.name for c in tables.metadata.tables[name].columns]
-        for name in (
-            "residents",
-            "enrolments",
-            "devices",
-            "device_keys",
-            "device_key_revocations",
-            "access_records",
-            "organisations",
-            "tariffs",
-            "meter_readings",
-            "meter_intervals",
-            "share_events",
-            "community_distributions",
-            "community_payouts",
-            "price_lists",
-            "provider_choices",
-            "energy_bills",
-            "billing_runs",
+        ("idempotency_keys", c.name): (
+            "KNOWN GAP: a cached reply to one principal's retried write (not a fact of the "
+            "platform, purged after the retention period); it changes what a retry of that "
+            "request is told, nothing stored; there is no key apart from the database to "
+            "cover it with"
         )
+        for c in tables.idempotency_keys.columns
     },
-    # The arrears queue is derived: `audit verify` checks it against the bills and payments.
-    "energy_arrears": ["bill_id", "resident_id"],
-    # The derived holdings (keyed by asset and resident): `audit verify` sums the share events
-    # again. (resident_id is left out: the tamper updates every row of the first key column.)
-    "share_holdings": ["asset_id", "shares"],
 }
+
+#: The columns tampered with: every column of every table, less EXEMPT.
+TAMPERABLE: dict[str, list[str]] = {
+    table.name: [c.name for c in table.columns if (table.name, c.name) not in EXEMPT]
+    for table in tables.metadata.sorted_tables
+}
+TAMPERABLE = {name: columns for name, columns in TAMPERABLE.items() if columns}
+
+
+def test_every_exemption_names_a_stored_column_and_says_why() -> None:
+    for (table, column), reason in EXEMPT.items():
+        assert column in tables.metadata.tables[table].c, (table, column)
+        assert len(reason) > 20, (table, column)
+    counted = sum(len(t.columns) for t in tables.metadata.sorted_tables)
+    assert sum(len(c) for c in TAMPERABLE.values()) + len(EXEMPT) == counted
+
+
+def seed_everything(platform: Platform, clock: ManualClock) -> None:
+    """`seed`, and what it leaves out: an OCPP operator's charger with a password, a vehicle's
+    id token registered and one removed, a charging session with planned readings and its stop,
+    a witness's cosignature, and an idempotent request's stored reply."""
+    seed(platform, clock)
+    org = platform.bus.handle(commands.CreateOrganisation("operator", "Volt Bays", "energy"))
+    charger = platform.bus.handle(
+        commands.RegisterDevice(org.id, "charger", parse_public_key(new_key()[1]), "Bay 1")
+    )
+    password = "s3cret-charger-pass"
+    platform.bus.handle(commands.SetChargerPassword(org.id, charger.id, password))
+    driver = enrol(platform, "ravi")
+    vehicle = add_device(platform, driver, "vehicle").device_id
+    card, lost = "04a2b3c4d5e6f7", "04ffffffffffff"
+    platform.bus.handle(commands.RegisterIdToken(driver, vehicle, card))
+    removed = platform.bus.handle(commands.RegisterIdToken(driver, vehicle, lost))
+    platform.bus.handle(commands.RemoveIdToken(driver, vehicle, removed.id))
+    door = ChargingDoor(platform)
+    basic = base64.b64encode(f"{charger.id}:{password}".encode()).decode()
+    bay = door.authenticate(charger.id, f"Basic {basic}")
+    now = clock.now_ns() // 10**9
+    session = door.start(bay, OcppVersion.V16, f"1@{now - 1200}", 1, card, now - 1200, 1_000)
+    samples = [Sample(now - 1200 + 300 * i, None, 5_000 + 200 * i) for i in range(4)]
+    door.meter_values(bay, session, samples, "{}")
+    door.stop(bay, session, now - 300, 1_000, "Local")
+    # A witness cosigns the newest checkpoint (the log keeps its line).
+    with platform.uow() as uow:
+        stored = uow.log.latest_checkpoint()
+        assert stored is not None
+        body = stored.note[: stored.note.rfind("\n\n") + 1]
+        uow.log.save_cosignature(stored.size, WITNESS.name, WITNESS.cosign(body, now))
+        uow.commit()
+
+
 TAMPER_SEED = int(os.environ.get("CITYSHARE_TAMPER_SEED", "20261124"))
 
 
@@ -675,27 +781,31 @@ def _changed(rng: random.Random, column: Column[Any], value: Any) -> Any:
         i = rng.randrange(len(value))
         pool = [c for c in string.ascii_letters + string.digits + "-:\n" if c != value[i]]
         return value[:i] + rng.choice(pool) + value[i + 1 :]
+    if value is None:
+        return rng.randint(1, 1000)
     limit = _bounds(column)
     delta = rng.randint(1, 1000) * rng.choice((-1, 1))
-    if (column.table.name, column.name) == ("ledger_clock", "last_timestamp"):
-        delta = -abs(delta)
-    elif not -limit - 1 <= value + delta <= limit:
+    if not -limit - 1 <= value + delta <= limit:
         delta = -delta
     return value + delta
 
 
 def tamper(conn: Connection, rng: random.Random, table_name: str, column_name: str) -> str:
-    """Change one field of one random row; return what was done."""
+    """Change one field of one random row (named by its whole primary key); return what was
+    done."""
     table = tables.metadata.tables[table_name]
-    key_column = next(iter(table.primary_key.columns))
+    key_columns = list(table.primary_key.columns)
     column = table.c[column_name]
-    keys = set(conn.execute(select(key_column)).scalars().all())
+    keys = {tuple(row) for row in conn.execute(select(*key_columns)).all()}
     key = rng.choice(sorted(keys))
-    value = conn.execute(select(column).where(key_column == key)).scalar_one()
+    where = and_(*(c == v for c, v in zip(key_columns, key, strict=True)))
+    value = conn.execute(select(column).where(where)).scalar_one()
     new = _changed(rng, column, value)
-    while column is key_column and new in keys:  # a key must stay unique
-        new = _changed(rng, column, value)
-    conn.execute(update(table).where(key_column == key).values({column_name: new}))
+    if column in key_columns:  # a key must stay unique
+        position = key_columns.index(column)
+        while (*key[:position], new, *key[position + 1 :]) in keys:
+            new = _changed(rng, column, value)
+    conn.execute(update(table).where(where).values({column_name: new}))
     return f"{table_name}.{column_name} of row {key}: {value!r} -> {new!r}"
 
 
@@ -730,6 +840,7 @@ class Copies:
                     admin.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(name)))
 
 
+@pytest.mark.slow
 def test_every_random_tamper_is_detected(
     platform: Platform,
     clock: ManualClock,
@@ -737,14 +848,20 @@ def test_every_random_tamper_is_detected(
     request: pytest.FixtureRequest,
     tmp_path: Path,
 ) -> None:
-    seed(platform, clock)
+    seed_everything(platform, clock)
     verifier = platform.log_signer.verifier
-    clean = run_verify(platform, verifier)
+    witnesses = [WITNESS.verifier]
+    clean = run_verify(platform, verifier, witnesses=witnesses)
     assert clean.ok, messages(clean)
+    assert (clean.cosignatures, clean.cosignatures_unchecked) == (1, 0)
     with platform.engine.connect() as conn:
-        last = conn.execute(text("SELECT last_timestamp FROM ledger_clock")).scalar_one()
-        newest = conn.execute(text("SELECT max(timestamp) FROM transfers")).scalar_one()
-    assert last == newest  # so setting the clock back by any amount must show
+        empty = [
+            name
+            for name in TAMPERABLE
+            if not conn.execute(select(func.count()).select_from(tables.metadata.tables[name]))
+            .scalar_one()
+        ]
+    assert not empty, f"the seed leaves these tables empty, so nothing in them is tried: {empty}"
     platform.close()
 
     sqlite = database_url.startswith("sqlite")
@@ -764,7 +881,7 @@ def test_every_random_tamper_is_detected(
         try:
             with engine.begin() as conn:
                 done = tamper(conn, rng, table_name, column_name)
-            report = run_verify(engine, verifier)
+            report = run_verify(engine, verifier, witnesses=witnesses)
         finally:
             engine.dispose()
         if report.ok:

@@ -135,6 +135,133 @@ def test_a_same_size_checkpoint_with_another_root_is_caught(
         run_sync(http, twin_dir, platform)
 
 
+def serve_instead(proxy: Proxy, signed: str) -> None:
+    """The primary answers GET /log/checkpoint with `signed` (a note its own key signed)."""
+
+    def swap(request: httpx.Request, response: httpx.Response) -> httpx.Response:
+        if request.url.path.endswith("/checkpoint"):
+            return httpx.Response(200, content=signed.encode())
+        return response
+
+    proxy.meddle = swap
+
+
+def trusted_note(twin_dir: Path) -> str:
+    return (twin_dir / twin.CHECKPOINT_FILE).read_text()
+
+
+def only_evidence(twin_dir: Path) -> dict[str, object]:
+    [path] = (twin_dir / twin.EVIDENCE_DIR).iterdir()
+    assert path.stat().st_mode & 0o777 == 0o600
+    return dict(json.loads(path.read_text()))
+
+
+def test_a_fork_at_the_trusted_size_is_kept_as_evidence_and_reported_by_verify(
+    platform: Platform, proxy: Proxy, http: httpx.Client, twin_dir: Path
+) -> None:
+    """Two roots signed for one size prove the log equivocated: the twin keeps both signed
+    notes as received, once however often it is shown them, and `verify` fails while they
+    are held, though the replica itself is sound."""
+    history(platform)
+    size = run_sync(http, twin_dir, platform).size
+    trusted = trusted_note(twin_dir)
+    signer = platform.log_signer
+    forged = note.sign_note(note.Checkpoint(signer.name, size, bytes(32)).text(), signer)
+    serve_instead(proxy, forged)
+    for _ in range(2):
+        with pytest.raises(twin.TamperError, match="both signed checkpoints are kept in") as err:
+            run_sync(http, twin_dir, platform)
+        assert err.value.evidence is not None
+    evidence = only_evidence(twin_dir)
+    assert (evidence["kind"], evidence["trusted"], evidence["offered"]) == (
+        "fork",
+        trusted,
+        forged,
+    )
+    report = twin.verify(twin_dir)
+    assert not report.ok
+    assert report.problems == []
+    assert report.replay.ok
+    [item] = twin.verify_json(report)["evidence"]
+    assert item["kind"] == "fork"
+    assert item["problem"] is None
+    assert item["trusted"]["size"] == item["offered"]["size"] == size
+    assert item["offered"]["root"] == base64.b64encode(bytes(32)).decode()
+    # What is kept is checked, not believed: a note the log did not sign is not evidence.
+    path = next((twin_dir / twin.EVIDENCE_DIR).iterdir())
+    record = json.loads(path.read_text())
+    record["offered"] = forged.replace("\n\n", "\n\n— nobody AAAAAA==\n", 1).rpartition(
+        "\n— "
+    )[0]
+    path.write_text(json.dumps(record))
+    [item] = twin.verify_json(twin.verify(twin_dir))["evidence"]
+    assert "the offered note" in item["problem"]
+
+
+@pytest.mark.parametrize("forked", [False, True])
+def test_a_rollback_is_kept_as_evidence_and_told_apart_from_a_fork(
+    platform: Platform, proxy: Proxy, http: httpx.Client, twin_dir: Path, forked: bool
+) -> None:
+    """A checkpoint of a smaller tree than the trusted one is refused and kept; the replica's
+    own entries say whether the log served an old checkpoint again (same root at that size)
+    or a history that forks below the trusted one (another root)."""
+    history(platform)
+    old = run_sync(http, twin_dir, platform)
+    old_note = trusted_note(twin_dir)
+    fund(platform, 11, 50, transfer_id=2)
+    assert run_sync(http, twin_dir, platform).size > old.size
+    signer = platform.log_signer
+    offered = (
+        note.sign_note(note.Checkpoint(signer.name, old.size, bytes(32)).text(), signer)
+        if forked
+        else old_note
+    )
+    serve_instead(proxy, offered)
+    shrank = f"the log shrank: its checkpoint is of size {old.size}"
+    with pytest.raises(twin.TamperError, match=shrank):
+        run_sync(http, twin_dir, platform)
+    evidence = only_evidence(twin_dir)
+    assert (evidence["kind"], evidence["offered"]) == ("rollback", offered)
+    [item] = twin.verify_json(twin.verify(twin_dir))["evidence"]
+    assert item["problem"] is None
+    assert ("a forked history" if forked else "an old checkpoint served again") in item["detail"]
+
+
+def test_a_bigger_tree_not_consistent_with_the_trusted_one_is_kept_with_its_proof(
+    platform: Platform, proxy: Proxy, http: httpx.Client, twin_dir: Path
+) -> None:
+    history(platform)
+    size = run_sync(http, twin_dir, platform).size
+    fund(platform, 11, 50, transfer_id=2)
+    signer = platform.log_signer
+    rewritten = note.sign_note(note.Checkpoint(signer.name, size + 1, bytes(32)).text(), signer)
+    serve_instead(proxy, rewritten)
+    with pytest.raises(twin.TamperError, match="inconsistent"):
+        run_sync(http, twin_dir, platform)
+    evidence = only_evidence(twin_dir)
+    assert evidence["kind"] == "inconsistent"
+    assert isinstance(evidence["proof"], list)
+    assert evidence["proof"]
+    report = twin.verify(twin_dir)
+    assert not report.ok
+    [item] = twin.verify_json(report)["evidence"]
+    assert (item["problem"], item["offered"]["size"]) == (None, size + 1)
+
+
+def test_a_refusal_that_is_no_equivocation_keeps_no_evidence(
+    platform: Platform, proxy: Proxy, http: httpx.Client, twin_dir: Path
+) -> None:
+    """Entries changed in transit contradict no signed checkpoint: nothing to keep."""
+    history(platform)
+    run_sync(http, twin_dir, platform)
+    other = note.Signer.generate(platform.log_signer.name)
+    serve_instead(proxy, note.sign_note(note.Checkpoint(other.name, 1, bytes(32)).text(), other))
+    with pytest.raises(twin.TamperError, match="does not verify"):
+        run_sync(http, twin_dir, platform)
+    assert not (twin_dir / twin.EVIDENCE_DIR).exists()
+    assert twin.verify(twin_dir).ok
+
+
 @pytest.mark.parametrize(
     ("path", "garbage", "message"),
     [

@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from cityshare.bootstrap import default_key_dir
+from cityshare.bootstrap import default_key_dir, parse_witness_keys
 from cityshare.cli.common import (
     DB_OPTION,
     JSON_OPTION,
@@ -45,7 +45,9 @@ def _usage_error(message: str) -> typer.Exit:
 @app.command(
     help="Recompute every leaf hash, tree node and checkpoint root; check every checkpoint's "
     "signature; match every account, transfer and lapsed hold with its leaf, byte for byte; "
-    "and recompute balances and pending-transfer states from the transfers.\n\n"
+    "and recompute balances and pending-transfer states from the transfers. Cosignatures of "
+    "the witnesses in CITYSHARE_WITNESS_KEYS are verified with their keys (others are only "
+    "parsed).\n\n"
     "Exit 0 when everything checks out, 1 when anything is wrong (each problem names the "
     "table, the record and its leaf index), 2 on bad usage."
 )
@@ -64,10 +66,16 @@ def verify(
         if not path or path == ":memory:" or not Path(path).is_file():
             raise _usage_error(f"no database file at {path or '(none)'}")
     verifier = _log_verifier(settings, url, log_key)
+    try:
+        witnesses = parse_witness_keys(settings.witness_keys)
+    except keys.KeyStoreError as exc:
+        raise _usage_error(str(exc)) from exc
     engine = make_engine(url)
     try:
         if as_json:
-            report = audit_service.verify(SqlUnitOfWork(engine, write=False), verifier)
+            report = audit_service.verify(
+                SqlUnitOfWork(engine, write=False), verifier, witnesses=witnesses
+            )
         else:
             with Progress(
                 TextColumn("leaves"),
@@ -82,6 +90,7 @@ def verify(
                     SqlUnitOfWork(engine, write=False),
                     verifier,
                     progress=lambda done, total: bar.update(task, completed=done, total=total),
+                    witnesses=witnesses,
                 )
     except SQLAlchemyError as exc:
         # Typically a database without the cityshare schema (or at an older revision).
@@ -124,7 +133,9 @@ def _print_summary(report: audit_service.AuditReport, verifier: note.Verifier) -
     records = ", ".join(f"{n} {table}" for table, n in report.records.items())
     console.print(
         f"checked {report.leaves} leaves, {report.nodes} tree nodes, {report.checkpoints} "
-        f"checkpoints ({report.cosignatures} cosignatures) signed by {escape(verifier.name)}, "
+        f"checkpoints ({report.cosignatures} cosignatures, {report.cosignatures_unchecked} of "
+        "witnesses whose key is not configured only parsed) signed by "
+        f"{escape(verifier.name)}, "
         f"records matched with their leaves: {records}; {report.accounts} accounts' balances "
         f"and {report.pending_transfers} pending transfers recomputed",
         soft_wrap=True,

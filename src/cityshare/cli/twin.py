@@ -6,6 +6,7 @@ from pathlib import Path
 
 import httpx
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -100,7 +101,8 @@ def sync(
 
     Exits 1, trusting nothing new, when the checkpoint's signature fails, the log shrank, the
     new checkpoint is inconsistent with the trusted one, the entries do not hash to its root,
-    or the primary answers garbage.
+    or the primary answers garbage. A checkpoint that contradicts the trusted one (a rollback,
+    a fork, a rewritten history) is kept with it as evidence in DIR/evidence/.
     """
 
     def warn(message: str) -> None:
@@ -127,8 +129,14 @@ def sync(
             kind = "tampering detected" if isinstance(exc, twin.TamperError) else "sync failed"
             err_console.print(f"[red]✗ {kind}:[/] {exc}", soft_wrap=True)
             if as_json:
+                evidence = exc.evidence if isinstance(exc, twin.TamperError) else None
                 print_json(
-                    {"ok": False, "tampering": isinstance(exc, twin.TamperError), "error": str(exc)}
+                    {
+                        "ok": False,
+                        "tampering": isinstance(exc, twin.TamperError),
+                        "error": str(exc),
+                        "evidence": None if evidence is None else str(evidence),
+                    }
                 )
             raise typer.Exit(1) from exc
     if report.cosignature_warning:
@@ -153,7 +161,14 @@ def sync(
 @app.command()
 def verify(directory: Path = DIR_OPTION, as_json: bool = JSON_OPTION) -> None:
     """Rebuild the replica's tree and compare it with the trusted checkpoint, then recompute
-    every balance from the entries alone. Exit 1 on any problem."""
+    every balance from the entries alone, and re-check the evidence of equivocation kept in
+    DIR/evidence/ (two checkpoints signed by the log that contradict each other, kept by a
+    refused sync).
+
+    Exit 1 on any problem, and while DIR/evidence/ holds any file: the log has been caught
+    showing two histories, which someone must look into. The files are never removed by the
+    twin; move one out of the folder once it has been dealt with.
+    """
     with _progress() as progress:
         task = progress.add_task("replaying", total=None, visible=False)
 
@@ -201,6 +216,24 @@ def verify(directory: Path = DIR_OPTION, as_json: bool = JSON_OPTION) -> None:
         console.print(f"… and {len(data['accounts']) - len(shown)} more accounts (see --json)")
     for problem in data["problems"]:
         console.print(f"[red]✗[/] {problem}", soft_wrap=True)
+    for item in report.evidence:
+        sizes = (
+            f": trusted size {item.trusted[0]}, offered size {item.offered[0]}"
+            if item.trusted is not None and item.offered is not None
+            else ""
+        )
+        meaning = twin.EVIDENCE_KINDS.get(item.kind, item.kind)
+        detail = f" ({item.detail})" if item.detail else ""
+        invalid = f"; but the file is not valid evidence: {item.problem}" if item.problem else ""
+        where = directory / twin.EVIDENCE_DIR / item.file
+        console.print(
+            f"[red]✗ evidence[/] {escape(f'{where}: {meaning}{sizes}{detail}{invalid}')}",
+            soft_wrap=True,
+        )
+    if report.evidence and report.replay.ok and not report.problems:
+        console.print(
+            "the replica itself is sound; the evidence above is what makes this verify fail"
+        )
     if data["problem_count"] > len(data["problems"]):
         console.print(f"[red]✗[/] … {data['problem_count'] - len(data['problems'])} more problems")
     if report.ok:

@@ -168,7 +168,7 @@ def add_cosignatures(
             # One line per witness and size: a resent older cosignature must not replace a
             # newer one (its time says when the witness last saw this as the log's head).
             if timestamp >= newest.get(witness.name, -1):
-                uow.log.save_cosignature(checkpoint.size, witness.name, line, timestamp)
+                uow.log.save_cosignature(checkpoint.size, witness.name, line)
         uow.commit()
     return CosignaturesAdded(checkpoint.size, accepted)
 

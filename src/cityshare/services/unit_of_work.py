@@ -140,9 +140,7 @@ class SqlUnitOfWork:
         root = frontier.root()
         body = note.Checkpoint(self.log_signer.name, frontier.size, root).text()
         signed = note.sign_note(body, self.log_signer)
-        self.log.insert_checkpoint(
-            StoredCheckpoint(frontier.size, root, signed, self.clock.now_ns())
-        )
+        self.log.insert_checkpoint(StoredCheckpoint(frontier.size, root, signed))
         self.log.appended = None
 
     def rollback(self) -> None:

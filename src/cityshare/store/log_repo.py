@@ -128,7 +128,6 @@ class StoredCheckpoint:
     root: bytes
     #: The signed note as the log signed it (cosignatures are kept apart and added on reads).
     note: str
-    timestamp: int
 
 
 class LogRepository(DriverRepository):
@@ -336,7 +335,6 @@ class LogRepository(DriverRepository):
                 size=checkpoint.size,
                 root=checkpoint.root,
                 note=checkpoint.note,
-                timestamp=checkpoint.timestamp,
             )
         )
 
@@ -365,7 +363,7 @@ class LogRepository(DriverRepository):
         )
         return [row.line for row in rows]
 
-    def save_cosignature(self, size: int, witness: str, line: str, timestamp: int) -> None:
+    def save_cosignature(self, size: int, witness: str, line: str) -> None:
         """Keep a witness's newest cosignature of the checkpoint of `size` (one per witness)."""
         self.conn.execute(
             log_cosignatures.delete().where(
@@ -373,9 +371,7 @@ class LogRepository(DriverRepository):
             )
         )
         self.conn.execute(
-            log_cosignatures.insert().values(
-                size=size, witness=witness, line=line, timestamp=timestamp
-            )
+            log_cosignatures.insert().values(size=size, witness=witness, line=line)
         )
 
 
@@ -402,4 +398,4 @@ def _insert_leaf_chunk_sqlite(
 
 
 def _checkpoint(row: Row[Any]) -> StoredCheckpoint:
-    return StoredCheckpoint(row.size, bytes(row.root), row.note, row.timestamp)
+    return StoredCheckpoint(row.size, bytes(row.root), row.note)

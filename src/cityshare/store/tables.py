@@ -110,23 +110,23 @@ log_head = Table(
     Column("size", BigInteger, nullable=False),
 )
 
+#: The log's signed checkpoint after each commit (the note signs origin, size and root).
 log_checkpoints = Table(
     "log_checkpoints",
     metadata,
     Column("size", Id, primary_key=True, autoincrement=False),
     Column("root", LargeBinary(32), nullable=False),
     Column("note", Text, nullable=False),
-    Column("timestamp", BigInteger, nullable=False),
 )
 
-#: Witness cosignatures (C2SP tlog-cosignature) of a checkpoint, one line per witness key.
+#: Witness cosignatures (C2SP tlog-cosignature) of a checkpoint, one line per witness key
+#: (the line carries its time, under the witness's signature).
 log_cosignatures = Table(
     "log_cosignatures",
     metadata,
     Column("size", BigInteger, primary_key=True, autoincrement=False),
     Column("witness", String(200), primary_key=True),
     Column("line", Text, nullable=False),
-    Column("timestamp", BigInteger, nullable=False),
 )
 
 # -- identity: residents, enrolments, devices, access records ----------------------------------

@@ -20,6 +20,12 @@
 `verify` rebuilds the whole tree from the stored entries, checks it against the trusted
 checkpoint, and replays the ledger from the entries alone (`domain/replay.py`).
 
+A checkpoint refused because it contradicts the trusted one (a smaller tree, the same size with
+another root, or a bigger tree not proven consistent with it) is evidence that the log showed
+two histories. The twin keeps it: both signed notes, as received, in `evidence/` (one JSON file
+per contradicting pair, see :func:`keep_evidence`), and `verify` re-checks and reports every
+file there, and fails while any is held.
+
 The replica is one SQLite file (`replica.db`), authoritative for what is trusted; the trusted
 checkpoint is also written to `checkpoint` after each commit, for people and other tools.
 """
@@ -29,6 +35,8 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import hashlib
+import json
 import os
 import sqlite3
 import time
@@ -47,6 +55,7 @@ from cityshare.trust.cosignature import Cosigner
 REPLICA_FILE = "replica.db"
 CHECKPOINT_FILE = "checkpoint"
 WITNESS_KEY_FILE = "witness.skey"
+EVIDENCE_DIR = "evidence"
 DEFAULT_WITNESS_NAME = "witness.example/twin"
 #: The primary serves at most this many entries per request.
 PAGE_SIZE = 1000
@@ -63,7 +72,12 @@ class TwinError(Exception):
 
 class TamperError(TwinError):
     """The log is caught misbehaving: a bad signature, a rollback, a rewritten history, or
-    entries that do not hash to the signed root."""
+    entries that do not hash to the signed root. `evidence` is the file that keeps the two
+    contradicting signed checkpoints, when there are two."""
+
+    def __init__(self, message: str, evidence: Path | None = None) -> None:
+        super().__init__(message)
+        self.evidence = evidence
 
 
 # -- the witness key -------------------------------------------------------------------------
@@ -443,15 +457,26 @@ def _sync(
     report = SyncReport(checkpoint.origin, verifier.vkey, old_size, size, root, 0, tofu)
 
     if trusted is not None:
+        offered = Trusted(size, root, signed)
         if size < trusted.size:
-            raise TamperError(
+            raise _equivocation(
+                directory,
+                replica,
+                "rollback",
                 f"the log shrank: its checkpoint is of size {size}, but this twin already "
-                f"trusts a checkpoint of size {trusted.size} (a rollback or a forked log)"
+                f"trusts a checkpoint of size {trusted.size} (a rollback or a forked log)",
+                trusted,
+                offered,
             )
         if size == trusted.size and root != trusted.root:
-            raise TamperError(
+            raise _equivocation(
+                directory,
+                replica,
+                "fork",
                 f"the log's checkpoint of size {size} has root {_b64(root)}, but the checkpoint "
-                f"of the same size this twin trusts has root {_b64(trusted.root)}"
+                f"of the same size this twin trusts has root {_b64(trusted.root)}",
+                trusted,
+                offered,
             )
         if size > trusted.size:
             proof_answer = _get(
@@ -466,10 +491,16 @@ def _sync(
             try:
                 merkle.verify_consistency(trusted.size, size, trusted.root, root, proof)
             except merkle.ProofError as exc:
-                raise TamperError(
+                raise _equivocation(
+                    directory,
+                    replica,
+                    "inconsistent",
                     f"the log's new checkpoint of size {size} is inconsistent with the "
                     f"checkpoint of size {trusted.size} this twin trusts ({exc}): the history "
-                    "it had already published was rewritten"
+                    "it had already published was rewritten",
+                    trusted,
+                    offered,
+                    proof,
                 ) from exc
 
     if size == 0:
@@ -521,6 +552,175 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
+# -- evidence of equivocation ----------------------------------------------------------------
+
+#: What each kind of evidence shows (said by `verify`).
+EVIDENCE_KINDS = {
+    "rollback": "the log served a checkpoint of a smaller tree than one it signed before",
+    "fork": "the log signed two different roots for the same tree size",
+    "inconsistent": "the log signed a bigger tree whose consistency proof from the trusted "
+    "checkpoint fails: the history it had published was rewritten",
+}
+
+
+def _equivocation(
+    directory: Path,
+    replica: Replica,
+    kind: str,
+    message: str,
+    trusted: Trusted,
+    offered: Trusted,
+    proof: list[bytes] | None = None,
+) -> TamperError:
+    """The error to raise for a contradicting checkpoint, once its evidence is kept."""
+    replica_root = None
+    if kind == "rollback" and offered.size > 0:
+        # The replica holds the entries of the trusted tree: the root it computes at the
+        # offered size tells a plain rollback (same root) from a fork (another root).
+        tree = merkle.Frontier()
+        for index, data in replica.iter_leaves():
+            if index >= offered.size:
+                break
+            tree.append([merkle.leaf_hash(data)])
+        if tree.size == offered.size:
+            replica_root = tree.root()
+    path = keep_evidence(directory, kind, message, trusted, offered, proof, replica_root)
+    return TamperError(f"{message}; both signed checkpoints are kept in {path}", path)
+
+
+def keep_evidence(
+    directory: Path,
+    kind: str,
+    message: str,
+    trusted: Trusted,
+    offered: Trusted,
+    proof: list[bytes] | None = None,
+    replica_root: bytes | None = None,
+) -> Path:
+    """Write DIR/evidence/<kind>-<digest>.json: both signed notes exactly as received, the
+    served consistency proof (for `inconsistent`), and for a rollback the root the replica's
+    own entries give at the smaller size. One file per pair of notes, so a primary that keeps
+    serving the same contradiction does not fill the folder; written atomically, mode 0600."""
+    folder = directory / EVIDENCE_DIR
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    digest = hashlib.sha256(f"{trusted.note}\0{offered.note}".encode()).hexdigest()[:16]
+    path = folder / f"{kind}-{digest}.json"
+    if path.exists():
+        return path
+    record = {
+        "kind": kind,
+        "detected_at": int(time.time()),
+        "message": message,
+        "trusted": trusted.note,
+        "offered": offered.note,
+        "proof": None if proof is None else [_b64(h) for h in proof],
+        "replica_root_at_offered_size": None if replica_root is None else _b64(replica_root),
+    }
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(record, f, indent=2)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """One evidence file as `verify` re-checked it."""
+
+    file: str
+    kind: str
+    detected_at: int | None
+    trusted: tuple[int, bytes] | None
+    offered: tuple[int, bytes] | None
+    #: Why the file does not hold what it claims (None: both notes verify with the log key
+    #: and contradict each other as `kind` says).
+    problem: str | None
+    #: For a rollback: whether the replica's own entries give the offered root at its size.
+    detail: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        def checkpoint(value: tuple[int, bytes] | None) -> dict[str, Any] | None:
+            return None if value is None else {"size": value[0], "root": _b64(value[1])}
+
+        return {
+            "file": self.file,
+            "kind": self.kind,
+            "meaning": EVIDENCE_KINDS.get(self.kind),
+            "detected_at": self.detected_at,
+            "trusted": checkpoint(self.trusted),
+            "offered": checkpoint(self.offered),
+            "problem": self.problem,
+            "detail": self.detail,
+        }
+
+
+def read_evidence(directory: Path, log_key: str | None) -> list[Evidence]:
+    """Every evidence file in DIR/evidence, each re-checked against the pinned log key."""
+    folder = directory / EVIDENCE_DIR
+    if not folder.is_dir():
+        return []
+    return [_check_evidence(path, log_key) for path in sorted(folder.glob("*.json"))]
+
+
+def _check_evidence(path: Path, log_key: str | None) -> Evidence:
+    try:
+        record = json.loads(path.read_text())
+        kind, trusted_note, offered_note = record["kind"], record["trusted"], record["offered"]
+        if not all(isinstance(v, str) for v in (kind, trusted_note, offered_note)):
+            raise TypeError("kind, trusted and offered are text")
+        detected = record.get("detected_at")
+        detected_at = detected if isinstance(detected, int) else None
+        proof_b64 = record.get("proof")
+        replica_root = record.get("replica_root_at_offered_size")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return Evidence(path.name, "?", None, None, None, f"unreadable: {exc}")
+    if log_key is None:
+        return Evidence(path.name, kind, detected_at, None, None, "no pinned log key to check it")
+    checkpoints: list[tuple[int, bytes]] = []
+    for which, text in (("trusted", trusted_note), ("offered", offered_note)):
+        try:
+            opened = note.open_note(text, note.Verifier.parse(log_key))
+            body = note.Checkpoint.parse(opened.text)
+        except note.NoteError as exc:
+            return Evidence(
+                path.name, kind, detected_at, None, None, f"the {which} note: {exc}"
+            )
+        checkpoints.append((body.size, body.root_hash))
+    trusted, offered = checkpoints
+    problem = detail = None
+    if kind == "rollback" and not offered[0] < trusted[0]:
+        problem = "the offered checkpoint is not smaller than the trusted one"
+    elif kind == "rollback" and isinstance(replica_root, str):
+        same = replica_root == _b64(offered[1])
+        detail = (
+            "the replica's entries give the same root at that size: an old checkpoint served "
+            "again"
+            if same
+            else "the replica's entries give another root at that size: a forked history"
+        )
+    elif kind == "fork" and not (offered[0] == trusted[0] and offered[1] != trusted[1]):
+        problem = "the two checkpoints are not of one size with two roots"
+    elif kind == "inconsistent":
+        try:
+            proof = [base64.b64decode(h, validate=True) for h in proof_b64]
+            merkle.verify_consistency(trusted[0], offered[0], trusted[1], offered[1], proof)
+        except merkle.ProofError:
+            pass  # as recorded: the proof served does not prove the bigger tree consistent
+        except (TypeError, ValueError, binascii.Error):
+            problem = "the recorded consistency proof is unreadable"
+        else:
+            problem = "the recorded consistency proof does verify"
+    elif kind not in EVIDENCE_KINDS:
+        problem = f"an unknown kind {kind!r}"
+    return Evidence(path.name, kind, detected_at, trusted, offered, problem, detail)
+
+
+
+
 def _cosign_and_post(
     client: httpx.Client, cosigner: Cosigner, signed: str, body: str, now: int, report: SyncReport
 ) -> None:
@@ -569,10 +769,13 @@ class VerifyReport:
     #: Problems of the replica itself (tree, checkpoint); ledger problems are in `replay`.
     problems: list[str]
     replay: ReplayResult
+    #: Evidence of the log's equivocation the twin keeps (DIR/evidence).
+    evidence: list[Evidence] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.problems and self.replay.ok
+        """Nothing wrong with the replica, and no evidence that the log equivocated."""
+        return not self.problems and self.replay.ok and not self.evidence
 
 
 def verify(directory: Path, *, on_progress: ProgressCallback | None = None) -> VerifyReport:
@@ -580,9 +783,11 @@ def verify(directory: Path, *, on_progress: ProgressCallback | None = None) -> V
     replay the ledger from the entries alone."""
     replica = Replica(directory / REPLICA_FILE, create=False)
     try:
-        return _verify(replica, on_progress)
+        report = _verify(replica, on_progress)
     finally:
         replica.close()
+    report.evidence = read_evidence(directory, report.log_key)
+    return report
 
 
 def _verify(replica: Replica, on_progress: ProgressCallback | None) -> VerifyReport:
@@ -678,6 +883,7 @@ def verify_json(report: VerifyReport) -> dict[str, Any]:
         ],
         "problems": report.problems + [str(p) for p in result.problems],
         "problem_count": len(report.problems) + result.problem_count,
+        "evidence": [e.as_json() for e in report.evidence],
     }
 
 
