@@ -35,7 +35,9 @@ MAY_SEE: dict[str, set[str]] = {
     "operator_energy": {"vid", "balance", "ward", "meter"},
     "operator_transit": {"vid", "balance", "ward"},
     "operator_parking": {"vid", "balance", "vehicle"},
-    "operator_org": {"vid", "balance", "ward", "meter"},  # energy staff of an organisation
+    # Energy staff of a community asset A holds shares of: billing reaches its shareholders;
+    # grid operations reaches a provider's customers and a charging operator's, not holders.
+    "operator_org": {"vid", "balance"},
     "analyst": {"ward"},
     "auditor": {"vid", "ward", "meter", "vehicle", "balance", "pseudonym"},
     "regulator": {"vid", "ward", "meter", "vehicle", "balance", "pseudonym"},

@@ -73,14 +73,6 @@ def purpose_query(description: str) -> Any:
     return Query(description=description)
 
 
-def require_purpose(principal: Principal, purpose: Purpose) -> None:
-    if purpose not in principal.purposes:
-        granted = ", ".join(sorted(principal.purposes)) or "none"
-        raise ApiError(
-            403, "purpose_not_granted", f"your credential grants these purposes: {granted}"
-        )
-
-
 def require_platform_operator(principal: PrincipalDep) -> Principal:
     """Moving value by hand is for administrators and operators of the platform itself: an
     energy or parking operator must not be able to post transfers from a resident's wallet."""
