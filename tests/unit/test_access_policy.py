@@ -94,3 +94,21 @@ def test_an_organisations_staff_search_one_owner_at_a_time() -> None:
     assert code(refuse_account_search(desk, None)) == "owner_required"
     assert refuse_account_search(desk, owner_of(ORG)) is None
     assert refuse_account_search(city, None) is None
+
+
+def test_a_desk_cannot_tell_a_residents_account_from_a_missing_one_by_the_purpose_it_asks() -> None:
+    """The reach is judged before the purpose: the same 404 for a stranger's account and for
+    none, whatever purpose is asked; a 403 only about a resident it is related to."""
+    grid_desk = Principal("g", Role.OPERATOR, frozenset({GRID}), Domain.ENERGY, org_id=ORG)
+    related = {RELATED: frozenset({Relationship.CUSTOMER}), STRANGER: frozenset()}
+    for purpose in (BILLING, GRID, Purpose.RESEARCH):
+        stranger = refuse_ledger_read(grid_desk, purpose, [owner_of(STRANGER)], related, what="x")
+        missing = refuse_ledger_read(grid_desk, purpose, [], related, what="x")
+        assert stranger == missing
+        assert code(missing) == "not_related"
+    assert code(refuse_ledger_read(grid_desk, BILLING, [owner_of(RELATED)], related, what="x")) == (
+        "purpose_not_granted"
+    )
+    assert code(refuse_ledger_read(grid_desk, GRID, [owner_of(RELATED)], related, what="x")) == (
+        "wrong_purpose"
+    )

@@ -238,7 +238,7 @@ def refuse_read(
     serves = READ_PURPOSES[read]
     if purpose not in serves:
         return Refusal(
-            403, "wrong_purpose", f"a {read} is read for: {', '.join(sorted(serves))}"
+            403, "wrong_purpose", f"this read ({read}) serves: {', '.join(sorted(serves))}"
         )
     if principal.org_id is None:
         return None
@@ -261,21 +261,22 @@ def refuse_ledger_read(
 
     Residents' accounts are personal data (`refuse_read` of `Read.ACCOUNTS`, `related` per
     resident). An organisation's staff read only what names their own organisation's
-    account or a related resident's, and nothing naming an unrelated resident's."""
+    account or a related resident's, and nothing naming an unrelated resident's. For them
+    the reach is judged first: whether a purpose is asked of them depends on whose accounts
+    these are, so a 403 before the reach would tell a resident's account from a missing one."""
     residents = [r for r in (resident_of(o) for o in owners) if r is not None]
-    if residents:
-        refusal = refuse_read(
-            principal,
-            Read.ACCOUNTS,
-            purpose,
-            [related.get(r, ()) for r in residents],
-            what=what,
-        )
-        if refusal is not None:
-            return refusal
-    if principal.org_id is None or residents or owner_of(principal.org_id) in owners:
+    if principal.org_id is not None:
+        through = PURPOSE_RELATIONSHIPS.get(purpose, frozenset())
+        mine = owner_of(principal.org_id) in owners
+        if not (residents or mine) or any(
+            not (frozenset(related.get(r, ())) & through) for r in residents
+        ):
+            return _not_related(principal, purpose, what)
+    if not residents:
         return None
-    return _not_related(principal, purpose, what)
+    return refuse_read(
+        principal, Read.ACCOUNTS, purpose, [related.get(r, ()) for r in residents], what=what
+    )
 
 
 def refuse_account_search(principal: Principal, owner: str | None) -> Refusal | None:
