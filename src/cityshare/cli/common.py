@@ -30,7 +30,7 @@ JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON.")
 #: Commands that show a resident's data read it as the operator at the shell, for a purpose.
 READ_AS = (
     "The read is recorded in the resident's access log (/api/v1/me/access-log) as "
-    "admin:cli:<your login name>, with the purpose given."
+    "admin:cli:USER (USER: your login name), with the purpose given."
 )
 
 

@@ -66,7 +66,7 @@ def check(database_url: str | None = DB_OPTION, as_json: bool = JSON_OPTION) -> 
 
 
 @app.command(
-    help=f"Show one account and its balances. A resident's account is their data: {READ_AS}"
+    help=f"Show one account and its balances. A resident's account is their data. {READ_AS}"
 )
 def account(
     account_id: int = typer.Argument(..., min=1, max=MAX_INT, help="Account id."),
@@ -96,7 +96,7 @@ def account(
 
 @app.command(
     help="An account's history with the running posted balance, oldest first. A resident's "
-    f"account is their data: {READ_AS}"
+    f"account is their data. {READ_AS}"
 )
 def statement(
     account_id: int = typer.Argument(..., min=1, max=MAX_INT, help="Account id."),
