@@ -73,6 +73,16 @@ def purpose_query(description: str) -> Any:
     return Query(description=description)
 
 
+def require_purpose(principal: Principal, purpose: Purpose) -> None:
+    """The credential grants `purpose` (403 otherwise). Reads of a resident's data go through
+    `cityshare.services.access` instead, which also scopes and records them."""
+    if purpose not in principal.purposes:
+        granted = ", ".join(sorted(principal.purposes)) or "none"
+        raise ApiError(
+            403, "purpose_not_granted", f"your credential grants these purposes: {granted}"
+        )
+
+
 def require_platform_operator(principal: PrincipalDep) -> Principal:
     """Moving value by hand is for administrators and operators of the platform itself: an
     energy or parking operator must not be able to post transfers from a resident's wallet."""
