@@ -15,6 +15,7 @@ from cityshare.domain import commands
 from cityshare.domain.energy import Tariff, load_tariff
 from cityshare.domain.identity import check_sector
 from cityshare.services import (
+    access,
     audit_log,
     billing,
     charging,
@@ -53,6 +54,13 @@ class Platform:
     def uow(self) -> SqlUnitOfWork:
         """A read-only unit of work for queries."""
         return SqlUnitOfWork(self.engine, self.clock, write=False)
+
+    @property
+    def personal_data(self) -> access.PersonalData:
+        """Reads of a resident's data by someone else: checked and recorded (every door)."""
+        return access.PersonalData(
+            self.uow, self.bus, self.tariff, self.settings.default_provider
+        )
 
     def close(self) -> None:
         self.reading_verifier.close()

@@ -35,7 +35,9 @@ MAY_SEE: dict[str, set[str]] = {
     "operator_energy": {"vid", "balance", "ward", "meter"},
     "operator_transit": {"vid", "balance", "ward"},
     "operator_parking": {"vid", "balance", "vehicle"},
-    "operator_org": {"vid", "balance", "ward", "meter"},  # energy staff of an organisation
+    # Energy staff of a community asset A holds shares of: billing reaches its shareholders;
+    # grid operations reaches a provider's customers and a charging operator's, not holders.
+    "operator_org": {"vid", "balance"},
     "analyst": {"ward"},
     "auditor": {"vid", "ward", "meter", "vehicle", "balance", "pseudonym"},
     "regulator": {"vid", "ward", "meter", "vehicle", "balance", "pseudonym"},
@@ -293,3 +295,112 @@ def test_every_write_is_refused_to_the_roles_it_is_not_for(
             assert r.status_code in (401, 403, 404, 409, 422), (role, method, url, r.text)
     with platform.uow() as uow:
         assert uow.log.size() == before  # nothing refused was written
+
+
+def test_an_organisations_staff_read_only_the_residents_related_to_it(
+    client: TestClient, platform: Platform, world: dict[str, Any]
+) -> None:
+    """A purpose reaches, through an organisation, only the residents it has that purpose's
+    relationship with (`cityshare.access.policy`): a community asset's billing desk reads its
+    shareholders, a provider's its customers; platform-wide roles read everyone."""
+    params = world["params"]
+    holder_vid, holder_credit = params["vid"], params["account_id"]
+    asset_desk = world["headers"]["operator_org"]  # billing staff of the community asset
+
+    # Chandra holds no shares of the asset; she buys energy from SunLease (not the default
+    # provider, which is the first registered: City Power).
+    city, sunlease = (
+        client.post("/api/v1/organisations", json={"kind": "provider", "name": n}).json()["id"]
+        for n in ("City Power", "SunLease")
+    )
+    prices = {"prices": {"normal": 500, "solar": 350, "peak": 800}}
+    assert client.put(f"/api/v1/organisations/{sunlease}/price-list", json=prices).is_success
+    vid = a_vid()
+    enrolled = client.post(
+        "/api/v1/residents", json={"assertion": assertion(platform, "chandra", vid=vid)}
+    ).json()
+    chandra = bearer(enrolled["token"])
+    chose = {"provider_id": sunlease}
+    assert client.put("/api/v1/me/energy/provider", headers=chandra, json=chose).is_success
+    inr = next(
+        w["account_id"]
+        for w in client.get("/api/v1/me", headers=chandra).json()["wallets"]
+        if w["ledger"] == "INR"
+    )
+    assert client.post("/api/v1/accounts", json=[{"id": 2, "ledger": "INR"}]).is_success
+    top_up = [{"id": 2, "debit_account_id": 2, "credit_account_id": inr, "amount": 500,
+               "ledger": "INR"}]  # fmt: skip
+    assert client.post("/api/v1/transfers", json=top_up).is_success
+
+    def reads(vid: str, account: int, transfer: int) -> dict[str, tuple[str, dict[str, str]]]:
+        billing = {"purpose": "billing"}
+        return {
+            "profile": (f"/api/v1/residents/{vid}", billing),
+            "account": (f"/api/v1/accounts/{account}", billing),
+            "statement": (f"/api/v1/accounts/{account}/statement", billing),
+            "transfer": (f"/api/v1/transfers/{transfer}", billing),
+            "energy statement": (f"/api/v1/residents/{vid}/statements/2023-11", billing),
+        }
+
+    # The asset's desk cannot read Chandra: each read is 404 `not_related` with the reason ...
+    for name, (url, query) in reads(vid, inr, 2).items():
+        r = client.get(url, params=query, headers=asset_desk)
+        assert r.status_code == 404, (name, r.text)
+        assert r.json()["error"]["code"] == "not_related", name
+        assert "its shareholders" in r.json()["error"]["message"]
+    # ... the very answer it gets for a VID or an account nobody has (existence is not told).
+    unrelated = client.get(f"/api/v1/residents/{vid}", params={"purpose": "billing"},
+                           headers=asset_desk)  # fmt: skip
+    unknown = client.get(f"/api/v1/residents/{a_vid()}", params={"purpose": "billing"},
+                         headers=asset_desk)  # fmt: skip
+    assert unknown.status_code == 404
+    assert unknown.json() == unrelated.json()
+    gone = client.get(f"/api/v1/accounts/{inr + 8}", headers=asset_desk)  # no such resident
+    assert gone.json()["error"]["message"].replace(str(inr + 8), "N") == client.get(
+        f"/api/v1/accounts/{inr}", headers=asset_desk
+    ).json()["error"]["message"].replace(str(inr), "N")
+    # Nor list the ledger at large, nor read for a purpose its credential lacks (403).
+    assert client.get("/api/v1/accounts", headers=asset_desk).status_code == 403
+    research = client.get(f"/api/v1/residents/{vid}", params={"purpose": "research"},
+                          headers=asset_desk)  # fmt: skip
+    assert research.status_code == 403
+    assert research.json()["error"]["code"] == "purpose_not_granted"
+
+    # It reads its shareholder, every read of them recorded in their access log.
+    for name, (url, query) in reads(holder_vid, holder_credit, 1).items():
+        r = client.get(url, params=query, headers=asset_desk)
+        assert r.status_code == 200, (name, r.text)
+    holder_log = client.get("/api/v1/me/access-log", headers=world["headers"]["resident_a"])
+    assert {
+        (x["who"], x["what"]) for x in holder_log.json()["records"]
+    } == {("operator:operator-energy", what) for what in (  # the asset desk's subject
+        "profile: vid, wallets", f"account {holder_credit}",
+        f"statement of account {holder_credit}", "transfer 1", "energy statement 2023-11",
+    )}  # fmt: skip
+
+    # SunLease's billing staff read their customer's statement, not the shareholder's.
+    sun_desk = bearer(client.post("/api/v1/credentials", json={
+        "subject": "sun-desk", "role": "operator", "purposes": ["billing"], "domain": "energy",
+        "org_id": sunlease,
+    }).json()["token"])  # fmt: skip
+    _, (url, query) = list(reads(vid, inr, 2).items())[-1]
+    assert client.get(url, params=query, headers=sun_desk).status_code == 200
+    holders_statement = reads(holder_vid, holder_credit, 1)["energy statement"][0]
+    assert client.get(holders_statement, params=query, headers=sun_desk).status_code == 404
+    # City Power is the default provider of whoever never chose: the shareholder, not Chandra.
+    city_desk = bearer(client.post("/api/v1/credentials", json={
+        "subject": "city-desk", "role": "operator", "purposes": ["billing"], "domain": "energy",
+        "org_id": city,
+    }).json()["token"])  # fmt: skip
+    assert client.get(holders_statement, params=query, headers=city_desk).status_code == 200
+    assert client.get(url, params=query, headers=city_desk).status_code == 404
+
+    # Platform-wide roles still read everyone.
+    for who in ("operator_platform", "admin"):
+        for name, (url, query) in reads(vid, inr, 2).items():
+            r = client.get(url, params=query, headers=world["headers"][who])
+            assert r.status_code == 200, (who, name, r.text)
+    chandra_log = client.get("/api/v1/me/access-log", headers=chandra).json()["records"]
+    assert {x["who"] for x in chandra_log} == {
+        "operator:sun-desk", "operator:operator-platform", "admin:settings-operator-token"
+    }  # fmt: skip

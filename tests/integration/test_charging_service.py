@@ -13,13 +13,16 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import text
 
+from cityshare.access.policy import Domain, Purpose, Relationship, Role
+from cityshare.access.tokens import Principal
 from cityshare.bootstrap import Platform, bootstrap
 from cityshare.clock import ManualClock
 from cityshare.domain import commands
 from cityshare.domain.charging import ChargingError, OcppVersion, Sample, SessionStatus
 from cityshare.domain.devices import parse_public_key
 from cityshare.ingest.ocpp.door import ChargerRevokedError, ChargingDoor, HandshakeError
-from cityshare.services import audit, charging
+from cityshare.services import access, audit, charging, identity
+from cityshare.services.access import ReadRefused
 from cityshare.services.charging import Charger
 from cityshare.services.energy import IngestOutcome
 from cityshare.store.charging_repo import SessionRow
@@ -376,3 +379,32 @@ def test_a_chain_from_before_planned_readings_were_recorded_carries_on(
     export(w, session, ("06:10", 10_400), ("06:20", 11_000))
     assert wallets(platform, w.resident_id)["ENERGY"] == 1_000
     assert [seq for seq, _, _ in chain_readings(platform, session.chain_id)] == [0, 1, 2]
+
+
+def test_an_operators_staff_reach_for_grid_operations_the_owners_who_charged_there(
+    platform: Platform,
+) -> None:
+    """Access scoping (`cityshare.access.policy`): an accepted session at the operator's
+    chargers relates the vehicle's owner to it; an unknown token relates nobody."""
+    w = world(platform)
+    bala = enrol(platform, "bala")
+    staff = Principal(
+        "volt-desk", Role.OPERATOR, frozenset({Purpose.GRID_OPERATIONS}), Domain.ENERGY,
+        org_id=w.org_id,
+    )  # fmt: skip
+    with platform.uow() as uow:
+        vid = uow.identity.latest_enrolment(w.resident_id)
+    assert vid is not None
+    with pytest.raises(ReadRefused) as before:
+        platform.personal_data.profile(staff, vid.vid, Purpose.GRID_OPERATIONS)
+    assert (before.value.status, before.value.code) == (404, "not_related")
+
+    start(w, "10:00", token="NOBODY")
+    start(w, "11:00")
+    assert access.relationships(
+        platform.uow(), w.org_id, [w.resident_id, bala], default_provider=None
+    ) == {w.resident_id: {Relationship.CHARGING}, bala: set()}
+    seen = platform.personal_data.profile(staff, vid.vid, Purpose.GRID_OPERATIONS)
+    assert seen.resident.id == w.resident_id
+    log = identity.access_log(platform.uow(), w.resident_id)
+    assert [(r.principal, r.purpose) for r in log] == [("operator:volt-desk", "grid_operations")]

@@ -74,6 +74,8 @@ def purpose_query(description: str) -> Any:
 
 
 def require_purpose(principal: Principal, purpose: Purpose) -> None:
+    """The credential grants `purpose` (403 otherwise). Reads of a resident's data go through
+    `cityshare.services.access` instead, which also scopes and records them."""
     if purpose not in principal.purposes:
         granted = ", ".join(sorted(principal.purposes)) or "none"
         raise ApiError(

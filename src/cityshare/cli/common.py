@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 from typing import Any
 
 import typer
 from rich.console import Console
 
+from cityshare.access.policy import Purpose
+from cityshare.access.tokens import Principal
 from cityshare.bootstrap import Platform, bootstrap
 from cityshare.config import Settings, get_settings
+from cityshare.services.access import ReadRefused, shell_principal
 
 console = Console()
 err_console = Console(stderr=True)
@@ -22,6 +26,35 @@ DB_OPTION = typer.Option(
     show_default=False,
 )
 JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON.")
+
+#: Commands that show a resident's data read it as the operator at the shell, for a purpose.
+READ_AS = (
+    "The read is recorded in the resident's access log (/api/v1/me/access-log) as "
+    "admin:cli:USER (USER: your login name), with the purpose given."
+)
+
+
+def purpose_option(default: Purpose | None, *, serves: str) -> Any:
+    return typer.Option(
+        default,
+        "--purpose",
+        help=f"Why you read a resident's data ({serves}); recorded in their access log.",
+    )
+
+
+def shell_reader(purpose: Purpose) -> Principal:
+    """Who reads at the shell: the login name (whoever can open the database and the
+    platform's keys is platform-wide already; the access log names them)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no login name (a container without a passwd entry)
+        user = "unknown"
+    return shell_principal(user, purpose)
+
+
+def refused_read(exc: ReadRefused) -> typer.Exit:
+    err_console.print(f"[red]error:[/] {exc} ({exc.code})")
+    return typer.Exit(1)
 
 
 def settings_with(database_url: str | None) -> Settings:

@@ -14,18 +14,23 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from cityshare.access.policy import Purpose
 from cityshare.api.billing_schemas import statement_json
 from cityshare.cli.common import (
     DB_OPTION,
     JSON_OPTION,
+    READ_AS,
     console,
     err_console,
     open_platform,
     print_json,
+    purpose_option,
+    refused_read,
+    shell_reader,
 )
 from cityshare.domain import commands
-from cityshare.domain.billing import BillingError, month_of
-from cityshare.services import billing, identity
+from cityshare.domain.billing import BillingError
+from cityshare.services.access import ReadRefused
 
 app = typer.Typer(
     help="Energy: bill imported energy from residents' INR wallets, print statements, and "
@@ -125,17 +130,17 @@ def _kwh(wh: int) -> str:
     return f"{whole:,}.{part:03d}"
 
 
-@app.command()
+@app.command(help=f"""A resident's monthly statement: energy imported and billed per provider
+and window, exports and credits per window, payments, arrears and the INR wallet. {READ_AS}""")
 def statement(
     vid: str = typer.Option(..., help="The resident's virtual id (16 digits)."),
     month: str = typer.Option(
         None, help="YYYY-MM in the tariff's timezone (default: the current month)."
     ),
+    purpose: Purpose = purpose_option(Purpose.BILLING, serves="a statement serves billing"),
     database_url: str | None = DB_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """A resident's monthly statement: energy imported and billed per provider and window,
-    exports and credits per window, payments, arrears and the INR wallet."""
     platform = open_platform(database_url)
     try:
         zone = platform.tariff.zone
@@ -143,15 +148,14 @@ def statement(
             now = dt.datetime.fromtimestamp(platform.clock.now_ns() // 1_000_000_000, zone)
             month = f"{now.year:04d}-{now.month:02d}"
         try:
-            period = month_of(month, zone)
+            s = platform.personal_data.energy_statement(
+                shell_reader(purpose), vid, month, purpose
+            )
         except BillingError as exc:
             err_console.print(f"[red]error:[/] {exc}")
             raise typer.Exit(2) from exc
-        resident_id = identity.resident_by_vid(platform.uow(), vid)
-        if resident_id is None:
-            err_console.print("[red]error:[/] no resident has this virtual id")
-            raise typer.Exit(1)
-        s = billing.monthly_statement(platform.uow(), resident_id, period, tariff=platform.tariff)
+        except ReadRefused as exc:
+            raise refused_read(exc) from exc
     finally:
         platform.close()
     if as_json:

@@ -7,12 +7,26 @@ from dataclasses import asdict
 import typer
 from rich.table import Table
 
-from cityshare.cli.common import DB_OPTION, JSON_OPTION, console, open_platform, print_json
+from cityshare.access.policy import Purpose
+from cityshare.cli.common import (
+    DB_OPTION,
+    JSON_OPTION,
+    READ_AS,
+    console,
+    open_platform,
+    print_json,
+    purpose_option,
+    refused_read,
+    shell_reader,
+)
 from cityshare.domain import commands
 from cityshare.domain.ledger import MAX_INT, Ledger
 from cityshare.services import ledger as ledger_service
+from cityshare.services.access import ReadRefused
 
 app = typer.Typer(help="Inspect and check the double-entry ledger.", no_args_is_help=True)
+
+READ_PURPOSE = purpose_option(Purpose.BILLING, serves="billing or audit; wallets are billing's")
 
 
 @app.command()
@@ -51,21 +65,22 @@ def check(database_url: str | None = DB_OPTION, as_json: bool = JSON_OPTION) -> 
     raise typer.Exit(0 if report.ok else 1)
 
 
-@app.command()
+@app.command(
+    help=f"Show one account and its balances. A resident's account is their data. {READ_AS}"
+)
 def account(
     account_id: int = typer.Argument(..., min=1, max=MAX_INT, help="Account id."),
+    purpose: Purpose = READ_PURPOSE,
     database_url: str | None = DB_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Show one account and its balances."""
     platform = open_platform(database_url)
     try:
-        found = ledger_service.get_account(platform.uow(), account_id)
+        found = platform.personal_data.account(shell_reader(purpose), account_id, purpose)
+    except ReadRefused as exc:
+        raise refused_read(exc) from exc
     finally:
         platform.close()
-    if found is None:
-        console.print(f"[red]no account {account_id}[/]")
-        raise typer.Exit(1)
     if as_json:
         print_json({**asdict(found), "balance": found.balance, "available": found.available})
         return
@@ -79,25 +94,29 @@ def account(
     )
 
 
-@app.command()
+@app.command(
+    help="An account's history with the running posted balance, oldest first. A resident's "
+    f"account is their data. {READ_AS}"
+)
 def statement(
     account_id: int = typer.Argument(..., min=1, max=MAX_INT, help="Account id."),
     after: int = typer.Option(
         0, min=0, max=MAX_INT, help="Timestamp cursor (from the previous page)."
     ),
     limit: int = typer.Option(50, min=1, max=1000, help="Lines per page."),
+    purpose: Purpose = READ_PURPOSE,
     database_url: str | None = DB_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """An account's history with the running posted balance, oldest first."""
     platform = open_platform(database_url)
     try:
-        result = ledger_service.statement(platform.uow(), account_id, after=after, limit=limit)
+        result = platform.personal_data.account_statement(
+            shell_reader(purpose), account_id, purpose, after=after, limit=limit
+        )
+    except ReadRefused as exc:
+        raise refused_read(exc) from exc
     finally:
         platform.close()
-    if result is None:
-        console.print(f"[red]no account {account_id}[/]")
-        raise typer.Exit(1)
     if as_json:
         print_json(
             {

@@ -154,6 +154,17 @@ class BillingRepository(DriverRepository):
         )
         return [ChoiceRow(*r) for r in rows]
 
+    def customers_among(self, provider_id: int, resident_ids: Collection[int]) -> set[int]:
+        """Those of `resident_ids` who ever chose `provider_id` or were billed by it (access
+        scoping: a provider's staff read its customers)."""
+        if not resident_ids:
+            return set()
+        ids = list(resident_ids)
+        c, b = provider_choices.c, energy_bills.c
+        chose = select(c.resident_id).where(c.provider_id == provider_id, c.resident_id.in_(ids))
+        billed = select(b.resident_id).where(b.provider_id == provider_id, b.resident_id.in_(ids))
+        return {int(r[0]) for r in self.conn.execute(chose.union(billed)).all()}
+
     # -- a billing batch ------------------------------------------------------------------
 
     def last_run(self) -> RunRow | None:

@@ -6,7 +6,7 @@ transaction, so those go through the driver cursor (executemany on SQLite, COPY 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,6 +126,19 @@ class CommunityRepository(DriverRepository):
             select(h.asset_id, h.shares).where(h.resident_id == resident_id).order_by(h.asset_id)
         ).all()
         return {int(r[0]): int(r[1]) for r in rows}
+
+    def holders_among(self, asset_id: int, resident_ids: Collection[int]) -> set[int]:
+        """Those of `resident_ids` who hold or ever held shares of the asset (every holding
+        began with an event giving them shares)."""
+        if not resident_ids:
+            return set()
+        e = share_events.c
+        rows = self.conn.execute(
+            select(e.to_id)
+            .where(e.asset_id == asset_id, e.to_id.in_(list(resident_ids)))
+            .distinct()
+        ).all()
+        return {int(r[0]) for r in rows}
 
     def holdings_at(self, asset_id: int, at_ns: int) -> dict[int, int]:
         """The asset's holders as of `at_ns` (events at or before it), summed from the events."""

@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from cityshare.access.policy import Purpose
-from cityshare.api.access import record_reads
+from cityshare.api.access import read_refused
 from cityshare.api.billing_schemas import (
     ChooseProviderIn,
     PriceListIn,
@@ -28,15 +28,15 @@ from cityshare.api.deps import (
     ResidentDep,
     StaffDep,
     require_org_staff,
-    require_purpose,
 )
-from cityshare.api.errors import ApiError, refused
+from cityshare.api.errors import refused
 from cityshare.api.routers.identity import VID
 from cityshare.api.routers.organisations import OrgId
 from cityshare.api.schemas import error_responses
 from cityshare.domain import commands
 from cityshare.domain.billing import BillingError, month_of
-from cityshare.services import billing, identity
+from cityshare.services import billing
+from cityshare.services.access import ReadRefused
 
 router = APIRouter(prefix="/api/v1", tags=["billing"])
 
@@ -159,12 +159,10 @@ def resident_statement(
     month: MonthPath,
     purpose: Annotated[Purpose, Query(description="Must be `billing`, granted to you.")],
 ) -> StatementOut:
-    require_purpose(principal, purpose)
-    if purpose != Purpose.BILLING:
-        raise ApiError(403, "wrong_purpose", "statements are read for billing only")
-    resident_id = identity.resident_by_vid(platform.uow(), vid)
-    if resident_id is None:
-        raise ApiError(404, "not_found", "no resident has this virtual id")
-    view = _statement(platform, resident_id, month)
-    record_reads(platform, principal, purpose, [(resident_id, f"energy statement {month}")])
-    return view
+    try:
+        found = platform.personal_data.energy_statement(principal, vid, month, purpose)
+    except ReadRefused as exc:
+        raise read_refused(exc) from exc
+    except BillingError as exc:
+        raise refused(exc) from exc
+    return StatementOut.of(found)

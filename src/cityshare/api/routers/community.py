@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from cityshare.access.policy import Purpose
-from cityshare.api.access import record_reads
+from cityshare.api.access import read_refused
 from cityshare.api.community_schemas import (
     AssetSharesOut,
     DistributeIn,
@@ -29,7 +29,6 @@ from cityshare.api.deps import (
     PrincipalDep,
     ResidentDep,
     require_org_staff,
-    require_purpose,
 )
 from cityshare.api.errors import refused
 from cityshare.api.idempotency import IdempotencyDep, idempotent_responses
@@ -37,6 +36,7 @@ from cityshare.api.routers.organisations import OrgId
 from cityshare.api.schemas import error_responses
 from cityshare.domain import commands
 from cityshare.services import community
+from cityshare.services.access import ReadRefused
 from cityshare.services.community import CommunityError
 from cityshare.services.unit_of_work import AbstractUnitOfWork
 from cityshare.store.community_repo import ShareEventRow
@@ -104,17 +104,19 @@ def asset_shares(
 ) -> AssetSharesOut:
     require_org_staff(principal, org_id)
     listed = purpose == Purpose.BILLING
-    if listed:
-        require_purpose(principal, Purpose.BILLING)
     try:
-        data = community.asset_shares(
-            platform.uow(), org_id, with_holders=listed, offset=offset, limit=limit
-        )
+        if listed:
+            data = platform.personal_data.asset_holders(
+                principal, org_id, Purpose.BILLING, offset=offset, limit=limit
+            )
+        else:
+            data = community.asset_shares(
+                platform.uow(), org_id, with_holders=False, offset=offset, limit=limit
+            )
+    except ReadRefused as exc:
+        raise read_refused(exc) from exc
     except CommunityError as exc:
         raise refused(exc, _STATUSES) from exc
-    if listed:
-        what = f"community shares: holding of asset {org_id}"
-        record_reads(platform, principal, Purpose.BILLING, [(r, what) for r, _, _ in data.holdings])
     more = listed and offset + len(data.holdings) < data.holders
     return AssetSharesOut.of(
         data,

@@ -10,14 +10,13 @@ from fastapi import APIRouter, Path, Query, Response
 
 from cityshare.access.policy import Purpose, Role, check_grant
 from cityshare.access.tokens import Principal
-from cityshare.api.access import record_reads
+from cityshare.api.access import read_refused
 from cityshare.api.deps import (
     AdminDep,
     CounterpartyDep,
     PlatformDep,
     ResidentDep,
     StaffDep,
-    require_purpose,
 )
 from cityshare.api.errors import ApiError, refused
 from cityshare.api.idempotency import Idempotency, IdempotencyDep, idempotent_responses
@@ -46,6 +45,7 @@ from cityshare.domain.devices import (
     parse_public_key,
 )
 from cityshare.services import identity
+from cityshare.services.access import ReadRefused
 from cityshare.services.identity import IdentityError
 from cityshare.services.unit_of_work import AbstractUnitOfWork
 from cityshare.trust import device_proof
@@ -315,15 +315,11 @@ def resident_by_vid(
     vid: VID,
     purpose: Annotated[Purpose, Query(description="Why you read; must be granted to you.")],
 ) -> ResidentOut:
-    require_purpose(principal, purpose)
-    resident_id = identity.resident_by_vid(platform.uow(), vid)
-    data = identity.resident_data(platform.uow(), resident_id) if resident_id else None
-    if data is None:
-        raise ApiError(404, "not_found", "no resident has this virtual id")
-    view = ResidentOut.of(data, purpose)
-    shown = sorted(view.model_dump(exclude_none=True).keys() - {"purpose"})
-    record_reads(platform, principal, purpose, [(data.resident.id, f"profile: {', '.join(shown)}")])
-    return view
+    try:
+        data = platform.personal_data.profile(principal, vid, purpose)
+    except ReadRefused as exc:
+        raise read_refused(exc) from exc
+    return ResidentOut.of(data, purpose)
 
 
 @router.post(

@@ -7,8 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Path, Query
 
 from cityshare.access.policy import Purpose
-from cityshare.access.tokens import Principal
-from cityshare.api.access import record_reads
+from cityshare.api.access import read_refused
 from cityshare.api.deps import LedgerWriterDep, OperatorDep, PlatformDep, PrincipalDep
 from cityshare.api.errors import ApiError
 from cityshare.api.schemas import (
@@ -26,8 +25,8 @@ from cityshare.api.schemas import (
 )
 from cityshare.domain import commands
 from cityshare.domain.ledger import MAX_INT, CreateAccountResult, Ledger
-from cityshare.domain.residents import resident_of
 from cityshare.services import ledger as ledger_service
+from cityshare.services.access import ReadRefused
 
 router = APIRouter(
     prefix="/api/v1",
@@ -46,7 +45,9 @@ ATOMIC = Query(
 READ_PURPOSE = Query(
     Purpose.BILLING,
     description="Why you read: recorded in the resident's access log when the account is "
-    "a resident's, and it must be a purpose your credential grants.",
+    "a resident's; it must be a purpose your credential grants that sees wallets (billing, "
+    "audit). An organisation's staff read only its own accounts and those of residents "
+    "related to it (404 `not_related` otherwise; see `cityshare.access.policy`).",
 )
 
 
@@ -106,10 +107,12 @@ def find_accounts(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     purpose: Purpose = READ_PURPOSE,
 ) -> list[AccountOut]:
-    found = ledger_service.find_accounts(
-        platform.uow(), owner=owner, ledger=Ledger[ledger] if ledger else None, limit=limit
-    )
-    _record(platform, principal, purpose, [(a.owner, f"account {a.id}") for a in found])
+    try:
+        found = platform.personal_data.accounts(
+            principal, purpose, owner=owner, ledger=Ledger[ledger] if ledger else None, limit=limit
+        )
+    except ReadRefused as exc:
+        raise read_refused(exc) from exc
     return [AccountOut.of(a) for a in found]
 
 
@@ -120,22 +123,10 @@ def get_account(
     account_id: PathId,
     purpose: Purpose = READ_PURPOSE,
 ) -> AccountOut:
-    account = ledger_service.get_account(platform.uow(), account_id)
-    if account is None:
-        raise ApiError(404, "account_not_found", f"no account {account_id}")
-    _record(platform, principal, purpose, [(account.owner, f"account {account_id}")])
-    return AccountOut.of(account)
-
-
-def _record(
-    platform: PlatformDep,
-    principal: Principal,
-    purpose: Purpose,
-    reads: list[tuple[str | None, str]],
-) -> None:
-    """Accounts of residents are personal data: record the read (see api/access.py)."""
-    resident_reads = [(resident_of(owner), what) for owner, what in reads]
-    record_reads(platform, principal, purpose, [(rid, what) for rid, what in resident_reads if rid])
+    try:
+        return AccountOut.of(platform.personal_data.account(principal, account_id, purpose))
+    except ReadRefused as exc:
+        raise read_refused(exc) from exc
 
 
 @router.get(
@@ -153,12 +144,12 @@ def get_statement(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     purpose: Purpose = READ_PURPOSE,
 ) -> StatementOut:
-    result = ledger_service.statement(platform.uow(), account_id, after=after, limit=limit)
-    if result is None:
-        raise ApiError(404, "account_not_found", f"no account {account_id}")
-    _record(
-        platform, principal, purpose, [(result.account.owner, f"statement of account {account_id}")]
-    )
+    try:
+        result = platform.personal_data.account_statement(
+            principal, account_id, purpose, after=after, limit=limit
+        )
+    except ReadRefused as exc:
+        raise read_refused(exc) from exc
     return StatementOut.of(result)
 
 
@@ -200,14 +191,10 @@ def get_transfer(
     transfer_id: PathId,
     purpose: Purpose = READ_PURPOSE,
 ) -> TransferOut:
-    view = ledger_service.get_transfer(platform.uow(), transfer_id)
-    if view is None:
-        raise ApiError(404, "transfer_not_found", f"no transfer {transfer_id}")
-    record = view.record
-    owners = ledger_service.account_owners(
-        platform.uow(), [record.debit_account_id, record.credit_account_id]
-    )
-    _record(platform, principal, purpose, [(o, f"transfer {transfer_id}") for o in owners])
+    try:
+        view = platform.personal_data.transfer(principal, transfer_id, purpose)
+    except ReadRefused as exc:
+        raise read_refused(exc) from exc
     return TransferOut.of(view)
 
 

@@ -17,15 +17,15 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from cityshare.access.policy import Purpose
-from cityshare.api.access import record_reads
+from cityshare.api.access import read_refused
 from cityshare.api.body_limit import read_at_most
-from cityshare.api.deps import PlatformDep, PrincipalDep, require_purpose
+from cityshare.api.deps import PlatformDep, PrincipalDep
 from cityshare.api.errors import ApiError
 from cityshare.api.schemas import error_responses, json_error_responses
 from cityshare.domain import commands
 from cityshare.domain.ledger import MAX_INT
 from cityshare.services import audit_log
+from cityshare.services.access import ReadRefused
 
 router = APIRouter(prefix="/api/v1/log", tags=["audit log"])
 
@@ -112,18 +112,12 @@ def entries(
     end: Annotated[int, Query(ge=1, le=MAX_INT, description="Exclusive.")],
 ) -> EntriesOut:
     # Entries are the records themselves (who enrolled, who paid whom): an auditor's read.
-    require_purpose(principal, Purpose.AUDIT)
     try:
-        data = audit_log.entries(platform.uow(), start, end)
+        data = platform.personal_data.log_entries(principal, start, end)
+    except ReadRefused as exc:
+        raise read_refused(exc) from exc
     except audit_log.LogRangeError as exc:
         raise ApiError(422, "out_of_range", str(exc)) from exc
-    stop = start + len(data)
-    record_reads(
-        platform,
-        principal,
-        Purpose.AUDIT,
-        [(rid, f"audit log entries {start}-{stop}") for rid in audit_log.residents_named(data)],
-    )
     return EntriesOut(start=start, entries=_b64(data))
 
 
