@@ -151,3 +151,46 @@ def test_intervals_awaiting_review_are_shown_to_the_resident_and_to_grid_operati
     assert refused.status_code == 403
     assert refused.json()["error"]["code"] == "purpose_not_granted"
     assert client.get("/api/v1/energy/review", headers=world["resident"]).status_code == 403
+
+
+def test_the_review_queue_shows_an_organisation_only_its_related_residents_and_is_recorded(
+    client: TestClient, clock: ManualClock, platform: Platform
+) -> None:
+    """A provider's grid desk sees the meters of its own customers awaiting review, not every
+    resident's; each resident named in the queue finds the read in their access log."""
+    world = enrol_with_meter(client, platform)
+    start = clock.now_ns() // 10**9
+    clock.advance(3000)
+    claims = [(0, 5000), (900, 5100), (1800, 3), (2700, 50)]  # the third: a meter reset
+    readings = [
+        sign(world["key"], world["meter"], seq=i, ts=start + t, import_wh=imp, export_wh=0)
+        for i, (t, imp) in enumerate(claims)
+    ]
+    assert client.post("/api/v1/readings", json=readings, headers=NO_AUTH).status_code == 200
+    ours, theirs = (
+        client.post("/api/v1/organisations", json={"kind": "provider", "name": name}).json()["id"]
+        for name in ("Ours Power", "Theirs Power")
+    )
+    prices = {"normal": 650, "solar": 480, "peak": 790}
+    listed = client.put(f"/api/v1/organisations/{ours}/price-list", json={"prices": prices})
+    assert listed.status_code == 201, listed.text
+    chosen = client.put(
+        "/api/v1/me/energy/provider", headers=world["resident"], json={"provider_id": ours}
+    )
+    assert chosen.status_code == 200, chosen.text
+
+    def desk(org: int) -> dict[str, str]:
+        made = client.post(
+            "/api/v1/credentials",
+            json={"subject": f"grid-{org}", "role": "operator", "domain": "energy",
+                  "purposes": ["grid_operations"], "org_id": org},
+        )  # fmt: skip
+        assert made.status_code in (200, 201), made.text
+        return {"Authorization": f"Bearer {made.json()['token']}"}
+
+    assert client.get("/api/v1/energy/review", headers=desk(theirs)).json() == []
+    seen = client.get("/api/v1/energy/review", headers=desk(ours))
+    assert [r["device"] for r in seen.json()] == [world["meter"]]
+    log = client.get("/api/v1/me/access-log", headers=world["resident"]).json()["records"]
+    reads = [(e["who"], e["purpose"], e["what"]) for e in log]
+    assert reads == [(f"operator:grid-{ours}", "grid_operations", "meters awaiting review")]

@@ -177,6 +177,7 @@ class Read(StrEnum):
     ACCOUNTS = "accounts"  # ledger: a resident's account, its statement, a transfer
     HOLDERS = "holders"  # a community asset's shareholders by VID
     LOG_ENTRIES = "log entries"  # audit-log entries that name residents
+    REVIEW = "meters awaiting review"  # anomalous intervals of residents' meters
 
 
 #: The purposes each read serves. A profile answers any purpose (cut to its fields); accounts
@@ -187,6 +188,7 @@ READ_PURPOSES: dict[Read, frozenset[Purpose]] = {
     Read.ACCOUNTS: frozenset(p for p, fields in PURPOSE_FIELDS.items() if F.WALLETS in fields),
     Read.HOLDERS: frozenset({P.BILLING}),
     Read.LOG_ENTRIES: frozenset({P.AUDIT}),
+    Read.REVIEW: frozenset({P.GRID_OPERATIONS}),
 }
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from cityshare.access.policy import (
     PURPOSE_FIELDS,
+    PURPOSE_RELATIONSHIPS,
     Purpose,
     Read,
     Refusal,
@@ -39,8 +40,9 @@ from cityshare.domain import commands
 from cityshare.domain.billing import BillingError, month_of
 from cityshare.domain.energy import Tariff
 from cityshare.domain.ledger import AccountState
+from cityshare.domain.organisations import is_organisation
 from cityshare.domain.residents import resident_of
-from cityshare.services import audit_log, billing, community, identity
+from cityshare.services import audit_log, billing, community, energy, identity
 from cityshare.services import ledger as ledger_service
 from cityshare.services.messagebus import MessageBus
 from cityshare.services.unit_of_work import AbstractUnitOfWork
@@ -297,6 +299,46 @@ class PersonalData:
         what = f"community shares: holding of asset {asset_id}"
         self.record(principal, purpose, [(r, what) for r, _, _ in data.holdings])
         return data
+
+    # -- energy ---------------------------------------------------------------------------
+
+    def awaiting_review(
+        self, principal: Principal, purpose: Purpose, *, after: int, limit: int
+    ) -> list[energy.ReviewItem]:
+        """Intervals awaiting review (`energy.awaiting_review`), oldest first after `after`.
+
+        Platform-wide staff see every meter's; an organisation's staff see their own meters'
+        and those of residents related to them for the purpose (a provider's customers, an
+        operator's charging customers): the others are skipped, not refused, since a queue
+        names many residents. Each resident named is recorded as read."""
+        _allow(refuse_read(principal, Read.REVIEW, purpose))
+        if principal.org_id is None:
+            found = energy.awaiting_review(self.uow(), after_id=after, limit=limit)
+        else:
+            found = self._related_review(principal, purpose, after=after, limit=limit)
+        residents = [i.owner_id for i in found if not is_organisation(i.owner_id)]
+        self.record(principal, purpose, [(r, "meters awaiting review") for r in residents])
+        return found
+
+    def _related_review(
+        self, principal: Principal, purpose: Purpose, *, after: int, limit: int
+    ) -> list[energy.ReviewItem]:
+        # Pages of the whole queue, filtered, until `limit` are found: the queue is short
+        # (an interval leaves it once a reading covers it), the relationships are per page.
+        through = PURPOSE_RELATIONSHIPS.get(purpose, frozenset())
+        found: list[energy.ReviewItem] = []
+        while len(found) < limit:
+            page = energy.awaiting_review(self.uow(), after_id=after, limit=limit)
+            if not page:
+                break
+            owners = [i.owner_id for i in page if not is_organisation(i.owner_id)]
+            related = self.related(principal, owners)
+            for item in page:
+                mine = item.owner_id == principal.org_id
+                if mine or related.get(item.owner_id, frozenset()) & through:
+                    found.append(item)
+            after = page[-1].interval_id
+        return found[:limit]
 
     # -- the audit log --------------------------------------------------------------------
 

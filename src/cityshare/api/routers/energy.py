@@ -7,12 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query
 
 from cityshare.access.policy import Purpose
-from cityshare.api.deps import PlatformDep, ResidentDep, StaffDep, require_purpose
+from cityshare.api.access import read_refused
+from cityshare.api.deps import PlatformDep, ResidentDep, StaffDep
 from cityshare.api.energy_schemas import EnergyOut, ReadingsOut, ReviewOut
 from cityshare.api.errors import ApiError
 from cityshare.api.schemas import error_responses
 from cityshare.domain import commands
 from cityshare.services import energy
+from cityshare.services.access import ReadRefused
 
 router = APIRouter(prefix="/api/v1", tags=["energy"])
 
@@ -79,6 +81,10 @@ def review(
     after: Annotated[int, Query(ge=0, le=(1 << 58) - 1, description="Last interval seen.")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[ReviewOut]:
-    require_purpose(principal, Purpose.GRID_OPERATIONS)
-    items = energy.awaiting_review(platform.uow(), after_id=after, limit=limit)
+    try:
+        items = platform.personal_data.awaiting_review(
+            principal, Purpose.GRID_OPERATIONS, after=after, limit=limit
+        )
+    except ReadRefused as refused:
+        raise read_refused(refused) from refused
     return [ReviewOut.of(i) for i in items]
