@@ -89,10 +89,12 @@ REFUSED_BY_RULES: dict[str, frozenset[str]] = {
     "POST /api/v1/organisations/{org_id}/distributions": frozenset(
         {"invalid_period_end", "not_community"}
     ),
-    # Now or later, at most 400 days ahead.
+    # Now or later, at most 400 days ahead; only a provider or a community asset sells
+    # energy (the organisation exists, of another kind).
     "PUT /api/v1/organisations/{org_id}/price-list": frozenset(
-        {"retroactive_price", "invalid_effective_from"}
+        {"retroactive_price", "invalid_effective_from", "not_a_provider"}
     ),
+    "GET /api/v1/organisations/{org_id}/price-list": frozenset({"not_a_provider"}),
 }
 
 

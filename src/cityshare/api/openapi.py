@@ -22,11 +22,14 @@ from typing import Any
 from fastapi import FastAPI
 
 from cityshare.domain.billing import MAX_PAISE_PER_KWH
+from cityshare.domain.ids import PLATFORM_ID_BASE
 from cityshare.domain.ledger import MAX_INT
 from cityshare.domain.residents import MAX_PARTY_ID, ORG_ID_BASE
 
 #: Integer bounds beyond a float's 53-bit precision that the API's schemas use.
-EXACT_INTEGERS: tuple[int, ...] = (MAX_INT, -MAX_INT - 1, ORG_ID_BASE, MAX_PARTY_ID)
+EXACT_INTEGERS: tuple[int, ...] = (
+    MAX_INT, -MAX_INT - 1, ORG_ID_BASE, MAX_PARTY_ID, PLATFORM_ID_BASE,
+)  # fmt: skip
 _BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 _ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
 
