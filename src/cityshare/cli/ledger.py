@@ -7,9 +7,10 @@ from dataclasses import asdict
 import typer
 from rich.table import Table
 
+from cityshare.api.schemas import AccountOut, StatementOut
 from cityshare.cli.common import DB_OPTION, JSON_OPTION, console, open_platform, print_json
 from cityshare.domain import commands
-from cityshare.domain.ledger import MAX_INT, Ledger
+from cityshare.domain.ledger import MAX_INT
 from cityshare.services import ledger as ledger_service
 
 app = typer.Typer(help="Inspect and check the double-entry ledger.", no_args_is_help=True)
@@ -57,7 +58,8 @@ def account(
     database_url: str | None = DB_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Show one account and its balances."""
+    """Show one account and its balances, in the API's terms (`GET /api/v1/accounts/{id}`):
+    the ledger and the flags by name, so a script reads the same JSON from either door."""
     platform = open_platform(database_url)
     try:
         found = ledger_service.get_account(platform.uow(), account_id)
@@ -66,16 +68,18 @@ def account(
     if found is None:
         console.print(f"[red]no account {account_id}[/]")
         raise typer.Exit(1)
+    out = AccountOut.of(found)
     if as_json:
-        print_json({**asdict(found), "balance": found.balance, "available": found.available})
+        print_json(out.model_dump(mode="json"))
         return
-    ledger = Ledger(found.ledger)
     console.print(
-        f"account {found.id} · {ledger.name} ({ledger.unit}) · code {found.code} · "
-        f"owner {found.owner or '-'}\n"
-        f"balance {found.balance}  available {found.available}  "
-        f"(debits posted {found.debits_posted}, pending {found.debits_pending}; "
-        f"credits posted {found.credits_posted}, pending {found.credits_pending})"
+        f"account {out.id} · {out.ledger} ({out.unit}) · code {out.code} · "
+        f"flags {', '.join(out.flags) or '-'} · owner {out.owner or '-'}\n"
+        f"balance {out.balance}  available {out.available}  "
+        f"(debits posted {out.debits_posted}, pending {out.debits_pending}; "
+        f"credits posted {out.credits_posted}, pending {out.credits_pending})",
+        markup=False,
+        highlight=False,
     )
 
 
@@ -89,7 +93,8 @@ def statement(
     database_url: str | None = DB_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """An account's history with the running posted balance, oldest first."""
+    """An account's history with the running posted balance, oldest first; `--json` prints what
+    `GET /api/v1/accounts/{id}/statement` answers (the account in the API's terms, the lines)."""
     platform = open_platform(database_url)
     try:
         result = ledger_service.statement(platform.uow(), account_id, after=after, limit=limit)
@@ -98,15 +103,17 @@ def statement(
     if result is None:
         console.print(f"[red]no account {account_id}[/]")
         raise typer.Exit(1)
+    out = StatementOut.of(result)
     if as_json:
-        print_json(
-            {
-                "account_id": account_id,
-                "lines": [asdict(x) for x in result.lines],
-                "next_after": result.next_after,
-            }
-        )
+        print_json(out.model_dump(mode="json"))
         return
+    account = out.account
+    console.print(
+        f"account {account.id} · {account.ledger} ({account.unit}) · "
+        f"flags {', '.join(account.flags) or '-'} · owner {account.owner or '-'}",
+        markup=False,
+        highlight=False,
+    )
     table = Table("transfer", "kind", "counterparty", "change", "balance", "timestamp")
     for line in result.lines:
         table.add_row(
