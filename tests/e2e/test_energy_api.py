@@ -40,6 +40,9 @@ def test_a_meter_posts_readings_and_the_resident_sees_the_credit(
     assert first.status_code == 200, first.text
     assert first.json() == {
         "accepted": 3,
+        "anomalies": 0,
+        "duplicates": 0,
+        "rejected": 1,
         "results": [
             {"index": 0, "result": "accepted", "device": meter},
             {"index": 1, "result": "accepted", "device": meter},
@@ -88,6 +91,28 @@ def test_a_meter_posts_readings_and_the_resident_sees_the_credit(
     me = client.get("/api/v1/me", headers=world["resident"]).json()
     balances = {w["ledger"]: w["balance"] for w in me["wallets"]}
     assert (balances["CARBON"], balances["CREDIT"], balances["ENERGY"]) == (2583, 3000, 2970)
+
+
+def test_the_batch_summary_counts_anomalies_apart_from_accepted_readings(
+    client: TestClient, platform: Platform, clock: ManualClock
+) -> None:
+    """An anomaly is stored but credits nothing: the summary must not count it as accepted."""
+    world = enrol_with_meter(client, platform)
+    key, meter = world["key"], world["meter"]
+    now = clock.now_ns() // 10**9
+    first = sign(key, meter, seq=0, ts=now - 900, import_wh=0, export_wh=0)
+    ahead = sign(key, meter, seq=1, ts=now + 30 * 86400, import_wh=10, export_wh=10)
+    client.post("/api/v1/readings", json=[first], headers=NO_AUTH)
+    answer = client.post("/api/v1/readings", json=[first, ahead, "junk"], headers=NO_AUTH)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert [r["result"] for r in body["results"]] == [
+        "duplicate",
+        "anomaly:future_timestamp",
+        "rejected:malformed",
+    ]
+    counts = {k: body[k] for k in ("accepted", "anomalies", "duplicates", "rejected")}
+    assert counts == {"accepted": 0, "anomalies": 1, "duplicates": 1, "rejected": 1}
 
 
 def test_batch_level_problems_are_4xx_and_write_nothing(

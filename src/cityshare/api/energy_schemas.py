@@ -24,13 +24,24 @@ class ReadingResultOut(BaseModel):
 
 
 class ReadingsOut(BaseModel):
-    accepted: int = Field(description="New readings stored by this request (with anomalies).")
+    """What became of a batch: one count per kind of result (they add up to the items), then
+    each item's result. An anomaly is stored but credits nothing, so it is counted apart from
+    `accepted`: a client that counted it as accepted would believe it was credited."""
+
+    accepted: int = Field(description="Items stored as new readings, to be credited.")
+    anomalies: int = Field(description="Items stored as anomalies (`anomaly:<kind>`): no credit.")
+    duplicates: int = Field(description="Items already stored: nothing changed.")
+    rejected: int = Field(description="Items refused (`rejected:<reason>`): not stored.")
     results: list[ReadingResultOut]
 
     @classmethod
     def of(cls, outcome: IngestOutcome) -> ReadingsOut:
+        kinds = [r.result.partition(":")[0] for r in outcome.results]
         return cls(
-            accepted=outcome.stored,
+            accepted=kinds.count("accepted"),
+            anomalies=kinds.count("anomaly"),
+            duplicates=kinds.count("duplicate"),
+            rejected=kinds.count("rejected"),
             results=[ReadingResultOut(index=r.index, result=r.result, device=r.device)
                      for r in outcome.results],
         )  # fmt: skip
