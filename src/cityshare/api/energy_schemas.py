@@ -71,10 +71,22 @@ class MeterOut(BaseModel):
     device: str
     kind: str
     label: str | None = None
-    seq: int | None = Field(None, description="The highest sequence number received.")
+    seq: int | None = Field(
+        None,
+        description="The latest reading credited up to (the top of the meter's chain); null "
+        "until its first usable reading. Readings beyond a gap are in `waiting_seqs`.",
+    )
     ts: int | None = Field(None, description="Its timestamp (unix seconds).")
     import_wh: int | None = Field(None, description="Its cumulative import register.")
     export_wh: int | None = Field(None, description="Its cumulative export register.")
+    waiting: int = Field(
+        0,
+        description="Readings stored but not yet credited: they wait for a missing sequence "
+        "number, and join once it arrives or the gap horizon passes.",
+    )
+    waiting_seqs: list[int] = Field(
+        default_factory=list, description="The lowest 20 of their sequence numbers, ascending."
+    )
 
 
 class EnergyOut(BaseModel):
@@ -96,6 +108,8 @@ class EnergyOut(BaseModel):
                     ts=d.ts,
                     import_wh=d.import_wh,
                     export_wh=d.export_wh,
+                    waiting=d.waiting,
+                    waiting_seqs=list(d.waiting_seqs),
                 )
                 for d in summary.devices
             ],
