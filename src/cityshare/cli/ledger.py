@@ -7,10 +7,20 @@ from dataclasses import asdict
 import typer
 from rich.table import Table
 
+from cityshare.api.billing_schemas import TopUpOut
 from cityshare.api.schemas import AccountOut, StatementOut
-from cityshare.cli.common import DB_OPTION, JSON_OPTION, console, open_platform, print_json
+from cityshare.cli.common import (
+    DB_OPTION,
+    JSON_OPTION,
+    console,
+    err_console,
+    open_platform,
+    print_json,
+)
 from cityshare.domain import commands
+from cityshare.domain.billing import BillingError
 from cityshare.domain.ledger import MAX_INT
+from cityshare.services import identity
 from cityshare.services import ledger as ledger_service
 
 app = typer.Typer(help="Inspect and check the double-entry ledger.", no_args_is_help=True)
@@ -131,6 +141,49 @@ def statement(
     console.print(table)
     if result.next_after is not None:
         console.print(f"more: --after {result.next_after}")
+
+
+@app.command("top-up")
+def top_up(
+    vid: str = typer.Option(..., help="The resident's virtual id (16 digits)."),
+    amount_paise: int = typer.Option(..., min=1, max=MAX_INT, help="Paise to credit."),
+    reference: str = typer.Option(
+        ...,
+        help="The bank's or UPI's transaction reference of the payment received (1-64 "
+        "letters, digits and . _ : / -): a second top-up with it posts nothing.",
+    ),
+    database_url: str | None = DB_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Credit fiat received at the platform's bank to a resident's INR wallet, from the INR
+    settlement account (904), once per reference; as POST /api/v1/residents/{vid}/top-ups.
+    Prints the top-up (`--json`: the API's answer). Exit 1: no such resident; 2: refused."""
+    platform = open_platform(database_url)
+    try:
+        resident_id = identity.resident_by_vid(platform.uow(), vid)
+        if resident_id is None:
+            err_console.print("[red]error:[/] no resident has this virtual id")
+            raise typer.Exit(1)
+        try:
+            outcome = platform.bus.handle(
+                commands.TopUpWallet(resident_id, amount_paise, reference, "cli")
+            )
+        except BillingError as exc:
+            err_console.print(f"[red]error:[/] {exc} ({exc.code})")
+            raise typer.Exit(2) from exc
+    finally:
+        platform.close()
+    out = TopUpOut.of(outcome)
+    if as_json:
+        print_json(out.model_dump(mode="json"))
+        return
+    what = "topped up" if out.created else "already topped up (nothing posted)"
+    console.print(
+        f"top-up {out.id} {what}: {out.amount} paise from account {out.debit_account_id} to "
+        f"{out.credit_account_id}, transfer {out.transfer_id}, reference {out.reference}",
+        markup=False,
+        highlight=False,
+    )
 
 
 @app.command()

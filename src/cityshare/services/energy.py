@@ -118,7 +118,8 @@ class EnergyCode(enum.IntEnum):
 
 
 #: Platform postings own the ids from 2^61 up, in disjoint ranges: billing [2^61, 2^62),
-#: energy [2^62, 2^62 + 2^60), community payouts [2^62 + 3 * 2^60, 2^63) (see
+#: energy [2^62, 2^62 + 2^60), top-ups [2^62 + 2^60, 2^62 + 2^61), community payouts
+#: [2^62 + 3 * 2^60, 2^63) (see
 #: tests/unit/test_transfer_ids.py); clients choose ids below 2^61.
 MAX_INTERVAL_ID = (1 << 58) - 1
 
