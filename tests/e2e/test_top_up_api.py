@@ -124,3 +124,11 @@ def test_the_cli_tops_up_as_the_api_does(
     unknown = top_up(a_vid(), 1, "UTR10")
     assert unknown.returncode == 1
     assert "no resident" in unknown.stderr
+
+    # The platform's own accounts are listed, opened or not.
+    listed = cityshare("ledger", "system-accounts", "--db", database_url, "--json", cwd=tmp_path)
+    system = {a["id"]: a for a in json.loads(ok(listed).stdout)}
+    assert sorted(system) == [901, 902, 903, 904]
+    assert system[904]["owner"] == "platform:inr-settlement"
+    assert system[904]["account"]["balance"] == -2500
+    assert system[901]["opened"] is False  # no energy credited yet

@@ -19,8 +19,8 @@ from cityshare.cli.common import (
 )
 from cityshare.domain import commands
 from cityshare.domain.billing import BillingError
-from cityshare.domain.ledger import MAX_INT
-from cityshare.services import identity
+from cityshare.domain.ledger import MAX_INT, Ledger
+from cityshare.services import billing, energy, identity
 from cityshare.services import ledger as ledger_service
 
 app = typer.Typer(help="Inspect and check the double-entry ledger.", no_args_is_help=True)
@@ -141,6 +141,47 @@ def statement(
     console.print(table)
     if result.next_after is not None:
         console.print(f"more: --after {result.next_after}")
+
+
+#: The platform's own accounts (ids below 1000 are reserved for them), each opened by the
+#: capability that posts to it, on first use.
+SYSTEM_ACCOUNTS = (*energy.PLATFORM_ACCOUNTS, billing.SETTLEMENT_ACCOUNT)
+
+
+@app.command("system-accounts")
+def system_accounts(database_url: str | None = DB_OPTION, as_json: bool = JSON_OPTION) -> None:
+    """The platform's own accounts (901 credit issuance, 902 the grid, 903 carbon issuance,
+    904 INR settlement), and each one's balances once it is opened (on first use)."""
+    platform = open_platform(database_url)
+    try:
+        found = {a.id: ledger_service.get_account(platform.uow(), a.id) for a in SYSTEM_ACCOUNTS}
+    finally:
+        platform.close()
+    outs = {i: AccountOut.of(a) for i, a in found.items() if a is not None}
+    if as_json:
+        print_json(
+            [
+                {
+                    "id": a.id,
+                    "owner": a.owner,
+                    "opened": a.id in outs,
+                    "account": outs[a.id].model_dump(mode="json") if a.id in outs else None,
+                }
+                for a in SYSTEM_ACCOUNTS
+            ]
+        )
+        return
+    table = Table("id", "owner", "ledger", "flags", "balance")
+    for a in SYSTEM_ACCOUNTS:
+        out = outs.get(a.id)
+        table.add_row(
+            str(a.id),
+            str(a.owner),
+            Ledger(a.ledger).name,
+            ", ".join(out.flags) if out else "-",
+            str(out.balance) if out else "not opened yet",
+        )
+    console.print(table)
 
 
 @app.command("top-up")
