@@ -129,6 +129,7 @@ def bootstrap(
             ),
             commands.SetPriceList: functools.partial(billing.set_price_list, tariff=tariff),
             commands.ChooseProvider: billing.choose_provider,
+            commands.TopUpWallet: billing.top_up_wallet,
             commands.BillEnergy: functools.partial(
                 billing.bill_energy, default_provider_setting=settings.default_provider
             ),

@@ -78,6 +78,7 @@ WRITES: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/v1/organisations/{org_id}/shares"): {"admin", "operator_org"},
     ("POST", "/api/v1/organisations/{org_id}/distributions"): {"admin", "operator_org"},
     ("POST", "/api/v1/me/shares/transfers"): {"resident_a", "resident_b"},
+    ("POST", "/api/v1/residents/{vid}/top-ups"): {"admin", "operator_platform"},
 }
 
 
@@ -280,6 +281,7 @@ def test_every_write_is_refused_to_the_roles_it_is_not_for(
             "password": "a-valid-charger-password"
         },
         "/api/v1/me/devices/{device_id}/id-tokens": {"id_token": "CARD0001"},
+        "/api/v1/residents/{vid}/top-ups": {"amount": 100, "reference": "UTR0001"},
     }
     with platform.uow() as uow:
         before = uow.log.size()

@@ -39,23 +39,13 @@ def enrol(client: TestClient, platform: Platform, person: str, vid: str) -> dict
     return {"headers": headers, "inr": inr, "vid": vid}
 
 
-def top_up(client: TestClient, transfer_id: int, wallet: int, paise: int) -> None:
-    """A platform operator moves rupees from the settlement account into a wallet."""
+def top_up(client: TestClient, reference: str, vid: str, paise: int) -> None:
+    """A platform operator credits rupees received at the bank to a resident's INR wallet."""
     r = client.post(
-        "/api/v1/transfers",
-        json=[
-            {
-                "id": transfer_id,
-                "debit_account_id": 900_001,
-                "credit_account_id": wallet,
-                "amount": paise,
-                "ledger": "INR",
-                "code": 1,
-            }
-        ],
+        f"/api/v1/residents/{vid}/top-ups", json={"amount": paise, "reference": reference}
     )
-    assert r.status_code == 200, r.text
-    assert r.json()["results"][0]["result"] == "created"
+    assert r.status_code == 201, r.text
+    assert r.json()["created"] is True
 
 
 def test_a_resident_pays_for_imported_energy_and_reads_the_statement(
@@ -135,10 +125,7 @@ def test_a_resident_pays_for_imported_energy_and_reads_the_statement(
     assert client.post("/api/v1/readings", json=readings, headers=NO_AUTH).json()["accepted"] == 4
 
     # A platform operator tops Asha up with ₹15 from the settlement account.
-    assert (
-        client.post("/api/v1/accounts", json=[{"id": 900_001, "ledger": "INR"}]).status_code == 200
-    )
-    top_up(client, 1, asha["inr"], 1500)
+    top_up(client, "UTR-1", asha["vid"], 1500)
     first = platform.bus.handle(commands.BillEnergy())
     assert (first.bills, first.paid, first.unpaid_bills) == (3, 1250, 1)
 
@@ -166,7 +153,7 @@ def test_a_resident_pays_for_imported_energy_and_reads_the_statement(
     assert s["totals"]["billed"] == s["wallet"]["paid"] + s["arrears"]["now"]
 
     # After another top-up the next run pays the arrears.
-    top_up(client, 2, asha["inr"], 1000)
+    top_up(client, "UTR-2", asha["vid"], 1000)
     assert platform.bus.handle(commands.BillEnergy()).paid == 750
     s = client.get(f"/api/v1/me/statements/{MONTH}", headers=asha["headers"]).json()
     assert s["wallet"]["closing"] == 2500 - 2000

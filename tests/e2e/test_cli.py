@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -121,3 +122,73 @@ def test_ledger_account_rejects_ids_out_of_range_with_a_usage_error(
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+
+
+def test_ledger_account_and_statement_name_the_ledger_and_flags_as_the_api_does(
+    tmp_path: Path,
+) -> None:
+    """A script reads the same JSON from `cityshare ledger account/statement --json` as from
+    `GET /api/v1/accounts/{id}[/statement]`: the ledger and flags by name, never as numbers."""
+    from fastapi.testclient import TestClient
+    from pydantic import SecretStr
+
+    from cityshare.api.app import create_app
+    from cityshare.bootstrap import bootstrap
+    from cityshare.config import Settings
+    from ledger_helpers import fund, open_accounts
+
+    url = f"sqlite:///{tmp_path}/x.db"
+    platform = bootstrap(Settings(database_url=url, operator_token=SecretStr("t")))
+    try:
+        open_accounts(platform, [7])
+        fund(platform, 7, 250, transfer_id=1)
+        with TestClient(
+            create_app(platform, sweep_expired=False), headers={"Authorization": "Bearer t"}
+        ) as api:
+            via_api = api.get("/api/v1/accounts/7").json()
+            statement_via_api = api.get("/api/v1/accounts/7/statement").json()
+    finally:
+        platform.close()
+
+    account = cityshare("ledger", "account", "7", "--db", url, "--json", cwd=tmp_path).stdout
+    via_cli = json.loads(account)
+    assert via_cli == via_api
+    assert via_cli["ledger"] == "CREDIT"
+    assert via_cli["flags"] == ["debits_must_not_exceed_credits"]
+    statement = cityshare("ledger", "statement", "7", "--db", url, "--json", cwd=tmp_path).stdout
+    assert json.loads(statement) == statement_via_api
+
+    table = cityshare("ledger", "account", "7", "--db", url, cwd=tmp_path).stdout
+    assert "CREDIT" in table
+    assert "debits_must_not_exceed_credits" in table
+    table = cityshare("ledger", "statement", "7", "--db", url, cwd=tmp_path).stdout
+    assert "CREDIT" in table
+    assert "debits_must_not_exceed_credits" in table
+
+
+def test_a_script_captures_an_organisations_and_its_devices_ids_from_plain_output(
+    tmp_path: Path,
+) -> None:
+    """`ORG=$(cityshare org create ...)`, `PUB=$(cityshare device keygen ...)` and
+    `CP=$(cityshare org add-device ...)` each print just what a script needs; a refusal is a
+    message on stderr and a nonzero exit, never a traceback or an empty id."""
+    db = ("--db", f"sqlite:///{tmp_path}/x.db")
+    org = cityshare("org", "create", "--kind", "operator", "--name", "Volt Bays",
+                    "--domain", "energy", *db, cwd=tmp_path).stdout.strip()  # fmt: skip
+    assert org.isdigit()
+    pub = cityshare("device", "keygen", "--out", "cp.key", cwd=tmp_path).stdout.strip()
+    added = cityshare("org", "add-device", "--org", org, "--kind", "charger",
+                      "--public-key", pub, *db, cwd=tmp_path).stdout.strip()  # fmt: skip
+    assert re.fullmatch(r"dev-[a-z2-7]{16}", added)
+    meter_pub = cityshare("device", "keygen", "--out", "m.key", cwd=tmp_path).stdout.strip()
+    listed = json.loads(
+        cityshare("org", "add-device", "--org", org, "--kind", "meter", "--public-key", meter_pub,
+                  "--label", "bay meter", *db, "--json", cwd=tmp_path).stdout
+    )  # fmt: skip
+    assert (listed["kind"], listed["label"], listed["active"]) == ("meter", "bay meter", True)
+    again = cityshare("org", "add-device", "--org", org, "--kind", "charger",
+                      "--public-key", pub, *db, cwd=tmp_path, check=False)  # fmt: skip
+    assert again.returncode == 2
+    assert again.stdout == ""
+    assert "error:" in again.stderr
+    assert "Traceback" not in again.stderr

@@ -110,6 +110,17 @@ def test_a_community_array_pays_its_shareholders(
     wallets = client.get(f"/api/v1/organisations/{asset}", headers=staff).json()["wallets"]
     assert {w["ledger"]: w["balance"] for w in wallets}["CREDIT"] == 800
 
+    # While the period is open nothing is due, and the answer says why and until when.
+    r = client.post(f"/api/v1/organisations/{asset}/distributions", headers=staff)
+    assert r.status_code == 200, r.text
+    nothing = r.json()
+    assert nothing["settlements"] == []
+    assert nothing["period"] == "monthly"
+    assert nothing["current_period_end"] == "2023-12-01T00:00:00+05:30"
+    assert nothing["checked_until"] == "2023-11-15T23:00:00+05:30"
+    assert nothing["message"].startswith("nothing was due: no monthly period of this asset")
+    assert "2023-12-01T00:00:00+05:30" in nothing["message"]
+
     # A period that has not ended cannot be settled; on 1 December it can, once.
     early = client.post(
         f"/api/v1/organisations/{asset}/distributions",
@@ -127,7 +138,8 @@ def test_a_community_array_pays_its_shareholders(
     chitra = people["chitra"][1]
     r = client.post(f"/api/v1/organisations/{asset}/distributions", headers=staff)
     assert r.status_code == 200, r.text
-    [settled] = r.json()
+    [settled] = r.json()["settlements"]
+    assert r.json()["message"] == "1 period end(s) settled: 1 distributed"
     assert settled["status"] == "distributed"
     assert settled["period_end"] == "2023-12-01T00:00:00+05:30"
     assert settled["distribution"]["credit_milli"] == 800
@@ -137,7 +149,7 @@ def test_a_community_array_pays_its_shareholders(
         headers=staff,
         json={"period_end": "2023-12-01"},
     ).json()
-    assert [s["status"] for s in again] == ["already_distributed"]
+    assert [s["status"] for s in again["settlements"]] == ["already_distributed"]
 
     # Shares 2:2:3 of 800 = 228.57, 228.57, 342.86: floors 798, the two milli-points left go
     # to the largest remainders (.86, then .57 of the lower resident id, Asha).

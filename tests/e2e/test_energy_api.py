@@ -40,6 +40,9 @@ def test_a_meter_posts_readings_and_the_resident_sees_the_credit(
     assert first.status_code == 200, first.text
     assert first.json() == {
         "accepted": 3,
+        "anomalies": 0,
+        "duplicates": 0,
+        "rejected": 1,
         "results": [
             {"index": 0, "result": "accepted", "device": meter},
             {"index": 1, "result": "accepted", "device": meter},
@@ -74,6 +77,8 @@ def test_a_meter_posts_readings_and_the_resident_sees_the_credit(
             "ts": start + 2700,
             "import_wh": 30,
             "export_wh": 3000,
+            "waiting": 0,
+            "waiting_seqs": [],
         }
     ]
     # 3 kWh at night (normal hours): 3 points and 3 * 861 g.
@@ -88,6 +93,60 @@ def test_a_meter_posts_readings_and_the_resident_sees_the_credit(
     me = client.get("/api/v1/me", headers=world["resident"]).json()
     balances = {w["ledger"]: w["balance"] for w in me["wallets"]}
     assert (balances["CARBON"], balances["CREDIT"], balances["ENERGY"]) == (2583, 3000, 2970)
+
+
+def test_the_batch_summary_counts_anomalies_apart_from_accepted_readings(
+    client: TestClient, platform: Platform, clock: ManualClock
+) -> None:
+    """An anomaly is stored but credits nothing: the summary must not count it as accepted."""
+    world = enrol_with_meter(client, platform)
+    key, meter = world["key"], world["meter"]
+    now = clock.now_ns() // 10**9
+    first = sign(key, meter, seq=0, ts=now - 900, import_wh=0, export_wh=0)
+    ahead = sign(key, meter, seq=1, ts=now + 30 * 86400, import_wh=10, export_wh=10)
+    client.post("/api/v1/readings", json=[first], headers=NO_AUTH)
+    answer = client.post("/api/v1/readings", json=[first, ahead, "junk"], headers=NO_AUTH)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert [r["result"] for r in body["results"]] == [
+        "duplicate",
+        "anomaly:future_timestamp",
+        "rejected:malformed",
+    ]
+    counts = {k: body[k] for k in ("accepted", "anomalies", "duplicates", "rejected")}
+    assert counts == {"accepted": 0, "anomalies": 1, "duplicates": 1, "rejected": 1}
+
+
+def test_a_meter_shows_the_latest_reading_credited_and_apart_what_waits_for_a_gap(
+    client: TestClient, platform: Platform, clock: ManualClock
+) -> None:
+    """A reading beyond a missing one is stored and waits; the meter's latest reading stays the
+    top of its chain (not the highest seq received, here 2^63-1), and the waiting one is listed."""
+    world = enrol_with_meter(client, platform)
+    key, meter = world["key"], world["meter"]
+    now = clock.now_ns() // 10**9
+
+    def meter_view() -> dict[str, Any]:
+        body = client.get("/api/v1/me/energy", headers=world["resident"]).json()
+        view: dict[str, Any] = body["devices"][0]
+        return view
+
+    assert meter_view()["seq"] is None  # nothing received yet
+    assert meter_view()["waiting"] == 0
+    far = 2**63 - 1
+    readings = [
+        sign(key, meter, seq=0, ts=now + 100, import_wh=0, export_wh=0),
+        sign(key, meter, seq=1, ts=now + 1000, import_wh=5, export_wh=500),
+        sign(key, meter, seq=3, ts=now + 2800, import_wh=9, export_wh=900),
+        sign(key, meter, seq=far, ts=now + 3000, import_wh=10, export_wh=1000),
+    ]
+    clock.advance(3000)
+    answer = client.post("/api/v1/readings", json=readings, headers=NO_AUTH)
+    assert answer.json()["accepted"] == 4, answer.json()
+    view = meter_view()
+    latest = (view["seq"], view["ts"], view["import_wh"], view["export_wh"])
+    assert latest == (1, now + 1000, 5, 500)
+    assert (view["waiting"], view["waiting_seqs"]) == (2, [3, far])
 
 
 def test_batch_level_problems_are_4xx_and_write_nothing(

@@ -528,3 +528,37 @@ def test_the_worker_refuses_a_bad_broker_url_with_a_reason(tmp_path: Path) -> No
         assert "error:" in result.stderr
         assert "hunter2" not in result.stdout + result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_a_session_created_before_devices_publish_keeps_their_readings_for_its_worker(
+    mqtt_broker: MosquittoServer, make_world: Callable[..., World], tmp_path: Path
+) -> None:
+    """A reading published before any worker's session exists is lost (the broker keeps
+    nothing for a topic no one subscribes to); `--create-session-only` creates the session
+    first and says when it is ready, and the worker later gets every reading published since."""
+    world = make_world(1)
+    group = f"g{uuid.uuid4().hex[:10]}"
+    client_id = f"{group}-worker-1"
+    ready = tmp_path / "worker-1.ready"
+    made = cityshare(
+        "ingest", "mqtt", "--broker", mqtt_broker.url, "--group", group, "--client-id", client_id,
+        "--create-session-only", "--ready-file", str(ready), cwd=tmp_path,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stdout + made.stderr
+    said = made.stdout + made.stderr
+    assert f"subscribed topic=$share/{group}/cityshare/readings/+ client_id={client_id}" in said
+    assert "ready=true" in said
+    assert f"client_id={client_id}" in ready.read_text()
+
+    # No worker is running: the broker keeps what devices publish for the session.
+    publish(mqtt_broker.url, as_messages(world.readings(0, range(6))))
+    world.expect(0, range(6))
+    worker = Worker(tmp_path, mqtt_broker.url, world.url, world.key_dir, group, client_id)
+    try:
+        worker.start()
+        wait_until(lambda: world.stored() == 6, "the 6 readings stored", worker)
+        world.assert_same_wallets_as_reference()
+        assert worker.stop() == 0
+    finally:
+        worker.close()
+    world.assert_every_reading_stored_once(6)

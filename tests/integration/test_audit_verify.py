@@ -156,6 +156,9 @@ def seed(platform: Platform, clock: ManualClock) -> None:
     # Its imports billed (bills and a run record); the empty INR wallet leaves them in arrears.
     billed = platform.bus.handle(commands.BillEnergy())
     assert billed.bills == billed.unpaid_bills == 3
+    # A top-up of the resident's INR wallet (a top-up record, the settlement account, its
+    # transfer); no billing run after it, so the bills stay in arrears.
+    platform.bus.handle(commands.TopUpWallet(resident, 1_000, "UTR-SEED-1", "admin"))
     platform.bus.handle(
         commands.RecordAccess(
             [commands.AccessRequest(resident, "operator:energy-co", "operator", "billing", "vid")]
@@ -227,7 +230,7 @@ def test_a_clean_history_verifies_clean(seeded: Platform, chunk_size: int) -> No
     assert report.leaves == size > 256
     assert seen[-1] == (size, size)
     # The seeded accounts, the resident's and the organisation's wallets, energy accounts.
-    assert report.records["accounts"] == 8 + 4 + 4 + 3
+    assert report.records["accounts"] == 8 + 4 + 4 + 3 + 1  # and the INR settlement account
     assert report.records["pending_transfers"] == 2  # the swept and the found-lapsed hold
     identity_records = {
         "residents": 1,
@@ -248,6 +251,7 @@ def test_a_clean_history_verifies_clean(seeded: Platform, chunk_size: int) -> No
         "provider_choices": 1,
         "energy_bills": 3,
         "billing_runs": 1,
+        "top_ups": 1,
     }
     assert {t: report.records[t] for t in billing_records} == billing_records
     others = (
@@ -256,12 +260,12 @@ def test_a_clean_history_verifies_clean(seeded: Platform, chunk_size: int) -> No
         + sum(community_records.values())
         + sum(billing_records.values())
     )
-    assert report.records["transfers"] + 19 + 2 + others == size
+    assert report.records["transfers"] + 20 + 2 + others == size
     with seeded.engine.connect() as conn:
         stored_nodes = conn.execute(text("SELECT count(*) FROM log_nodes")).scalar_one()
     assert report.nodes == stored_nodes > 0  # each stored node compared, whatever levels exist
     assert report.checkpoints >= 10
-    assert report.accounts == 19
+    assert report.accounts == 20
     assert report.pending_transfers == 5
 
 

@@ -1,7 +1,7 @@
-"""The platform's own postings (billing, energy credits, community payouts) take transfer ids
-from disjoint ranges above 2^61, so no capability's retry-safe id can ever meet another's, nor
-an id a client chose: clients are held to 1 … 2^61-1 (`domain.ids`), and every range the
-platform mints from (transfers and wallet accounts) lies in the reserved rest."""
+"""The platform's own postings (billing, top-ups, energy credits, community payouts) take
+transfer ids from disjoint ranges above 2^61, so no capability's retry-safe id can ever meet
+another's, nor an id a client chose: clients are held to 1 … 2^61-1 (`domain.ids`), and every
+range the platform mints from (transfers and wallet accounts) lies in the reserved rest."""
 
 from __future__ import annotations
 
@@ -12,7 +12,13 @@ import pytest
 from cityshare.domain import ids
 from cityshare.domain.ledger import MAX_INT, Ledger
 from cityshare.domain.residents import MAX_PARTY_ID, wallet_account_id
-from cityshare.services.billing import MAX_BILL_ID, payment_transfer_id
+from cityshare.services.billing import (
+    MAX_BILL_ID,
+    MAX_TOP_UP_ID,
+    SETTLEMENT_ACCOUNT,
+    payment_transfer_id,
+    top_up_transfer_id,
+)
 from cityshare.services.community import MAX_PAYOUT_ID, payout_transfer_id
 from cityshare.services.energy import (
     MAX_INTERVAL_ID,
@@ -51,6 +57,7 @@ def test_every_id_the_platform_mints_lies_in_its_declared_range() -> None:
             transfer_id(1, EnergyCode.EXPORT_CREDIT),
             transfer_id(MAX_INTERVAL_ID, EnergyCode.ENERGY_IMPORT),
         ],
+        "top-ups": [top_up_transfer_id(1), top_up_transfer_id(MAX_TOP_UP_ID)],
         "community": [
             payout_transfer_id(1, Ledger.CREDIT),
             payout_transfer_id(MAX_PAYOUT_ID, Ledger.CARBON),
@@ -62,9 +69,10 @@ def test_every_id_the_platform_mints_lies_in_its_declared_range() -> None:
     assert all(w in ids.WALLET_ACCOUNTS and ids.reserved_account_id(w) for w in wallets)
 
 
-def test_the_energy_platform_accounts_are_reserved_by_name() -> None:
-    assert {a.id for a in PLATFORM_ACCOUNTS} == ids.NAMED_PLATFORM_ACCOUNTS
-    assert all(ids.reserved_account_id(a.id) for a in PLATFORM_ACCOUNTS)
+def test_the_platforms_own_accounts_are_reserved_by_name() -> None:
+    named = [*PLATFORM_ACCOUNTS, SETTLEMENT_ACCOUNT]
+    assert {a.id for a in named} == ids.NAMED_PLATFORM_ACCOUNTS
+    assert all(ids.reserved_account_id(a.id) for a in named)
 
 
 def test_each_capability_has_a_range_of_its_own() -> None:
@@ -77,7 +85,8 @@ def test_each_capability_has_a_range_of_its_own() -> None:
         payout_transfer_id(1, Ledger.CREDIT),
         payout_transfer_id((1 << 59) - 1, Ledger.CARBON),
     )
-    ranges = sorted([billing, energy, community])
+    top_ups = (top_up_transfer_id(1), top_up_transfer_id(MAX_TOP_UP_ID))
+    ranges = sorted([billing, energy, community, top_ups])
     assert ranges[0][0] >= 1 << 61
     for (_, high), (low, _) in itertools.pairwise(ranges):
         assert high < low
@@ -91,6 +100,8 @@ def test_ids_outside_a_range_are_refused() -> None:
         payout_transfer_id(1 << 59, Ledger.CREDIT)
     with pytest.raises(ValueError, match="bill ids"):
         payment_transfer_id(1 << 61)
+    with pytest.raises(ValueError, match="top-up ids"):
+        top_up_transfer_id(MAX_TOP_UP_ID + 1)
 
 
 def test_kinds_of_one_interval_or_payout_get_distinct_ids() -> None:

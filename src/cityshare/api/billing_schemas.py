@@ -11,11 +11,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from cityshare.api.identity_schemas import Strict
+from cityshare.domain.ids import INR_SETTLEMENT
+from cityshare.domain.ledger import MAX_INT, Ledger
+from cityshare.domain.residents import wallet_account_id
 from cityshare.services.billing import (
     MonthlyStatement,
     PriceListView,
     ProviderChoice,
     ProviderPrices,
+    TopUpOutcome,
 )
 
 
@@ -98,6 +102,42 @@ class ProviderChoiceOut(BaseModel):
             basis=choice.basis,
             since=choice.since,
             provider=ProviderPricesOut.of(choice.provider) if choice.provider else None,
+        )
+
+
+class TopUpIn(Strict):
+    amount: StrictInt = Field(ge=1, le=MAX_INT, description="Paise to credit (whole paise).")
+    reference: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$",
+        description="The bank's or UPI's transaction reference of the payment received: the "
+        "top-up's idempotency key (the same reference again tops up nothing).",
+    )
+
+
+class TopUpOut(BaseModel):
+    id: int = Field(description="The top-up (a leaf of the audit log).")
+    reference: str
+    amount: int = Field(description="Paise credited.")
+    transfer_id: int = Field(description="The ledger transfer that credited the wallet.")
+    debit_account_id: int = Field(description="The platform's INR settlement account (904).")
+    credit_account_id: int = Field(description="The resident's INR wallet.")
+    at: int = Field(description="When it was recorded (unix ns).")
+    created: bool = Field(description="False when this reference had topped up before.")
+
+    @classmethod
+    def of(cls, outcome: TopUpOutcome) -> TopUpOut:
+        row = outcome.top_up
+        return cls(
+            id=row.id,
+            reference=row.reference,
+            amount=row.amount,
+            transfer_id=row.transfer_id,
+            debit_account_id=INR_SETTLEMENT,
+            credit_account_id=wallet_account_id(row.resident_id, Ledger.INR),
+            at=row.at,
+            created=outcome.created,
         )
 
 

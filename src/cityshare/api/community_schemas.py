@@ -13,6 +13,7 @@ from cityshare.services.community import (
     AssetShares,
     DistributionOutcome,
     ResidentShares,
+    SettlementWindow,
     local_iso,
 )
 from cityshare.store.community_repo import DistributionRow
@@ -90,6 +91,54 @@ class SettlementOut(BaseModel):
             period_end=local_iso(outcome.period_end, zone),
             status=outcome.status.value,
             distribution=DistributionOut.of(d, zone) if d is not None else None,
+        )
+
+
+class SettlementRunOut(BaseModel):
+    """What a settlement run did for one asset, and why: `settlements` lists each period end
+    it settled (empty when none was due), and the rest says which boundaries were checked and
+    when the open period ends, so an empty run is never an unexplained `[]`."""
+
+    settlements: list[SettlementOut] = Field(
+        description="One entry per period end settled by this run, oldest first."
+    )
+    message: str = Field(description="What was done, or why nothing was due.")
+    period: str = Field(description="The settlement period: monthly or daily.")
+    checked_after: str = Field(
+        description="Period ends after this instant were checked (the latest settled, or the "
+        "asset's creation); local time in the tariff's timezone."
+    )
+    checked_until: str = Field(description="… up to this instant (now), local time.")
+    current_period_end: str = Field(
+        description="When the open period ends: its earnings are due for settlement then."
+    )
+
+    @classmethod
+    def of(
+        cls,
+        outcomes: list[DistributionOutcome],
+        window: SettlementWindow,
+        zone: zoneinfo.ZoneInfo,
+    ) -> SettlementRunOut:
+        after = local_iso(window.checked_after, zone)
+        ends = local_iso(window.current_period_end, zone)
+        if outcomes:
+            statuses = [o.status.value for o in outcomes]
+            counts = ", ".join(f"{statuses.count(s)} {s}" for s in dict.fromkeys(statuses))
+            message = f"{len(outcomes)} period end(s) settled: {counts}"
+        else:
+            since = "the last settled period end" if window.settled_before else "its creation"
+            message = (
+                f"nothing was due: no {window.period} period of this asset has ended since "
+                f"{since} ({after}); the current period ends at {ends}"
+            )
+        return cls(
+            settlements=[SettlementOut.of(o, zone) for o in outcomes],
+            message=message,
+            period=str(window.period),
+            checked_after=after,
+            checked_until=local_iso(window.now, zone),
+            current_period_end=ends,
         )
 
 

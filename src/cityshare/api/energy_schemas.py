@@ -24,13 +24,24 @@ class ReadingResultOut(BaseModel):
 
 
 class ReadingsOut(BaseModel):
-    accepted: int = Field(description="New readings stored by this request (with anomalies).")
+    """What became of a batch: one count per kind of result (they add up to the items), then
+    each item's result. An anomaly is stored but credits nothing, so it is counted apart from
+    `accepted`: a client that counted it as accepted would believe it was credited."""
+
+    accepted: int = Field(description="Items stored as new readings, to be credited.")
+    anomalies: int = Field(description="Items stored as anomalies (`anomaly:<kind>`): no credit.")
+    duplicates: int = Field(description="Items already stored: nothing changed.")
+    rejected: int = Field(description="Items refused (`rejected:<reason>`): not stored.")
     results: list[ReadingResultOut]
 
     @classmethod
     def of(cls, outcome: IngestOutcome) -> ReadingsOut:
+        kinds = [r.result.partition(":")[0] for r in outcome.results]
         return cls(
-            accepted=outcome.stored,
+            accepted=kinds.count("accepted"),
+            anomalies=kinds.count("anomaly"),
+            duplicates=kinds.count("duplicate"),
+            rejected=kinds.count("rejected"),
             results=[ReadingResultOut(index=r.index, result=r.result, device=r.device)
                      for r in outcome.results],
         )  # fmt: skip
@@ -60,10 +71,22 @@ class MeterOut(BaseModel):
     device: str
     kind: str
     label: str | None = None
-    seq: int | None = Field(None, description="The highest sequence number received.")
+    seq: int | None = Field(
+        None,
+        description="The latest reading credited up to (the top of the meter's chain); null "
+        "until its first usable reading. Readings beyond a gap are in `waiting_seqs`.",
+    )
     ts: int | None = Field(None, description="Its timestamp (unix seconds).")
     import_wh: int | None = Field(None, description="Its cumulative import register.")
     export_wh: int | None = Field(None, description="Its cumulative export register.")
+    waiting: int = Field(
+        0,
+        description="Readings stored but not yet credited: they wait for a missing sequence "
+        "number, and join once it arrives or the gap horizon passes.",
+    )
+    waiting_seqs: list[int] = Field(
+        default_factory=list, description="The lowest 20 of their sequence numbers, ascending."
+    )
 
 
 class ReviewOut(BaseModel):
@@ -111,6 +134,8 @@ class EnergyOut(BaseModel):
                     ts=d.ts,
                     import_wh=d.import_wh,
                     export_wh=d.export_wh,
+                    waiting=d.waiting,
+                    waiting_seqs=list(d.waiting_seqs),
                 )
                 for d in summary.devices
             ],

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+import uuid
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -12,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +124,66 @@ def install_error_handlers(app: FastAPI) -> None:
             status_code=422,
         )
 
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")
-        return JSONResponse(
-            error_body("internal_error", "an unexpected error occurred; it has been logged"),
-            status_code=500,
-        )
+    app.add_middleware(UnexpectedErrors)
+
+
+#: A request id a client (or a proxy in front) may choose with `X-Request-ID`; anything else is
+#: replaced by one of ours, so the log never carries what a client smuggled into it.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+class UnexpectedErrors:
+    """Answers an unexpected exception with a 500 `internal_error` and logs it once, with the
+    request id that the answer carries (`X-Request-ID` header and message), method and path.
+
+    Why a middleware and not `app.exception_handler(Exception)`: Starlette runs that handler in
+    its outermost `ServerErrorMiddleware`, which answers and then re-raises, so uvicorn logged the
+    same traceback a second time ("Exception in ASGI application"). Here the exception stops: the
+    server only sees a finished 500. An exception after the answer has begun cannot change it;
+    it is logged once, and the server closes the incomplete response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            request_id = _request_id(scope)
+            log.exception(
+                "unhandled error request_id=%s method=%s path=%s",
+                request_id,
+                scope.get("method"),
+                scope.get("path"),
+            )
+            if started:
+                return
+            response = JSONResponse(
+                error_body(
+                    "internal_error",
+                    f"an unexpected error occurred; it has been logged as request {request_id}",
+                ),
+                status_code=500,
+                headers={"X-Request-ID": request_id},
+            )
+            await response(scope, receive, send)
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            text = bytes(value).decode("latin-1")
+            if _REQUEST_ID.fullmatch(text):
+                return text
+    return uuid.uuid4().hex

@@ -86,6 +86,22 @@ def mqtt_worker(
         min=0.05,
         help="Seconds between log lines counting what was ingested (when anything was).",
     ),
+    ready_file: Path | None = typer.Option(
+        None,
+        "--ready-file",
+        help="Write this file once the broker has confirmed the subscription: from then on "
+        "every reading published is kept for this worker's session (also while it is stopped, "
+        "up to --session-expiry). Left in place at exit.",
+        dir_okay=False,
+    ),
+    create_session_only: bool = typer.Option(
+        False,
+        "--create-session-only",
+        help="Create this worker's session and subscription at the broker (readiness as "
+        "above), then disconnect without taking any reading, and exit 0. Run it, with the "
+        "worker's own --client-id and --group, before devices publish: a reading published "
+        "before any worker's session exists is lost.",
+    ),
     ca_file: Path | None = CA_OPTION,
     database_url: str | None = DB_OPTION,
     log_level: str | None = typer.Option(None, help="debug, info, warning or error."),
@@ -99,6 +115,11 @@ def mqtt_worker(
     Rejected messages are logged with their reason and published as JSON to
     cityshare/rejected/DEVICE. SIGTERM or Ctrl-C: the batch in hand is finished and
     acknowledged, then the worker disconnects.
+
+    Ready: once the broker confirms the subscription the worker logs "subscribed topic=...
+    client_id=... ready=true" (and writes --ready-file). The broker keeps readings only for
+    sessions that exist when they are published: start each worker once (or with
+    --create-session-only) before devices publish.
     """
     from cityshare.bootstrap import bootstrap
     from cityshare.logging import configure_logging
@@ -124,7 +145,22 @@ def mqtt_worker(
         username=settings.mqtt_username,
         password=password.get_secret_value() if password else None,
         ca_file=ca_file,
+        ready_file=ready_file,
+        setup_only=create_session_only,
     )
+    if create_session_only:
+        try:
+            mqtt.MqttWorker(_no_ingestion, config).run()
+        except mqtt.MqttError as exc:
+            err_console.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(1) from exc
+        console.print(
+            f"session {config.client_id} subscribed to {mqtt.shared_subscription(group)}: "
+            f"readings published from now on are kept for it for {session_expiry} s",
+            markup=False,
+            highlight=False,
+        )
+        return
     platform = bootstrap(settings)
     stop = threading.Event()
 
@@ -142,6 +178,11 @@ def mqtt_worker(
         raise typer.Exit(1) from exc
     finally:
         platform.close()
+
+
+def _no_ingestion(_: Any) -> Any:
+    """`--create-session-only` takes no reading (its worker never hands one over)."""
+    raise AssertionError("a session-only worker ingests nothing")
 
 
 @app.command("publish")

@@ -8,11 +8,14 @@ import typer
 from rich.table import Table
 
 from cityshare.access.policy import Purpose
+from cityshare.api.billing_schemas import TopUpOut
+from cityshare.api.schemas import AccountOut, StatementOut
 from cityshare.cli.common import (
     DB_OPTION,
     JSON_OPTION,
     READ_AS,
     console,
+    err_console,
     open_platform,
     print_json,
     purpose_option,
@@ -20,7 +23,9 @@ from cityshare.cli.common import (
     shell_reader,
 )
 from cityshare.domain import commands
+from cityshare.domain.billing import BillingError
 from cityshare.domain.ledger import MAX_INT, Ledger
+from cityshare.services import billing, energy, identity
 from cityshare.services import ledger as ledger_service
 from cityshare.services.access import ReadRefused
 
@@ -66,7 +71,8 @@ def check(database_url: str | None = DB_OPTION, as_json: bool = JSON_OPTION) -> 
 
 
 @app.command(
-    help=f"Show one account and its balances. A resident's account is their data. {READ_AS}"
+    help="Show one account and its balances in the API's terms (the ledger and flags by name, "
+    f"as GET /api/v1/accounts/{{id}} answers). A resident's account is their data. {READ_AS}"
 )
 def account(
     account_id: int = typer.Argument(..., min=1, max=MAX_INT, help="Account id."),
@@ -81,16 +87,18 @@ def account(
         raise refused_read(exc) from exc
     finally:
         platform.close()
+    out = AccountOut.of(found)
     if as_json:
-        print_json({**asdict(found), "balance": found.balance, "available": found.available})
+        print_json(out.model_dump(mode="json"))
         return
-    ledger = Ledger(found.ledger)
     console.print(
-        f"account {found.id} · {ledger.name} ({ledger.unit}) · code {found.code} · "
-        f"owner {found.owner or '-'}\n"
-        f"balance {found.balance}  available {found.available}  "
-        f"(debits posted {found.debits_posted}, pending {found.debits_pending}; "
-        f"credits posted {found.credits_posted}, pending {found.credits_pending})"
+        f"account {out.id} · {out.ledger} ({out.unit}) · code {out.code} · "
+        f"flags {', '.join(out.flags) or '-'} · owner {out.owner or '-'}\n"
+        f"balance {out.balance}  available {out.available}  "
+        f"(debits posted {out.debits_posted}, pending {out.debits_pending}; "
+        f"credits posted {out.credits_posted}, pending {out.credits_pending})",
+        markup=False,
+        highlight=False,
     )
 
 
@@ -117,15 +125,17 @@ def statement(
         raise refused_read(exc) from exc
     finally:
         platform.close()
+    out = StatementOut.of(result)
     if as_json:
-        print_json(
-            {
-                "account_id": account_id,
-                "lines": [asdict(x) for x in result.lines],
-                "next_after": result.next_after,
-            }
-        )
+        print_json(out.model_dump(mode="json"))
         return
+    account = out.account
+    console.print(
+        f"account {account.id} · {account.ledger} ({account.unit}) · "
+        f"flags {', '.join(account.flags) or '-'} · owner {account.owner or '-'}",
+        markup=False,
+        highlight=False,
+    )
     table = Table("transfer", "kind", "counterparty", "change", "balance", "timestamp")
     for line in result.lines:
         table.add_row(
@@ -143,6 +153,90 @@ def statement(
     console.print(table)
     if result.next_after is not None:
         console.print(f"more: --after {result.next_after}")
+
+
+#: The platform's own accounts (ids below 1000 are reserved for them), each opened by the
+#: capability that posts to it, on first use.
+SYSTEM_ACCOUNTS = (*energy.PLATFORM_ACCOUNTS, billing.SETTLEMENT_ACCOUNT)
+
+
+@app.command("system-accounts")
+def system_accounts(database_url: str | None = DB_OPTION, as_json: bool = JSON_OPTION) -> None:
+    """The platform's own accounts (901 credit issuance, 902 the grid, 903 carbon issuance,
+    904 INR settlement), and each one's balances once it is opened (on first use)."""
+    platform = open_platform(database_url)
+    try:
+        found = {a.id: ledger_service.get_account(platform.uow(), a.id) for a in SYSTEM_ACCOUNTS}
+    finally:
+        platform.close()
+    outs = {i: AccountOut.of(a) for i, a in found.items() if a is not None}
+    if as_json:
+        print_json(
+            [
+                {
+                    "id": a.id,
+                    "owner": a.owner,
+                    "opened": a.id in outs,
+                    "account": outs[a.id].model_dump(mode="json") if a.id in outs else None,
+                }
+                for a in SYSTEM_ACCOUNTS
+            ]
+        )
+        return
+    table = Table("id", "owner", "ledger", "flags", "balance")
+    for a in SYSTEM_ACCOUNTS:
+        out = outs.get(a.id)
+        table.add_row(
+            str(a.id),
+            str(a.owner),
+            Ledger(a.ledger).name,
+            ", ".join(out.flags) if out else "-",
+            str(out.balance) if out else "not opened yet",
+        )
+    console.print(table)
+
+
+@app.command("top-up")
+def top_up(
+    vid: str = typer.Option(..., help="The resident's virtual id (16 digits)."),
+    amount_paise: int = typer.Option(..., min=1, max=MAX_INT, help="Paise to credit."),
+    reference: str = typer.Option(
+        ...,
+        help="The bank's or UPI's transaction reference of the payment received (1-64 "
+        "letters, digits and . _ : / -): a second top-up with it posts nothing.",
+    ),
+    database_url: str | None = DB_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Credit fiat received at the platform's bank to a resident's INR wallet, from the INR
+    settlement account (904), once per reference; as POST /api/v1/residents/{vid}/top-ups.
+    Prints the top-up (`--json`: the API's answer). Exit 1: no such resident; 2: refused."""
+    platform = open_platform(database_url)
+    try:
+        resident_id = identity.resident_by_vid(platform.uow(), vid)
+        if resident_id is None:
+            err_console.print("[red]error:[/] no resident has this virtual id")
+            raise typer.Exit(1)
+        try:
+            outcome = platform.bus.handle(
+                commands.TopUpWallet(resident_id, amount_paise, reference, "cli")
+            )
+        except BillingError as exc:
+            err_console.print(f"[red]error:[/] {exc} ({exc.code})")
+            raise typer.Exit(2) from exc
+    finally:
+        platform.close()
+    out = TopUpOut.of(outcome)
+    if as_json:
+        print_json(out.model_dump(mode="json"))
+        return
+    what = "topped up" if out.created else "already topped up (nothing posted)"
+    console.print(
+        f"top-up {out.id} {what}: {out.amount} paise from account {out.debit_account_id} to "
+        f"{out.credit_account_id}, transfer {out.transfer_id}, reference {out.reference}",
+        markup=False,
+        highlight=False,
+    )
 
 
 @app.command()

@@ -1,7 +1,10 @@
-"""`cityshare org`: register and list organisations (operators, providers, community assets).
+"""`cityshare org`: register and list organisations (operators, providers, community assets)
+and register their devices.
 
-Over HTTP the same is `POST /api/v1/organisations` with an admin credential; this runs where
-the platform runs, for a fresh deployment's first organisations.
+Over HTTP the same is `POST /api/v1/organisations` (an admin) and
+`POST /api/v1/organisations/{id}/devices` (its staff); this runs where the platform runs, for a
+fresh deployment's first organisations and devices. Each prints just the new id, so a script
+can write `ORG=$(cityshare org create ...)`; `--json` prints what the API answers.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from typing import Any
 
 import typer
 
+from cityshare.api.identity_schemas import DeviceOut
 from cityshare.cli.common import (
     DB_OPTION,
     JSON_OPTION,
@@ -19,7 +23,8 @@ from cityshare.cli.common import (
     print_json,
 )
 from cityshare.domain import commands
-from cityshare.domain.organisations import OrgKind
+from cityshare.domain.devices import DeviceError, DeviceKind, parse_public_key
+from cityshare.domain.organisations import MAX_PARTY_ID, ORG_ID_BASE, OrgKind
 from cityshare.services import identity
 from cityshare.services.identity import IdentityError
 from cityshare.store.identity_repo import OrganisationRow
@@ -77,3 +82,36 @@ def list_(
         return
     for r in rows:
         console.print(f"{r.id}  {r.kind:<9}  {r.domain or '-':<8}  {r.name}")
+
+
+@app.command("add-device")
+def add_device(
+    org: int = typer.Option(
+        ..., min=ORG_ID_BASE, max=MAX_PARTY_ID, help="The organisation (`cityshare org list`)."
+    ),
+    kind: DeviceKind = typer.Option(..., help="charger, meter, parking_meter, validator, ..."),
+    public_key: str = typer.Option(
+        ..., help="Its Ed25519 public key, base64url (`cityshare device keygen` prints one)."
+    ),
+    label: str | None = typer.Option(None, help="A name for people to read (64 characters)."),
+    database_url: str | None = DB_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Register a device of an organisation (a charger, a community asset's meter); prints its
+    id (a charger's id is its OCPP charge point id), or with --json the API's answer."""
+    platform = open_platform(database_url)
+    try:
+        try:
+            raw = parse_public_key(public_key)
+            row = platform.bus.handle(commands.RegisterDevice(org, kind.value, raw, label))
+        except (DeviceError, IdentityError) as exc:
+            err_console.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(2) from exc
+        view = identity.device(platform.uow(), row.id)
+    finally:
+        platform.close()
+    if as_json:
+        assert view is not None
+        print_json(DeviceOut.of(view).model_dump(mode="json"))
+    else:
+        typer.echo(row.id)

@@ -284,6 +284,17 @@ class ChooseProvider(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class TopUpWallet(Command):
+    """Credit `amount` paise to a resident's INR wallet from the platform's INR settlement
+    account: fiat that reached the platform's bank under `reference` (its idempotency key)."""
+
+    resident_id: int
+    amount: int
+    reference: str
+    actor: str
+
+
+@dataclass(frozen=True, slots=True)
 class BillEnergy(Command):
     """Bill every meter interval recorded up to `up_to_ns` (default: now) and not billed yet,
     paying from residents' INR wallets what they can; `batch` intervals per transaction."""

@@ -52,11 +52,15 @@ RESERVED_IDS = IdRange(PLATFORM_ID_BASE, MAX_ID)
 BILLING_TRANSFERS = IdRange(PLATFORM_ID_BASE, 2 * PLATFORM_ID_BASE - 1)
 #: Energy: `first | interval id << 2 | kind` credits an interval (services/energy.py).
 ENERGY_TRANSFERS = IdRange(2 * PLATFORM_ID_BASE, 2 * PLATFORM_ID_BASE + (1 << 60) - 1)
+#: Top-ups: `first + top-up id` credits a resident's INR wallet from the settlement account
+#: (services/billing.py).
+TOP_UP_TRANSFERS = IdRange(ENERGY_TRANSFERS.last + 1, 2 * PLATFORM_ID_BASE + (1 << 61) - 1)
 #: Community: `first | payout id << 1 | is carbon` pays a holder (services/community.py).
 COMMUNITY_TRANSFERS = IdRange(2 * PLATFORM_ID_BASE | (3 << 60), MAX_ID)
 PLATFORM_TRANSFER_RANGES = {
     "billing": BILLING_TRANSFERS,
     "energy": ENERGY_TRANSFERS,
+    "top-ups": TOP_UP_TRANSFERS,
     "community": COMMUNITY_TRANSFERS,
 }
 
@@ -64,8 +68,11 @@ PLATFORM_TRANSFER_RANGES = {
 
 #: Wallets: `first | party id << 3 | ledger` (domain/residents.py).
 WALLET_ACCOUNTS = IdRange(2 * PLATFORM_ID_BASE, MAX_ID)
-#: The energy capability's issuance and grid accounts (services/energy.py), kept below 1000.
-NAMED_PLATFORM_ACCOUNTS = frozenset({901, 902, 903})
+#: The platform's INR settlement account, the mirror of its bank account (services/billing.py).
+INR_SETTLEMENT = 904
+#: The energy capability's issuance and grid accounts (services/energy.py) and the INR
+#: settlement account, kept below 1000 and opened on first use.
+NAMED_PLATFORM_ACCOUNTS = frozenset({901, 902, 903, INR_SETTLEMENT})
 
 
 def reserved_transfer_id(transfer_id: int) -> bool:

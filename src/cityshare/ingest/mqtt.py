@@ -31,6 +31,16 @@ A batch whose handler fails (the database is down or busy) is not acknowledged a
 with backoff; one that keeps failing for another reason is split until the message that fails
 it is found, which is dead-lettered as `internal_error` (payload included, so it can be
 published again) rather than stopping the worker.
+
+**Readiness.** The broker keeps a reading only for a session subscribed when it is published:
+one published before any worker's session exists is lost (MQTT keeps nothing for a topic no
+one subscribes to). Once the broker has confirmed the subscription, the worker logs
+`subscribed topic=… client_id=… ready=true` and, with `ready_file`, writes that file (its
+client id, and the time). From then on every reading published is kept for this worker's
+session, also while the worker is stopped (up to the session expiry). `setup_only` creates the
+session and its subscription, signals readiness the same way and disconnects without taking
+any message (those delivered meanwhile are not acknowledged, so the broker redelivers them),
+so a deployment can create its workers' sessions before devices start publishing.
 """
 
 from __future__ import annotations
@@ -425,6 +435,12 @@ class WorkerConfig:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     ca_file: Path | None = None
+    #: Written once the broker has confirmed the subscription (see the module docstring).
+    ready_file: Path | None = None
+    #: Create the session and its subscription, then disconnect without taking any message.
+    setup_only: bool = False
+    #: With `setup_only`: how long to wait for the broker to confirm the subscription.
+    setup_timeout_s: float = 30.0
 
     @property
     def in_flight(self) -> int:
@@ -543,7 +559,22 @@ class MqttWorker:
         if any(r.is_failure for r in reasons):
             self._fail(f"the broker refused the subscription: {', '.join(map(str, reasons))}")
             return
-        log.info("subscribed %s", _logfmt(topic=shared_subscription(self.config.group)))
+        if self.config.ready_file is not None and not self.ready.is_set():
+            try:
+                self.config.ready_file.write_text(
+                    f"client_id={self.config.client_id} subscribed_at={_rfc3339(time.time())}\n"
+                )
+            except OSError as exc:
+                self._fail(f"cannot write the ready file {self.config.ready_file}: {exc}")
+                return
+        log.info(
+            "subscribed %s",
+            _logfmt(
+                topic=shared_subscription(self.config.group),
+                client_id=self.config.client_id,
+                ready="true",
+            ),
+        )
         self.ready.set()
 
     def _on_disconnect(
@@ -616,6 +647,8 @@ class MqttWorker:
             log.warning("cannot reach the broker %s (%s); trying again", c.broker.url, exc)
             self._client.connect_async(*address, clean_start=False, properties=props)
         self._client.loop_start()
+        if c.setup_only:
+            return self._set_up_only()
         last_stats = time.monotonic()
         reported = Counts()
         try:
@@ -633,6 +666,35 @@ class MqttWorker:
         log.info("stopped %s", self.counts.line())
         if self._fatal is not None:
             raise MqttError(self._fatal)
+        return self.counts
+
+    def _set_up_only(self) -> Counts:
+        """Wait for the subscription, then disconnect: the session stays at the broker, and
+        any message delivered meanwhile, never acknowledged, is delivered again later."""
+        deadline = time.monotonic() + self.config.setup_timeout_s
+        try:
+            while not (self.ready.is_set() or self.stop.is_set()):
+                if time.monotonic() > deadline:
+                    self._fatal = self._fatal or (
+                        f"the broker {self.config.broker.url} did not confirm the subscription "
+                        f"within {self.config.setup_timeout_s:g} s"
+                    )
+                    break
+                self.ready.wait(0.05)
+        finally:
+            self._client.disconnect()
+            self._client.loop_stop()
+        if self._fatal is not None:
+            raise MqttError(self._fatal)
+        if not self.ready.is_set():
+            raise MqttError("stopped before the broker confirmed the subscription")
+        log.info(
+            "session ready %s",
+            _logfmt(
+                client_id=self.config.client_id,
+                session_expiry_s=self.config.session_expiry_s,
+            ),
+        )
         return self.counts
 
     def _take_batch(self) -> list[Delivery]:

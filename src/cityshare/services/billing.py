@@ -27,6 +27,18 @@ in batches of one transaction each:
    and their log leaves, posts the payments, commits.
 
 Transfer ids `2^61 … 2^62-1` are billing's (ingestion's postings use `2^62` and up).
+
+**Top-ups** (`TopUpWallet`). Fiat reaches the platform's bank (a UPI payment, a transfer); a
+platform operator then credits the resident's INR wallet from the **INR settlement account**,
+account 904 (`INR_SETTLEMENT`, owner `platform:inr-settlement`, code 20 as the platform's other
+accounts 901-903; opened by the first top-up). It mirrors the bank account: each top-up debits
+it, so its balance is minus the paise the platform holds for residents and providers. It is
+flagged `credits_must_not_exceed_debits`: whatever is ever paid back out through it (a
+withdrawal) can never exceed what came in. A top-up names the bank's or UPI's transaction
+reference, which is its idempotency key: the same reference again with the same resident and
+amount answers the first top-up and posts nothing; with anything else it is refused
+(`reference_reused`). Each top-up is a `top_ups` row and a log leaf, and its transfer (code
+5002, user_data the top-up id) has id `2^62 + 2^60 + top-up id`, a range of its own.
 """
 
 from __future__ import annotations
@@ -34,6 +46,7 @@ from __future__ import annotations
 import enum
 import json
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii as json_string
@@ -55,11 +68,20 @@ from cityshare.domain.billing import (
     window_price,
 )
 from cityshare.domain.energy import OK, Tariff
-from cityshare.domain.ids import BILLING_TRANSFERS
-from cityshare.domain.ledger import Ledger, Transfer
+from cityshare.domain.ids import BILLING_TRANSFERS, INR_SETTLEMENT, TOP_UP_TRANSFERS
+from cityshare.domain.ledger import (
+    MAX_INT,
+    AccountFlags,
+    CreateAccountResult,
+    Ledger,
+    NewAccount,
+    Transfer,
+    same_account,
+)
 from cityshare.domain.organisations import OrgKind, is_organisation
 from cityshare.domain.residents import WALLET_BASE, wallet_account_id
-from cityshare.services.ledger import post_transfers
+from cityshare.services.energy import PLATFORM_ACCOUNT_CODE
+from cityshare.services.ledger import open_accounts, post_transfers
 from cityshare.services.unit_of_work import AbstractUnitOfWork
 from cityshare.store.billing_repo import (
     BillRow,
@@ -67,9 +89,10 @@ from cityshare.store.billing_repo import (
     Due,
     PriceListRow,
     RunRow,
+    TopUpRow,
 )
 from cityshare.store.identity_repo import OrganisationRow
-from cityshare.store.tables import billing_runs, price_lists, provider_choices
+from cityshare.store.tables import billing_runs, price_lists, provider_choices, top_ups
 from cityshare.trust import entries
 
 log = logging.getLogger(__name__)
@@ -84,12 +107,33 @@ DEFAULT_BATCH = 4096
 
 class BillingCode(enum.IntEnum):
     ENERGY_BILL = 5001  # a resident pays a provider for energy imported in one interval
+    TOP_UP = 5002  # the settlement account credits a resident's INR wallet (fiat received)
 
 
 def payment_transfer_id(bill_id: int) -> int:
     if not 0 < bill_id <= MAX_BILL_ID:
         raise ValueError("bill ids are below 2^61")
     return BILL_TRANSFER_BASE + bill_id
+
+
+#: The platform's INR settlement account: the mirror of the platform's bank account.
+SETTLEMENT_ACCOUNT = NewAccount(
+    INR_SETTLEMENT,
+    Ledger.INR,
+    PLATFORM_ACCOUNT_CODE,
+    int(AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS),
+    "platform:inr-settlement",
+)
+TOP_UP_TRANSFER_BASE = TOP_UP_TRANSFERS.first
+MAX_TOP_UP_ID = TOP_UP_TRANSFERS.last - TOP_UP_TRANSFER_BASE
+#: A bank's or UPI's transaction reference (a UTR, say): what a top-up is known by.
+TOP_UP_REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}")
+
+
+def top_up_transfer_id(top_up_id: int) -> int:
+    if not 0 < top_up_id <= MAX_TOP_UP_ID:
+        raise ValueError("top-up ids are 1 … 2^60-1")
+    return TOP_UP_TRANSFER_BASE + top_up_id
 
 
 def _party_of_wallet(account_id: int) -> int:
@@ -144,6 +188,14 @@ def bill_entry(row: BillRow) -> bytes:
     return (_BILL_TEMPLATE % tuple(values)).encode("ascii")
 
 
+def top_up_entry(row: TopUpRow) -> bytes:
+    return entries.encode_record(
+        "top_up",
+        {"id": row.id, "reference": row.reference, "resident_id": row.resident_id,
+         "amount": row.amount, "transfer_id": row.transfer_id, "actor": row.actor, "at": row.at},
+    )  # fmt: skip
+
+
 def run_entry(row: RunRow) -> bytes:
     return entries.encode_record(
         "billing_run",
@@ -162,6 +214,7 @@ RECORD_ENCODERS: dict[str, tuple[str, Callable[[Mapping[str, Any]], bytes]]] = {
         lambda r: entries.encode_record("energy_bill", {f: r[f] for f in BILL_FIELDS}),
     ),
     "billing_run": ("billing_runs", lambda r: run_entry(RunRow(**r))),
+    "top_up": ("top_ups", lambda r: top_up_entry(TopUpRow(**r))),
 }
 
 
@@ -177,6 +230,79 @@ def derived_problems(
         *(("energy_arrears", b, "queued as unpaid but it is paid, free or not a bill of "
            "this resident") for b in extra),
     ]  # fmt: skip
+
+
+# -- top-ups -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TopUpOutcome:
+    top_up: TopUpRow
+    #: False when the reference had topped up already (a retry): nothing was posted.
+    created: bool
+
+
+def top_up_wallet(cmd: commands.TopUpWallet, uow: AbstractUnitOfWork) -> TopUpOutcome:
+    """Credit a resident's INR wallet from the INR settlement account, once per reference
+    (see the module docstring): one transaction holds the settlement account's opening, the
+    transfer, the `top_ups` row and their log leaves."""
+    if not isinstance(cmd.reference, str) or not TOP_UP_REFERENCE.fullmatch(cmd.reference):
+        raise BillingError(
+            "invalid_reference",
+            "a reference is 1-64 letters, digits and . _ : / - (starting with a letter or digit)",
+        )
+    if isinstance(cmd.amount, bool) or not isinstance(cmd.amount, int):
+        raise BillingError("invalid_amount", "an amount is a whole number of paise")
+    if not 0 < cmd.amount <= MAX_INT:
+        raise BillingError("invalid_amount", "an amount is 1 … 2^63-1 paise")
+    with uow:
+        last_timestamp = uow.ledger.lock_ledger()
+        if is_organisation(cmd.resident_id) or uow.identity.resident(cmd.resident_id) is None:
+            raise BillingError("not_found", "no such resident")
+        repo = uow.billing
+        prior = repo.top_up_by_reference(cmd.reference)
+        if prior is not None:
+            if (prior.resident_id, prior.amount) != (cmd.resident_id, cmd.amount):
+                raise BillingError(
+                    "reference_reused",
+                    f"reference {cmd.reference!r} already topped up another wallet or amount "
+                    f"(top-up {prior.id}); a new payment needs its own reference",
+                )
+            return TopUpOutcome(prior, created=False)
+        have = uow.ledger.load_accounts([INR_SETTLEMENT]).get(INR_SETTLEMENT)
+        if have is None:
+            opened = open_accounts(
+                uow, [SETTLEMENT_ACCOUNT], last_timestamp=last_timestamp, atomic=True
+            )
+            if opened != [CreateAccountResult.CREATED]:
+                raise RuntimeError(f"cannot open the INR settlement account: {opened}")
+            last_timestamp = uow.ledger.lock_ledger()
+        elif not same_account(have, SETTLEMENT_ACCOUNT):
+            raise RuntimeError(
+                f"account {INR_SETTLEMENT} is not the platform's INR settlement account (its "
+                "ids below 1000 are reserved; see services/billing.py)"
+            )
+        top_up_id = repo.next_id(top_ups)
+        wallet = wallet_account_id(cmd.resident_id, Ledger.INR)
+        transfer = Transfer(
+            top_up_transfer_id(top_up_id), INR_SETTLEMENT, wallet, cmd.amount, Ledger.INR,
+            BillingCode.TOP_UP, 0, 0, 0, top_up_id,
+        )  # fmt: skip
+        outcome = post_transfers(uow, [transfer], last_timestamp=last_timestamp, atomic=True)
+        if outcome.failed:
+            _, result = outcome.failed[0]
+            raise BillingError(
+                "top_up_refused", f"the ledger refused the top-up transfer: {result.value}"
+            )
+        row = TopUpRow(
+            top_up_id, cmd.reference, cmd.resident_id, cmd.amount, transfer.id,
+            cmd.actor[:200], uow.clock.now_ns(),
+        )  # fmt: skip
+        repo.insert_top_up(row)
+        uow.log.append([top_up_entry(row)])
+        uow.commit()
+    log.info("top-up %d: %d paise to resident %d", row.id, row.amount, row.resident_id)
+    return TopUpOutcome(row, created=True)
 
 
 # -- price lists and choices -----------------------------------------------------------------

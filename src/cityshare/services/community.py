@@ -50,6 +50,7 @@ from cityshare.domain.community import (
     SettlementPeriod,
     boundaries,
     is_boundary,
+    next_boundary,
     split_pro_rata,
 )
 from cityshare.domain.identity import is_valid_vid
@@ -490,6 +491,44 @@ def settle(
 
 
 # -- queries (read side) ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementWindow:
+    """Where an asset's settlement stands: a run settles every period boundary after
+    `checked_after` (the latest period end settled, or the asset's creation) up to `now`;
+    the open period ends at `current_period_end`, when the next settlement is due."""
+
+    asset_id: int
+    period: SettlementPeriod
+    checked_after: int
+    now: int
+    current_period_end: int
+    settled_before: bool
+
+
+def settlement_window(
+    uow: AbstractUnitOfWork,
+    asset_id: int,
+    *,
+    zone: zoneinfo.ZoneInfo,
+    period: SettlementPeriod,
+) -> SettlementWindow:
+    """Which period boundaries a settlement run of this asset checks now, and when the open
+    period ends (so an answer with nothing due can say why, and until when)."""
+    with uow:
+        asset = _community_asset(uow, asset_id)
+        now = uow.clock.now_ns()
+        last = uow.community.last_period_end(asset_id)
+    return SettlementWindow(
+        asset_id,
+        period,
+        last if last is not None else asset.created_at,
+        now,
+        next_boundary(now, zone, period),
+        last is not None,
+    )
+
 
 
 @dataclass(frozen=True, slots=True)

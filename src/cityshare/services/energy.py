@@ -954,6 +954,10 @@ def derived_problems(
 # -- queries (read side) ---------------------------------------------------------------------
 
 
+#: How many waiting sequence numbers a device's summary lists (the count is always whole).
+WAITING_LISTED = 20
+
+
 @dataclass(frozen=True, slots=True)
 class ReviewItem:
     """An anomalous interval whose energy no later reading has covered: it awaits review
@@ -971,6 +975,13 @@ class ReviewItem:
 
 @dataclass(frozen=True, slots=True)
 class DeviceRegisters:
+    """A metered device as its owner sees it: the reading at the top of its chain (the latest
+    the platform has credited up to; None until its chain starts) and the readings stored but
+    still waiting beside the chain (for a missing sequence number, or the gap horizon).
+
+    The top of the chain, not the highest seq received: a reading far ahead of a gap (seq
+    2^63-1, say) waits and has credited nothing, so showing it as the latest misled."""
+
     device_id: str
     kind: str
     label: str | None
@@ -978,6 +989,10 @@ class DeviceRegisters:
     ts: int | None = None
     import_wh: int | None = None
     export_wh: int | None = None
+    #: How many stored readings wait beside the chain.
+    waiting: int = 0
+    #: The lowest `WAITING_LISTED` of their sequence numbers, ascending.
+    waiting_seqs: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -1017,7 +1032,16 @@ def energy_summary(
     with uow:
         now = uow.clock.now_ns() // 1_000_000_000
         devices = [d for d in uow.identity.devices_of(owner_id) if d.kind in METERED_KINDS]
-        latest = uow.energy.latest_readings([d.id for d in devices])
+        states = uow.energy.chain_states([d.id for d in devices])
+        tops = uow.energy.existing_readings([(d, s.top_seq) for d, s in states.items()])
+        waiting = uow.energy.waiting_readings(
+            [
+                (d.id, states[d.id].base_seq, states[d.id].top_seq)
+                if d.id in states
+                else (d.id, -1, -1)
+                for d in devices
+            ]
+        )
         totals = uow.energy.owner_totals(owner_id)
         today = dt.datetime.fromtimestamp(now, zone).date()
         first = today - dt.timedelta(days=days - 1)
@@ -1034,8 +1058,26 @@ def energy_summary(
             sums[1] += exported
             sums[2] += grams
             sums[3] += milli
+    registers = []
+    for d in devices:
+        state = states.get(d.id)
+        top = tops.get((d.id, state.top_seq)) if state is not None else None
+        seqs = sorted(r.seq for r in waiting.get(d.id, ()))
+        registers.append(
+            DeviceRegisters(
+                d.id,
+                d.kind,
+                d.label,
+                seq=top.seq if top else None,
+                ts=top.ts if top else None,
+                import_wh=top.import_wh if top else None,
+                export_wh=top.export_wh if top else None,
+                waiting=len(seqs),
+                waiting_seqs=tuple(seqs[:WAITING_LISTED]),
+            )
+        )
     return EnergySummary(
-        [DeviceRegisters(d.id, d.kind, d.label, *latest.get(d.id, (None,) * 4)) for d in devices],
+        registers,
         totals,
         [DayCredits(day, IntervalSums(*sums)) for day, sums in sorted(per_day.items())],
         tariff.timezone,

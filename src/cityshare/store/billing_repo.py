@@ -24,6 +24,7 @@ from cityshare.store.tables import (
     meter_intervals,
     price_lists,
     provider_choices,
+    top_ups,
     transfers,
 )
 
@@ -65,6 +66,17 @@ class RunRow:
     through_id: int
     bills: int
     billed: int
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
+class TopUpRow:
+    id: int
+    reference: str
+    resident_id: int
+    amount: int
+    transfer_id: int
+    actor: str
     at: int
 
 
@@ -164,6 +176,22 @@ class BillingRepository(DriverRepository):
         chose = select(c.resident_id).where(c.provider_id == provider_id, c.resident_id.in_(ids))
         billed = select(b.resident_id).where(b.provider_id == provider_id, b.resident_id.in_(ids))
         return {int(r[0]) for r in self.conn.execute(chose.union(billed)).all()}
+
+    # -- top-ups --------------------------------------------------------------------------
+
+    def top_up_by_reference(self, reference: str) -> TopUpRow | None:
+        row = self.conn.execute(
+            select(top_ups).where(top_ups.c.reference == reference)
+        ).first()
+        return TopUpRow(*row) if row is not None else None
+
+    def insert_top_up(self, row: TopUpRow) -> None:
+        self.conn.execute(
+            top_ups.insert().values(
+                id=row.id, reference=row.reference, resident_id=row.resident_id,
+                amount=row.amount, transfer_id=row.transfer_id, actor=row.actor, at=row.at,
+            )
+        )  # fmt: skip
 
     # -- a billing batch ------------------------------------------------------------------
 

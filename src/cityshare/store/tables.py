@@ -435,6 +435,25 @@ billing_runs = Table(
     Column("at", BigInteger, nullable=False),
 )
 
+#: Top-ups of residents' INR wallets: fiat that reached the platform's bank, credited by an
+#: operator from the INR settlement account (services/billing.py). The external reference (a
+#: bank or UPI transaction reference) is unique: it is the top-up's idempotency key. Each row
+#: is a leaf of the audit log, as is its transfer (id `top_up_transfer_id(id)`).
+top_ups = Table(
+    "top_ups",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=False),
+    Column("reference", String(64), nullable=False),
+    Column("resident_id", BigInteger, nullable=False),
+    #: Paise credited to the resident's INR wallet.
+    Column("amount", BigInteger, nullable=False),
+    Column("transfer_id", BigInteger, nullable=False),
+    #: Who asked for it (a principal's name).
+    Column("actor", String(200), nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Index("ux_top_ups_reference", "reference", unique=True),
+)
+
 # -- charging (OCPP): charger passwords, vehicles' id tokens, charging sessions ------------------
 # Append-only like the rest: a new password or token registration is a new row, a removal or a
 # session's stop is a row of its own; all but the password hashes are leaves of the audit log.

@@ -2,15 +2,15 @@
 monthly statement (a resident's own, or read by staff for billing, which is recorded).
 
 Imported energy is billed per interval by `cityshare energy bill` (and by `serve`
-periodically) and paid from the resident's INR wallet; a top-up is a transfer into that
-wallet by a platform operator (POST /api/v1/transfers).
+periodically) and paid from the resident's INR wallet; a platform operator tops that wallet
+up from the INR settlement account (POST /api/v1/residents/{vid}/top-ups).
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Response
 
 from cityshare.access.policy import Purpose
 from cityshare.api.access import read_refused
@@ -21,6 +21,8 @@ from cityshare.api.billing_schemas import (
     ProviderChoiceOut,
     ProviderPricesOut,
     StatementOut,
+    TopUpIn,
+    TopUpOut,
 )
 from cityshare.api.deps import (
     PlatformDep,
@@ -28,14 +30,15 @@ from cityshare.api.deps import (
     ResidentDep,
     StaffDep,
     require_org_staff,
+    require_platform_operator,
 )
-from cityshare.api.errors import refused
+from cityshare.api.errors import ApiError, refused
 from cityshare.api.routers.identity import VID
 from cityshare.api.routers.organisations import OrgId
 from cityshare.api.schemas import error_responses
 from cityshare.domain import commands
 from cityshare.domain.billing import BillingError, month_of
-from cityshare.services import billing
+from cityshare.services import billing, identity
 from cityshare.services.access import ReadRefused
 
 router = APIRouter(prefix="/api/v1", tags=["billing"])
@@ -123,6 +126,43 @@ def choose_provider(
     except BillingError as exc:
         raise refused(exc) from exc
     return _choice(platform, principal.resident_id)
+
+
+@router.post(
+    "/residents/{vid}/top-ups",
+    response_model=TopUpOut,
+    status_code=201,
+    summary="Top a resident's INR wallet up from the settlement account (platform operators)",
+    description="Fiat reached the platform's bank under `reference`: credit `amount` paise to "
+    "the resident's INR wallet from the platform's INR settlement account (904, opened by the "
+    "first top-up). The reference is the idempotency key: sent again with the same amount for "
+    "the same resident, the first top-up is answered (200, `created` false) and nothing is "
+    "posted; with another amount or resident it is refused (409 `reference_reused`).",
+    responses={
+        200: {"model": TopUpOut, "description": "This reference had topped up already"},
+        **error_responses(401, 403, 404, 409, 422),
+    },
+)
+def top_up(
+    platform: PlatformDep,
+    principal: PrincipalDep,
+    vid: VID,
+    body: TopUpIn,
+    response: Response,
+) -> TopUpOut:
+    require_platform_operator(principal)
+    resident_id = identity.resident_by_vid(platform.uow(), vid)
+    if resident_id is None:
+        raise ApiError(404, "not_found", "no resident has this virtual id")
+    try:
+        outcome = platform.bus.handle(
+            commands.TopUpWallet(resident_id, body.amount, body.reference, principal.name)
+        )
+    except BillingError as exc:
+        raise refused(exc, {"reference_reused": 409}) from exc
+    if not outcome.created:
+        response.status_code = 200
+    return TopUpOut.of(outcome)
 
 
 def _statement(platform: PlatformDep, resident_id: int, month: str) -> StatementOut:

@@ -19,7 +19,7 @@ from cityshare.api.community_schemas import (
     AssetSharesOut,
     DistributeIn,
     MySharesOut,
-    SettlementOut,
+    SettlementRunOut,
     ShareEventOut,
     ShareIssueIn,
     ShareTransferIn,
@@ -128,8 +128,11 @@ def asset_shares(
 
 @router.post(
     "/organisations/{org_id}/distributions",
-    response_model=list[SettlementOut],
+    response_model=SettlementRunOut,
     summary="Settle a community asset now: pay every ended period's earnings to its holders",
+    description="Settles each period end not settled yet (or only `period_end`). The answer "
+    "lists what each settled period end paid, and says which period ends were checked and "
+    "when the open period ends: while it is open nothing is due, and `settlements` is empty.",
     responses=error_responses(401, 403, 404, 422),
 )
 def distribute(
@@ -137,16 +140,18 @@ def distribute(
     principal: PrincipalDep,
     org_id: OrgId,
     body: DistributeIn | None = None,
-) -> list[SettlementOut]:
+) -> SettlementRunOut:
     require_org_staff(principal, org_id)
     zone = platform.tariff.zone
+    period = platform.settings.community_period
     try:
         text = body.period_end if body is not None else None
         end = None if text is None else community.period_end_from(text, zone)
+        window = community.settlement_window(platform.uow(), org_id, zone=zone, period=period)
         outcomes = platform.bus.handle(commands.SettleCommunityAssets(org_id, end))
     except CommunityError as exc:
         raise refused(exc, _STATUSES) from exc
-    return [SettlementOut.of(o, zone) for o in outcomes]
+    return SettlementRunOut.of(outcomes, window, zone)
 
 
 @router.get(

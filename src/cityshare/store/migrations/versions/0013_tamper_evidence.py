@@ -5,7 +5,7 @@ cosignatures, which nothing covered or read, are dropped.
 A cosignature line carries its own time inside the witness's signature; a checkpoint's signing
 time was covered by no signature and served by no read, so any value was as good as another.
 
-Revision ID: 0015
+Revision ID: 0013
 Revises: 0012
 Create Date: 2026-11-25
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0015"
+revision = "0013"
 down_revision = "0012"
 branch_labels = None
 depends_on = None

@@ -1,4 +1,4 @@
-"""Revision 0015 on a database written before it: the ledger clock, which a sweep of lapsed
+"""Revision 0013 on a database written before it: the ledger clock, which a sweep of lapsed
 holds used to move ahead of every record, is set back to the newest record (what `audit verify`
 now requires), and the uncovered signing times are dropped while the checkpoints stay."""
 
@@ -12,7 +12,7 @@ from cityshare.store import migrate
 from cityshare.store.db import make_engine
 
 
-def test_0015_sets_the_clock_to_the_newest_record_and_drops_the_signing_times(
+def test_0013_sets_the_clock_to_the_newest_record_and_drops_the_signing_times(
     tmp_path: Path,
 ) -> None:
     engine = make_engine(f"sqlite:///{tmp_path}/old.db")
