@@ -324,7 +324,7 @@ def test_a_sync_cut_off_half_way_leaves_nothing_and_simply_reruns(
     platform: Platform, proxy: Proxy, http: httpx.Client, twin_dir: Path
 ) -> None:
     platform.bus.handle(
-        commands.CreateAccounts([NewAccount(i, Ledger.CREDIT, 2) for i in range(100, 1_500)])
+        commands.CreateAccounts([NewAccount(i, Ledger.CREDIT, 2) for i in range(1_000, 2_400)])
     )
     history(platform)
     calls: list[str] = []
