@@ -636,6 +636,18 @@ def test_values_at_the_64_bit_limit_are_reported_not_crashed_on(seeded: Platform
     assert "accounts 12: its balances break its flags" in found or "beyond 64 bits" in found
 
 
+def test_an_interval_id_out_of_range_is_reported_not_crashed_on(seeded: Platform) -> None:
+    """An `ok` interval's id names its credits' transfers; one changed to a value no interval
+    can have names none (and `audit verify` must still finish and say so)."""
+    execute(
+        seeded,
+        "UPDATE meter_intervals SET id = -482 WHERE id = "
+        "(SELECT min(id) FROM meter_intervals WHERE status = 'ok')",
+    )
+    found = messages(run_verify(seeded, seeded.log_signer.verifier, max_problems=1000))
+    assert "has an id out of range, so it names no credits" in found
+
+
 def test_problems_beyond_the_limit_are_counted(seeded: Platform) -> None:
     execute(seeded, "UPDATE transfers SET user_data = user_data + 1")
     report = run_verify(seeded, seeded.log_signer.verifier, max_problems=5)
