@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -18,7 +19,13 @@ from cityshare.access.tokens import Principal
 from cityshare.bootstrap import Platform, bootstrap
 from cityshare.clock import ManualClock
 from cityshare.domain import commands
-from cityshare.domain.charging import ChargingError, OcppVersion, Sample, SessionStatus
+from cityshare.domain.charging import (
+    ChargingError,
+    OcppVersion,
+    Sample,
+    SessionStatus,
+    hash_password,
+)
 from cityshare.domain.devices import parse_public_key
 from cityshare.ingest.ocpp.door import ChargerRevokedError, ChargingDoor, HandshakeError
 from cityshare.services import access, audit, charging, identity
@@ -140,6 +147,41 @@ def test_chargers_log_in_with_their_current_password_only(platform: Platform) ->
     with pytest.raises(ChargingError) as not_operator:
         platform.bus.handle(commands.SetChargerPassword(community.id, meter.id, PASSWORD))
     assert not_operator.value.code == "not_an_operator"
+
+
+def test_a_password_hash_changed_in_the_database_admits_no_charger(
+    platform: Platform, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The hash is not in the public log; its row's seal (keyed by a secret that is neither in
+    the database nor in the log) covers it: a hash written by anyone but the platform lets
+    nobody in, not even with the password it was made from, is logged, and is reported by
+    `audit verify`."""
+    w = world(platform)
+    charger = w.charger.device_id
+    with platform.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE charger_secrets SET secret_hash = :h"),
+            {"h": hash_password("an-attackers-password")},
+        )
+    with caplog.at_level(logging.ERROR, logger="cityshare.store.seals"):
+        for password in ("an-attackers-password", PASSWORD):
+            with pytest.raises(HandshakeError) as refused:
+                w.door.authenticate(charger, _basic(charger, password))
+            assert refused.value.status == 401
+        # A connection let in before the change is no longer admitted either.
+        assert not w.door.admitted(w.charger)
+    assert any(
+        r.levelno == logging.ERROR and "charger_secrets 1: the row's seal does not verify"
+        in r.getMessage() for r in caplog.records
+    )  # fmt: skip
+    report = audit.verify(platform.uow(), platform.log_signer.verifier, sealer=platform.sealer)
+    assert [str(p) for p in report.problems] == [
+        "charger_secrets 1: the row's seal does not verify (a field was changed outside the "
+        "platform, or the row was sealed with another key)"
+    ]
+    # Its operator setting a new password lets it in again.
+    platform.bus.handle(commands.SetChargerPassword(w.org_id, charger, "a-brand-new-password"))
+    assert w.door.authenticate(charger, _basic(charger, "a-brand-new-password"))
 
 
 def test_a_v2g_export_at_peak_earns_more_per_wh_than_at_midday(platform: Platform) -> None:

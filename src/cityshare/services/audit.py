@@ -1,6 +1,6 @@
 """`cityshare audit verify`: check every stored row against the audit log, and the log itself.
 
-What the platform stores falls in three groups, and each is checked against what it must equal:
+What the platform stores falls in four groups, and each is checked against what it must equal:
 
 1. **The log against itself.** Every leaf's stored hash is recomputed from its bytes; every
    perfect subtree the store kept (`log_nodes`, whatever levels it keeps) is recomputed from
@@ -14,6 +14,10 @@ What the platform stores falls in three groups, and each is checked against what
    the ledger clock are not in the log; they are recomputed from the transfers (and the
    lapsed-hold leaves) and must equal what is stored: the clock is the newest record's
    timestamp.
+4. **Sealed rows against the seal key.** Rows that are no public fact but change an answer
+   (charger password hashes) carry a seal, a MAC under a key only the platform holds
+   (store/seals.py); each must verify. Without the key (an auditor from outside) they are only
+   counted.
 
 Everything streams: leaves are read in chunks of :data:`CHUNK` by index and checked, hashed
 into the tree, and matched against their rows one chunk at a time; checkpoints are read in
@@ -50,6 +54,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    tuple_,
     union,
 )
 from sqlalchemy.exc import OperationalError
@@ -65,10 +70,11 @@ from cityshare.domain.ledger import (
 )
 from cityshare.services import billing, charging, community, energy, identity
 from cityshare.services.unit_of_work import AbstractUnitOfWork
-from cityshare.store import tables
+from cityshare.store import seals, tables
 from cityshare.store.ledger_repo import TRANSFER_COLUMNS
 from cityshare.store.log_repo import LEVEL_SHIFT, StoredCheckpoint, node_key
 from cityshare.trust import cosignature, entries, merkle, note
+from cityshare.trust.seal import Sealer
 
 #: Leaves (and rows of any other streamed table) read per query.
 CHUNK = 10_000
@@ -118,6 +124,10 @@ class AuditReport:
     cosignatures: int = 0
     #: Cosignature lines of witnesses whose key was not given (only parsed, not verified).
     cosignatures_unchecked: int = 0
+    #: Rows of sealed tables whose seal was checked with the seal key.
+    seals: int = 0
+    #: Rows of sealed tables not checked, because no seal key was given.
+    seals_unchecked: int = 0
     #: Per table, the rows matched with their leaf (accounts, transfers, pending_transfers, …).
     records: dict[str, int] = field(default_factory=dict)
     #: Accounts whose four balances were recomputed from the transfers.
@@ -141,6 +151,8 @@ class AuditReport:
                 "checkpoints": self.checkpoints,
                 "cosignatures": self.cosignatures,
                 "cosignatures_unchecked": self.cosignatures_unchecked,
+                "seals": self.seals,
+                "seals_unchecked": self.seals_unchecked,
                 "records": dict(self.records),
                 "accounts": self.accounts,
                 "pending_transfers": self.pending_transfers,
@@ -302,6 +314,7 @@ def verify(
     max_problems: int = 100,
     chunk_size: int = CHUNK,
     witnesses: Sequence[cosignature.CosignatureVerifier] = (),
+    sealer: Sealer | None = None,
 ) -> AuditReport:
     """Check the audit log, every logged record and all derived ledger state (see the module
     docstring); `progress(leaves done, leaves in the log)` is called after each chunk.
@@ -310,10 +323,15 @@ def verify(
     witness's keys there (keep a rotated witness's old key listed to check its old lines);
     lines of other witnesses are only parsed, and counted as unchecked.
 
+    Each row of a sealed table (store/seals.py) must carry its seal by `sealer` (the platform's
+    seal key); without one, those rows are only counted, as unchecked (an auditor from
+    outside the platform holds no seal key).
+
     Runs in one read transaction (one snapshot on PostgreSQL, as in SQLite's WAL mode)."""
     with uow:
         audit = _Audit(uow.ledger.conn, log_verifier, max_problems, chunk_size, progress)
         audit.witnesses = list(witnesses)
+        audit.sealer = sealer
         audit.run()
         for check in DERIVED_CHECKS:
             for table, key, message in check(uow):
@@ -337,6 +355,7 @@ class _Audit:
         self.progress = progress
         self.report = AuditReport()
         self.witnesses: list[cosignature.CosignatureVerifier] = []
+        self.sealer: Sealer | None = None
         self.kinds = _kinds()
         #: Per table, leaves matched with their row (for kinds that are not `ordered`, each key
         #: at most once; for `ordered` ones the strictly increasing timestamps see to that).
@@ -369,6 +388,8 @@ class _Audit:
         self._check_stored_nodes(leaves)
         self._check_orphan_cosignatures()
         self._check_rows_without_leaves()
+        for table in seals.SEALED_TABLES:
+            self._check_seals(table)
         try:
             self._check_balances()
         except OperationalError as exc:
@@ -814,6 +835,33 @@ class _Audit:
                 if key not in keys:
                     self.problem(name, key, None, f"{name} {key}: the row has no log entry")
             last = page[-1]
+
+    def _check_seals(self, table: Table) -> None:
+        """Every row of a sealed table carries its seal (or, with no seal key, is counted)."""
+        key = list(table.primary_key.columns)
+        last: tuple[Any, ...] | None = None
+        while True:
+            query = select(table).order_by(*key).limit(self.chunk)
+            if last is not None:
+                query = query.where(tuple_(*key) > tuple_(*last))
+            page = self.conn.execute(query).mappings().all()
+            if not page:
+                return
+            for row in page:
+                if self.sealer is None:
+                    self.report.seals_unchecked += 1
+                    continue
+                self.report.seals += 1
+                if not self.sealer.verify(table.name, seals.fields(table, row), row[seals.SEAL]):
+                    name = "/".join(str(row[c.name]) for c in key)
+                    self.problem(
+                        table.name,
+                        name if len(key) > 1 else row[key[0].name],
+                        None,
+                        f"{table.name} {name}: the row's seal does not verify (a field was "
+                        "changed outside the platform, or the row was sealed with another key)",
+                    )
+            last = tuple(page[-1][c.name] for c in key)
 
     def _logged_keys(self, name: str) -> Iterator[int | str]:
         """Every key of table `name` the leaves name (a second pass over the log)."""
