@@ -17,6 +17,8 @@ from cityshare.trust.seal import Sealer
 
 OLD_ROWS = {
     "charger_secrets": "INSERT INTO charger_secrets VALUES (1, 'dev-1', 'scrypt$x', 5)",
+    "idempotency_keys": "INSERT INTO idempotency_keys VALUES ('resident:r-1', 'k-1', "
+    "'ab12', 201, '{\"id\": 1}', 7)",
 }
 
 

@@ -48,9 +48,9 @@ def _usage_error(message: str) -> typer.Exit:
     "signature; match every account, transfer and lapsed hold with its leaf, byte for byte; "
     "and recompute balances and pending-transfer states from the transfers. Cosignatures of "
     "the witnesses in CITYSHARE_WITNESS_KEYS are verified with their keys (others are only "
-    "parsed). Sealed rows (charger password hashes, ...) are checked with the platform's seal "
-    "key (CITYSHARE_SEAL_SECRET or the key folder's seal.secret) if present, else only "
-    "counted.\n\n"
+    "parsed). Sealed rows (charger password hashes, stored replies to keyed writes) are "
+    "checked with the platform's seal key (CITYSHARE_SEAL_SECRET or the key folder's "
+    "seal.secret) if present, else only counted.\n\n"
     "Exit 0 when everything checks out, 1 when anything is wrong (each problem names the "
     "table, the record and its leaf index), 2 on bad usage."
 )

@@ -15,9 +15,9 @@ What the platform stores falls in four groups, and each is checked against what 
    lapsed-hold leaves) and must equal what is stored: the clock is the newest record's
    timestamp.
 4. **Sealed rows against the seal key.** Rows that are no public fact but change an answer
-   (charger password hashes) carry a seal, a MAC under a key only the platform holds
-   (store/seals.py); each must verify. Without the key (an auditor from outside) they are only
-   counted.
+   (charger password hashes, stored replies to keyed writes) carry a seal, a MAC under a key
+   only the platform holds (store/seals.py); each must verify. Without the key (an auditor
+   from outside) they are only counted.
 
 Everything streams: leaves are read in chunks of :data:`CHUNK` by index and checked, hashed
 into the tree, and matched against their rows one chunk at a time; checkpoints are read in

@@ -109,7 +109,7 @@ class SqlUnitOfWork:
         self.billing = BillingRepository(conn)
         self.community = CommunityRepository(conn)
         self.charging = ChargingRepository(conn, self.sealer)
-        self.idempotency = IdempotencyRepository(conn)
+        self.idempotency = IdempotencyRepository(conn, self.sealer)
         self._events = []
         return self
 

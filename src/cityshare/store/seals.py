@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Table
 
-from cityshare.store.tables import charger_secrets
+from cityshare.store.tables import charger_secrets, idempotency_keys
 from cityshare.trust.seal import Sealer
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,11 @@ log = logging.getLogger(__name__)
 SEAL = "seal"
 
 #: Every table whose rows are sealed.
-SEALED_TABLES: tuple[Table, ...] = (charger_secrets,)
+SEALED_TABLES: tuple[Table, ...] = (charger_secrets, idempotency_keys)
+
+
+class BrokenSealError(LookupError):
+    """A stored row whose seal does not verify (already logged): it must not be used."""
 
 
 def fields(table: Table, row: Mapping[Any, Any]) -> dict[str, Any]:

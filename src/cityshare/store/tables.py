@@ -559,5 +559,7 @@ idempotency_keys = Table(
     Column("status", SmallInteger, nullable=False),
     Column("body", Text, nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    #: The row's seal (store/seals.py): a reply changed in the database is never replayed.
+    Column("seal", String(64), nullable=False),
     Index("ix_idempotency_keys_created", "created_at"),
 )

@@ -1,5 +1,5 @@
 """Row seals (trust/seal.py) on the stored rows the public audit log does not cover: charger
-password hashes.
+password hashes and the stored replies to keyed writes (idempotency keys).
 
 The rows that exist when this runs are sealed as they stand, with the platform's seal key,
 which `cityshare.store.migrate.upgrade` hands over (`cityshare db upgrade` and `serve` do);
@@ -28,6 +28,10 @@ depends_on = None
 #: they stand at this revision.
 TABLES = {
     "charger_secrets": (("id",), ("id", "device_id", "secret_hash", "set_at")),
+    "idempotency_keys": (
+        ("principal", "key"),
+        ("principal", "key", "fingerprint", "status", "body", "created_at"),
+    ),
 }
 
 
