@@ -249,6 +249,58 @@ def test_a_reading_planned_but_never_stored_is_bridged_by_the_sweep(
     assert report.ok, report.problems
 
 
+#: Changes to the plan of a chain whose 06:10 sample was planned (seq 1) but never stored.
+PLAN_TAMPERS = {
+    "unstored-seq-moved": (
+        "UPDATE charging_chain_seqs SET seq = 7 WHERE seq = 1",
+        "the plan has a gap",
+    ),
+    "unstored-row-moved-to-another-chain": (
+        "UPDATE charging_chain_seqs SET chain_id = 'ocpp-aaaaaaaaaaaaaaaaaaaaaaaa' WHERE seq = 1",
+        "planned for a chain that is no charging session's",
+    ),
+    "unstored-row-removed": (
+        "DELETE FROM charging_chain_seqs WHERE seq = 1",
+        "the plan has a gap",
+    ),
+    "stored-row-removed": (
+        "DELETE FROM charging_chain_seqs WHERE seq = 2",
+        "a reading of the chain was stored for it, but it is not planned",
+    ),
+    "unstored-time-after-the-next": (
+        "UPDATE charging_chain_seqs SET ts = ts + 1200 WHERE seq = 1",
+        "not after seq 1",
+    ),
+    "whole-plan-shifted": (
+        "UPDATE charging_chain_seqs SET seq = seq + 5",
+        "follows no stored reading",
+    ),
+}
+
+
+@pytest.mark.parametrize("change", PLAN_TAMPERS.values(), ids=PLAN_TAMPERS.keys())
+def test_a_plan_changed_in_the_database_is_reported_even_where_no_reading_was_stored(
+    platform: Platform, change: tuple[str, str]
+) -> None:
+    """A planned row is what `plan_readings` gave out: contiguous seqs of a session's chain,
+    rising times, every stored reading planned. A row moved or removed breaks that shape, so
+    `audit verify` sees it even when no reading was stored for the row."""
+    w = world(platform)
+    session = start(w, "06:00")
+    export(w, session, ("06:00", 10_000))
+    w.door.plan(w.charger, session, [Sample(utc("06:10"), None, 10_400)], "{}")
+    export(w, session, ("06:20", 11_000))
+    verifier = platform.log_signer.verifier
+    assert audit.verify(platform.uow(), verifier).ok
+    sql, expected = change
+    with platform.engine.begin() as conn:
+        conn.execute(text(sql))
+    report = audit.verify(platform.uow(), verifier)
+    assert any(p.table == "charging_chain_seqs" and expected in str(p) for p in report.problems), (
+        [str(p) for p in report.problems]
+    )
+
+
 def test_unknown_and_blocked_tokens_credit_nobody(platform: Platform) -> None:
     w = world(platform)
     stranger = start(w, "10:00", token="NOBODY")
@@ -421,6 +473,9 @@ def test_a_chain_from_before_planned_readings_were_recorded_carries_on(
     export(w, session, ("06:10", 10_400), ("06:20", 11_000))
     assert wallets(platform, w.resident_id)["ENERGY"] == 1_000
     assert [seq for seq, _, _ in chain_readings(platform, session.chain_id)] == [0, 1, 2]
+    # Its plan starts after the readings from before: `audit verify` takes that as it is.
+    report = audit.verify(platform.uow(), platform.log_signer.verifier)
+    assert report.ok, [str(p) for p in report.problems]
 
 
 def test_an_operators_staff_reach_for_grid_operations_the_owners_who_charged_there(
