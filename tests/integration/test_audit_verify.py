@@ -795,8 +795,9 @@ def seed_everything(platform: Platform, clock: ManualClock) -> None:
         lambda device, uow: (201, json.dumps({"id": device.id})),
         retention_seconds=86_400,
     )  # fmt: skip
-    # A witness cosigns the newest checkpoint (the log keeps its line).
-    with platform.uow() as uow:
+    # A witness cosigns the newest checkpoint (the log keeps its line): a write, so not through
+    # `platform.uow()`, which is read-only (and refuses to write on PostgreSQL).
+    with platform.bus.uow_factory() as uow:
         stored = uow.log.latest_checkpoint()
         assert stored is not None
         body = stored.note[: stored.note.rfind("\n\n") + 1]
