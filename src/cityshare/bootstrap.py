@@ -30,6 +30,7 @@ from cityshare.services.unit_of_work import SqlUnitOfWork
 from cityshare.store import migrate
 from cityshare.store.db import make_engine
 from cityshare.trust import cosignature, keys, note
+from cityshare.trust.seal import Sealer
 
 TOKEN_KEY_NAME = "cityshare.local/tokens"
 
@@ -50,10 +51,13 @@ class Platform:
     reading_verifier: energy.ReadingVerifier
     #: Witnesses (e.g. digital twins) whose cosignatures of checkpoints the log keeps.
     witnesses: list[cosignature.CosignatureVerifier] = field(default_factory=list)
+    #: Seals the stored rows the public log does not cover (store/seals.py); never leaves the
+    #: platform (not in the database, not in the log).
+    sealer: Sealer | None = None
 
     def uow(self) -> SqlUnitOfWork:
         """A read-only unit of work for queries."""
-        return SqlUnitOfWork(self.engine, self.clock, write=False)
+        return SqlUnitOfWork(self.engine, self.clock, write=False, sealer=self.sealer)
 
     @property
     def personal_data(self) -> access.PersonalData:
@@ -82,19 +86,20 @@ def bootstrap(
         keys.signer_from(settings.token_key, key_dir / "token.skey", TOKEN_KEY_NAME)
     )
     pseudonym_secret = keys.secret_from(settings.pseudonym_secret, key_dir / "pseudonym.secret")
+    sealer = seal_key(settings, url)
     issuers = keys.parse_verifiers(settings.issuer_keys)
     check_sector(settings.sector)  # a bad setting fails here, not on the first enrolment
     witnesses = parse_witness_keys(settings.witness_keys)
     tariff = load_tariff(settings.tariffs_path)
     engine = make_engine(url)
     if upgrade:
-        migrate.upgrade(engine)
+        migrate.upgrade(engine, sealer=sealer)
     clock = clock or SystemClock()
     verifier = energy.ReadingVerifier(
         lambda: SqlUnitOfWork(engine, clock, write=False), workers=settings.verify_workers
     )
     bus = MessageBus(
-        uow_factory=lambda: SqlUnitOfWork(engine, clock, log_signer=log_signer),
+        uow_factory=lambda: SqlUnitOfWork(engine, clock, log_signer=log_signer, sealer=sealer),
         command_handlers={
             commands.CreateAccounts: ledger.create_accounts,
             commands.CreateTransfers: ledger.create_transfers,
@@ -161,7 +166,15 @@ def bootstrap(
         tariff,
         verifier,
         witnesses=witnesses,
+        sealer=sealer,
     )
+
+
+def seal_key(settings: Settings, database_url: str) -> Sealer:
+    """The key of row seals: CITYSHARE_SEAL_SECRET, else <key_dir>/seal.secret (made on first
+    use, like the other keys)."""
+    key_dir = settings.key_dir or default_key_dir(database_url)
+    return Sealer(keys.secret_from(settings.seal_secret, key_dir / "seal.secret"))
 
 
 def parse_witness_keys(text: str) -> list[cosignature.CosignatureVerifier]:

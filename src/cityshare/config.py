@@ -42,7 +42,8 @@ class Settings(BaseSettings):
     key_dir: Path | None = Field(
         None,
         description="Where the platform keeps keys it generated itself (mode 0600) when no key "
-        "is given in settings: the audit log's signing key, the token signing key. Default: "
+        "is given in settings: the audit log's signing key, the token signing key, the "
+        "pseudonym and seal secrets. Default: "
         "a `keys` folder beside the SQLite database file, or ./keys for PostgreSQL.",
     )
     log_key: SecretStr | None = Field(
@@ -75,6 +76,13 @@ class Settings(BaseSettings):
         None,
         description="Secret (at least 32 characters) keying the per-counterparty pseudonyms of "
         "vehicles; if unset, <key_dir>/pseudonym.secret (made on first use).",
+    )
+    seal_secret: SecretStr | None = Field(
+        None,
+        description="Secret (at least 32 characters) keying the seals of stored rows the "
+        "public audit log does not cover (charger password hashes, stored replies to keyed "
+        "writes), which `audit verify` checks; if unset, <key_dir>/seal.secret (made on first "
+        "use). Keep it as the other keys: a changed one makes every seal fail.",
     )
     witness_keys: str = Field(
         "",

@@ -14,9 +14,12 @@ from sqlalchemy import create_engine, text
 from cityshare.bootstrap import bootstrap
 from cityshare.clock import ManualClock
 from cityshare.config import Settings
+from cityshare.domain import commands
+from cityshare.domain.devices import parse_public_key
 from cityshare.domain.ledger import Ledger, Transfer, TransferFlags
 from cityshare.services import audit
 from cityshare.trust import entries, note
+from identity_helpers import new_key
 from ledger_helpers import fund, open_accounts, post
 
 CREDIT = int(Ledger.CREDIT)
@@ -99,6 +102,8 @@ def test_json_output(tmp_path: Path, db: str) -> None:
         "checkpoints": 5,
         "cosignatures": 0,
         "cosignatures_unchecked": 0,
+        "seals": 0,
+        "seals_unchecked": 0,
         "accounts": 3,
         "pending_transfers": 1,
     }
@@ -158,3 +163,29 @@ def test_bad_usage_exits_2(tmp_path: Path, db: str) -> None:
     empty = cityshare("audit", "verify", "--db", f"sqlite:///{tmp_path}/empty.db", cwd=tmp_path)
     assert empty.returncode == 2
     assert "cannot read the database" in empty.stderr
+
+
+def test_sealed_rows_are_checked_with_the_platforms_seal_key_when_it_is_there(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path}/city.db"
+    platform = bootstrap(Settings(database_url=url))
+    try:
+        org = platform.bus.handle(commands.CreateOrganisation("operator", "Volt Bays", "energy"))
+        charger = platform.bus.handle(
+            commands.RegisterDevice(org.id, "charger", parse_public_key(new_key()[1]))
+        )
+        platform.bus.handle(commands.SetChargerPassword(org.id, charger.id, "s3cret-pass-word"))
+    finally:
+        platform.close()
+    with create_engine(url).begin() as conn:
+        conn.execute(text("UPDATE charger_secrets SET secret_hash = 'scrypt$forged'"))
+    result = cityshare("audit", "verify", "--db", url, cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "charger_secrets 1: the row's seal does not verify" in result.stdout
+    # Without the seal key (an auditor's copy of the database) they are only counted, and
+    # the summary says so: the hash is no public fact, so only the platform can check it.
+    (tmp_path / "keys" / "seal.secret").unlink()
+    result = cityshare("audit", "verify", "--db", url, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 row seals checked, 1 not (no seal key" in result.stdout

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from cityshare.bootstrap import Platform
 from cityshare.services import audit
@@ -273,6 +274,22 @@ def test_the_same_key_with_another_request_is_a_422_and_changes_nothing(
     assert state(client, asset, asha, bala)["devices"] == before["devices"]
 
 
+def test_a_stored_answer_changed_in_the_database_is_a_422_not_a_replay(
+    client: TestClient, platform: Platform, asset: int, asha: Resident, bala: Resident
+) -> None:
+    staff = {**staff_of(client, asset, "ward9-desk"), KEY: "issue-1"}
+    url = f"/api/v1/organisations/{asset}/shares"
+    assert client.post(url, headers=staff, json={"vid": asha.vid, "shares": 5}).status_code == 201
+    before = state(client, asset, asha, bala)
+    with platform.engine.begin() as conn:
+        conn.execute(text("UPDATE idempotency_keys SET status = 200"))
+    r = client.post(url, headers=staff, json={"vid": asha.vid, "shares": 5})
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["code"] == "idempotency_key_unverifiable"
+    assert "not run again" in r.json()["error"]["message"]
+    assert state(client, asset, asha, bala) == before
+
+
 @pytest.mark.parametrize(
     "key",
     [b"", b"x" * 256, b"tab\there", "caf\u00e9".encode(), b"\x7f"],
@@ -428,4 +445,5 @@ def test_openapi_declares_the_header_its_refusals_and_the_replay(
         )
     assert "invalid_idempotency_key" in responses["400"]["description"]
     assert "idempotency_key_reused" in responses["422"]["description"]
+    assert "idempotency_key_unverifiable" in responses["422"]["description"]
     assert REPLAYED in responses["201"]["headers"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -18,7 +19,13 @@ from cityshare.access.tokens import Principal
 from cityshare.bootstrap import Platform, bootstrap
 from cityshare.clock import ManualClock
 from cityshare.domain import commands
-from cityshare.domain.charging import ChargingError, OcppVersion, Sample, SessionStatus
+from cityshare.domain.charging import (
+    ChargingError,
+    OcppVersion,
+    Sample,
+    SessionStatus,
+    hash_password,
+)
 from cityshare.domain.devices import parse_public_key
 from cityshare.ingest.ocpp.door import ChargerRevokedError, ChargingDoor, HandshakeError
 from cityshare.services import access, audit, charging, identity
@@ -142,6 +149,41 @@ def test_chargers_log_in_with_their_current_password_only(platform: Platform) ->
     assert not_operator.value.code == "not_an_operator"
 
 
+def test_a_password_hash_changed_in_the_database_admits_no_charger(
+    platform: Platform, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The hash is not in the public log; its row's seal (keyed by a secret that is neither in
+    the database nor in the log) covers it: a hash written by anyone but the platform lets
+    nobody in, not even with the password it was made from, is logged, and is reported by
+    `audit verify`."""
+    w = world(platform)
+    charger = w.charger.device_id
+    with platform.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE charger_secrets SET secret_hash = :h"),
+            {"h": hash_password("an-attackers-password")},
+        )
+    with caplog.at_level(logging.ERROR, logger="cityshare.store.seals"):
+        for password in ("an-attackers-password", PASSWORD):
+            with pytest.raises(HandshakeError) as refused:
+                w.door.authenticate(charger, _basic(charger, password))
+            assert refused.value.status == 401
+        # A connection let in before the change is no longer admitted either.
+        assert not w.door.admitted(w.charger)
+    assert any(
+        r.levelno == logging.ERROR and "charger_secrets 1: the row's seal does not verify"
+        in r.getMessage() for r in caplog.records
+    )  # fmt: skip
+    report = audit.verify(platform.uow(), platform.log_signer.verifier, sealer=platform.sealer)
+    assert [str(p) for p in report.problems] == [
+        "charger_secrets 1: the row's seal does not verify (a field was changed outside the "
+        "platform, or the row was sealed with another key)"
+    ]
+    # Its operator setting a new password lets it in again.
+    platform.bus.handle(commands.SetChargerPassword(w.org_id, charger, "a-brand-new-password"))
+    assert w.door.authenticate(charger, _basic(charger, "a-brand-new-password"))
+
+
 def test_a_v2g_export_at_peak_earns_more_per_wh_than_at_midday(platform: Platform) -> None:
     w = world(platform)
     midday = start(w, "06:00")  # 11:30 in Kolkata: the solar window (x 0.8)
@@ -205,6 +247,58 @@ def test_a_reading_planned_but_never_stored_is_bridged_by_the_sweep(
     assert wallets(platform, w.resident_id) == {"CREDIT": 800, "CARBON": 861, "ENERGY": 1_000}
     report = audit.verify(platform.uow(), platform.log_signer.verifier)
     assert report.ok, report.problems
+
+
+#: Changes to the plan of a chain whose 06:10 sample was planned (seq 1) but never stored.
+PLAN_TAMPERS = {
+    "unstored-seq-moved": (
+        "UPDATE charging_chain_seqs SET seq = 7 WHERE seq = 1",
+        "the plan has a gap",
+    ),
+    "unstored-row-moved-to-another-chain": (
+        "UPDATE charging_chain_seqs SET chain_id = 'ocpp-aaaaaaaaaaaaaaaaaaaaaaaa' WHERE seq = 1",
+        "planned for a chain that is no charging session's",
+    ),
+    "unstored-row-removed": (
+        "DELETE FROM charging_chain_seqs WHERE seq = 1",
+        "the plan has a gap",
+    ),
+    "stored-row-removed": (
+        "DELETE FROM charging_chain_seqs WHERE seq = 2",
+        "a reading of the chain was stored for it, but it is not planned",
+    ),
+    "unstored-time-after-the-next": (
+        "UPDATE charging_chain_seqs SET ts = ts + 1200 WHERE seq = 1",
+        "not after seq 1",
+    ),
+    "whole-plan-shifted": (
+        "UPDATE charging_chain_seqs SET seq = seq + 5",
+        "follows no stored reading",
+    ),
+}
+
+
+@pytest.mark.parametrize("change", PLAN_TAMPERS.values(), ids=PLAN_TAMPERS.keys())
+def test_a_plan_changed_in_the_database_is_reported_even_where_no_reading_was_stored(
+    platform: Platform, change: tuple[str, str]
+) -> None:
+    """A planned row is what `plan_readings` gave out: contiguous seqs of a session's chain,
+    rising times, every stored reading planned. A row moved or removed breaks that shape, so
+    `audit verify` sees it even when no reading was stored for the row."""
+    w = world(platform)
+    session = start(w, "06:00")
+    export(w, session, ("06:00", 10_000))
+    w.door.plan(w.charger, session, [Sample(utc("06:10"), None, 10_400)], "{}")
+    export(w, session, ("06:20", 11_000))
+    verifier = platform.log_signer.verifier
+    assert audit.verify(platform.uow(), verifier).ok
+    sql, expected = change
+    with platform.engine.begin() as conn:
+        conn.execute(text(sql))
+    report = audit.verify(platform.uow(), verifier)
+    assert any(p.table == "charging_chain_seqs" and expected in str(p) for p in report.problems), (
+        [str(p) for p in report.problems]
+    )
 
 
 def test_unknown_and_blocked_tokens_credit_nobody(platform: Platform) -> None:
@@ -379,6 +473,9 @@ def test_a_chain_from_before_planned_readings_were_recorded_carries_on(
     export(w, session, ("06:10", 10_400), ("06:20", 11_000))
     assert wallets(platform, w.resident_id)["ENERGY"] == 1_000
     assert [seq for seq, _, _ in chain_readings(platform, session.chain_id)] == [0, 1, 2]
+    # Its plan starts after the readings from before: `audit verify` takes that as it is.
+    report = audit.verify(platform.uow(), platform.log_signer.verifier)
+    assert report.ok, [str(p) for p in report.problems]
 
 
 def test_an_operators_staff_reach_for_grid_operations_the_owners_who_charged_there(

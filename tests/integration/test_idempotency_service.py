@@ -7,12 +7,13 @@ keys are forgotten after the retention period."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from cityshare.bootstrap import Platform
 from cityshare.clock import ManualClock
@@ -25,7 +26,6 @@ from cityshare.services.messagebus import MessageBus
 from cityshare.services.unit_of_work import AbstractUnitOfWork
 from cityshare.store import tables
 from cityshare.store.community_repo import ShareEventRow
-from cityshare.store.idempotency_repo import IdempotencyRepository
 from identity_helpers import a_vid, assertion, new_key
 
 DAY = 86_400
@@ -100,8 +100,9 @@ def holding(platform: Platform, asset: int, resident: int) -> int:
 
 
 def audit_ok(platform: Platform) -> None:
-    report = audit.verify(platform.uow(), platform.log_signer.verifier)
+    report = audit.verify(platform.uow(), platform.log_signer.verifier, sealer=platform.sealer)
     assert report.ok, "\n".join(str(p) for p in report.problems)
+    assert report.seals_unchecked == 0
 
 
 # -- keys and fingerprints -------------------------------------------------------------------
@@ -202,6 +203,50 @@ def test_the_same_key_with_another_request_is_refused_and_writes_nothing(
     assert (holding(platform, asset, asha.id), holding(platform, asset, bala.id)) == (5, 0)
 
 
+#: Changes made to a stored answer in the database, outside the platform: one the client would
+#: be told as what happened, and one that makes the key look expired (so the write would run a
+#: second time).
+FORGERIES = {
+    "answer": "UPDATE idempotency_keys SET body = replace(body, '\"holding\": 5', "
+    "'\"holding\": 500')",
+    "expired": "UPDATE idempotency_keys SET created_at = 0",
+}
+
+
+@pytest.mark.parametrize("forgery", FORGERIES.values(), ids=FORGERIES.keys())
+def test_a_stored_answer_changed_in_the_database_is_neither_replayed_nor_run_again(
+    platform: Platform,
+    asset: int,
+    asha: Resident,
+    forgery: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Each stored answer is sealed with the platform's seal key (not in the database, not
+    in the log): one that fails its seal is refused with a reason and logged, the effect of
+    the first request stays the only one, and `audit verify` names the row."""
+    issue(platform, STAFF, "issue-1", asset, asha.vid, 5)
+    with platform.engine.begin() as conn:
+        assert conn.execute(text(forgery)).rowcount == 1
+    events, leaves = count(platform, tables.share_events), log_size(platform)
+    with (
+        caplog.at_level(logging.ERROR, logger="cityshare.store.seals"),
+        pytest.raises(IdempotencyError, match="fails its integrity check") as refused,
+    ):
+        issue(platform, STAFF, "issue-1", asset, asha.vid, 5)
+    assert refused.value.code == "idempotency_key_unverifiable"
+    assert holding(platform, asset, asha.id) == 5
+    assert (count(platform, tables.share_events), log_size(platform)) == (events, leaves)
+    assert any(
+        r.levelno == logging.ERROR and "the row's seal does not verify" in r.getMessage()
+        for r in caplog.records
+    )
+    report = audit.verify(platform.uow(), platform.log_signer.verifier, sealer=platform.sealer)
+    assert [str(p) for p in report.problems] == [
+        f"idempotency_keys {STAFF}/issue-1: the row's seal does not verify (a field was "
+        "changed outside the platform, or the row was sealed with another key)"
+    ]
+
+
 def test_principals_with_the_same_key_are_independent(
     platform: Platform, asset: int, asha: Resident, bala: Resident
 ) -> None:
@@ -232,8 +277,7 @@ def test_principals_with_the_same_key_are_independent(
     assert give(asha, bala, 3).replayed
     assert (holding(platform, asset, asha.id), holding(platform, asset, bala.id)) == (6, 2)
     with platform.uow() as uow:
-        repo = IdempotencyRepository(uow.ledger.conn)
-        keys = {p: repo.get(p, "same-key") for p in (asha.principal, bala.principal)}
+        keys = {p: uow.idempotency.get(p, "same-key") for p in (asha.principal, bala.principal)}
     assert all(row is not None and row.status == 201 for row in keys.values())
     audit_ok(platform)
 

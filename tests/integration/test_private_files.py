@@ -52,6 +52,7 @@ def test_a_new_platform_database_and_its_wal_are_owner_only(tmp_path: Path) -> N
         "log.skey": 0o600,
         "token.skey": 0o600,
         "pseudonym.secret": 0o600,
+        "seal.secret": 0o600,
     }
 
 

@@ -18,6 +18,7 @@ MADE_BY_WALKTHROUGHS = [
     "cityshare.db-shm",
     "keys/log.skey",
     "keys/pseudonym.secret",
+    "keys/seal.secret",
     "issuer/issuer.skey",
     "issuer/pseudonym.secret",
     "issuer/issuer.db",

@@ -29,8 +29,13 @@ from cityshare.services.unit_of_work import AbstractUnitOfWork
 HEADER = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
 
-#: Refusals of a key, by code (the draft: 400 for a malformed key, 422 for a reused one).
-STATUSES = {"invalid_idempotency_key": 400, "idempotency_key_reused": 422}
+#: Refusals of a key, by code (the draft: 400 for a malformed key, 422 for a reused one; 422
+#: too for a key whose stored answer fails its seal, which is neither replayed nor run again).
+STATUSES = {
+    "invalid_idempotency_key": 400,
+    "idempotency_key_reused": 422,
+    "idempotency_key_unverifiable": 422,
+}
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -124,7 +129,9 @@ def idempotent_responses(success: int, *statuses: int) -> dict[int | str, dict[s
     responses[422] = {
         "model": ErrorOut,
         "description": f"Invalid request, or an {HEADER} already used for a different "
-        "request (`idempotency_key_reused`): nothing was written",
+        "request (`idempotency_key_reused`), or one whose stored answer fails its integrity "
+        "check (`idempotency_key_unverifiable`: neither replayed nor run again): nothing was "
+        "written",
     }
     responses[success] = {
         "description": f"Done; or, for an {HEADER} sent before with this request, the first "

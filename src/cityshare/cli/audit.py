@@ -24,6 +24,7 @@ from cityshare.services import audit as audit_service
 from cityshare.services.unit_of_work import SqlUnitOfWork
 from cityshare.store.db import make_engine, normalise_url
 from cityshare.trust import keys, note
+from cityshare.trust.seal import Sealer
 
 app = typer.Typer(help="Verify the audit log and every record it covers.", no_args_is_help=True)
 
@@ -47,7 +48,9 @@ def _usage_error(message: str) -> typer.Exit:
     "signature; match every account, transfer and lapsed hold with its leaf, byte for byte; "
     "and recompute balances and pending-transfer states from the transfers. Cosignatures of "
     "the witnesses in CITYSHARE_WITNESS_KEYS are verified with their keys (others are only "
-    "parsed).\n\n"
+    "parsed). Sealed rows (charger password hashes, stored replies to keyed writes) are "
+    "checked with the platform's seal key (CITYSHARE_SEAL_SECRET or the key folder's "
+    "seal.secret) if present, else only counted.\n\n"
     "Exit 0 when everything checks out, 1 when anything is wrong (each problem names the "
     "table, the record and its leaf index), 2 on bad usage."
 )
@@ -70,11 +73,12 @@ def verify(
         witnesses = parse_witness_keys(settings.witness_keys)
     except keys.KeyStoreError as exc:
         raise _usage_error(str(exc)) from exc
+    sealer = _seal_key(settings, url)
     engine = make_engine(url)
     try:
         if as_json:
             report = audit_service.verify(
-                SqlUnitOfWork(engine, write=False), verifier, witnesses=witnesses
+                SqlUnitOfWork(engine, write=False), verifier, witnesses=witnesses, sealer=sealer
             )
         else:
             with Progress(
@@ -91,6 +95,7 @@ def verify(
                     verifier,
                     progress=lambda done, total: bar.update(task, completed=done, total=total),
                     witnesses=witnesses,
+                    sealer=sealer,
                 )
     except SQLAlchemyError as exc:
         # Typically a database without the cityshare schema (or at an older revision).
@@ -129,6 +134,18 @@ def _log_verifier(settings: Settings, url: str, log_key: str | None) -> note.Ver
         raise _usage_error(str(exc)) from exc
 
 
+def _seal_key(settings: Settings, url: str) -> Sealer | None:
+    """The platform's seal key, if this machine has it (settings or the key folder); unlike
+    `serve`, verification never makes one. Without it sealed rows are counted, not checked."""
+    path = (settings.key_dir or default_key_dir(url)) / "seal.secret"
+    if settings.seal_secret is None and not path.is_file():
+        return None
+    try:
+        return Sealer(keys.secret_from(settings.seal_secret, path))
+    except keys.KeyStoreError as exc:
+        raise _usage_error(str(exc)) from exc
+
+
 def _print_summary(report: audit_service.AuditReport, verifier: note.Verifier) -> None:
     records = ", ".join(f"{n} {table}" for table, n in report.records.items())
     console.print(
@@ -137,7 +154,14 @@ def _print_summary(report: audit_service.AuditReport, verifier: note.Verifier) -
         "witnesses whose key is not configured only parsed) signed by "
         f"{escape(verifier.name)}, "
         f"records matched with their leaves: {records}; {report.accounts} accounts' balances "
-        f"and {report.pending_transfers} pending transfers recomputed",
+        f"and {report.pending_transfers} pending transfers recomputed; {report.seals} row "
+        "seals checked"
+        + (
+            f", {report.seals_unchecked} not (no seal key: CITYSHARE_SEAL_SECRET or the key "
+            "folder's seal.secret)"
+            if report.seals_unchecked
+            else ""
+        ),
         soft_wrap=True,
     )
     for problem in report.problems:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from cityshare.bootstrap import seal_key
 from cityshare.cli.common import DB_OPTION, console, settings_with
 from cityshare.store import migrate
 from cityshare.store.db import make_engine
@@ -13,10 +14,13 @@ app = typer.Typer(help="Manage the database schema (Alembic migrations).", no_ar
 
 @app.command()
 def upgrade(database_url: str | None = DB_OPTION) -> None:
-    """Apply every pending migration (creates the database on first use)."""
-    engine = make_engine(settings_with(database_url).database_url)
+    """Apply every pending migration (creates the database on first use). Rows a migration
+    seals are sealed with the platform's seal key (CITYSHARE_SEAL_SECRET or the key folder's,
+    made on first use, as `serve` does)."""
+    settings = settings_with(database_url)
+    engine = make_engine(settings.database_url)
     try:
-        migrate.upgrade(engine)
+        migrate.upgrade(engine, sealer=seal_key(settings, settings.database_url))
         console.print(f"database at revision {migrate.current_revision(engine)}")
     finally:
         engine.dispose()

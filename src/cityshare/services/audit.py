@@ -1,6 +1,6 @@
 """`cityshare audit verify`: check every stored row against the audit log, and the log itself.
 
-What the platform stores falls in three groups, and each is checked against what it must equal:
+What the platform stores falls in four groups, and each is checked against what it must equal:
 
 1. **The log against itself.** Every leaf's stored hash is recomputed from its bytes; every
    perfect subtree the store kept (`log_nodes`, whatever levels it keeps) is recomputed from
@@ -14,6 +14,10 @@ What the platform stores falls in three groups, and each is checked against what
    the ledger clock are not in the log; they are recomputed from the transfers (and the
    lapsed-hold leaves) and must equal what is stored: the clock is the newest record's
    timestamp.
+4. **Sealed rows against the seal key.** Rows that are no public fact but change an answer
+   (charger password hashes, stored replies to keyed writes) carry a seal, a MAC under a key
+   only the platform holds (store/seals.py); each must verify. Without the key (an auditor
+   from outside) they are only counted.
 
 Everything streams: leaves are read in chunks of :data:`CHUNK` by index and checked, hashed
 into the tree, and matched against their rows one chunk at a time; checkpoints are read in
@@ -50,6 +54,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    tuple_,
     union,
 )
 from sqlalchemy.exc import OperationalError
@@ -65,10 +70,11 @@ from cityshare.domain.ledger import (
 )
 from cityshare.services import billing, charging, community, energy, identity
 from cityshare.services.unit_of_work import AbstractUnitOfWork
-from cityshare.store import tables
+from cityshare.store import seals, tables
 from cityshare.store.ledger_repo import TRANSFER_COLUMNS
 from cityshare.store.log_repo import LEVEL_SHIFT, StoredCheckpoint, node_key
 from cityshare.trust import cosignature, entries, merkle, note
+from cityshare.trust.seal import Sealer
 
 #: Leaves (and rows of any other streamed table) read per query.
 CHUNK = 10_000
@@ -118,6 +124,10 @@ class AuditReport:
     cosignatures: int = 0
     #: Cosignature lines of witnesses whose key was not given (only parsed, not verified).
     cosignatures_unchecked: int = 0
+    #: Rows of sealed tables whose seal was checked with the seal key.
+    seals: int = 0
+    #: Rows of sealed tables not checked, because no seal key was given.
+    seals_unchecked: int = 0
     #: Per table, the rows matched with their leaf (accounts, transfers, pending_transfers, …).
     records: dict[str, int] = field(default_factory=dict)
     #: Accounts whose four balances were recomputed from the transfers.
@@ -141,6 +151,8 @@ class AuditReport:
                 "checkpoints": self.checkpoints,
                 "cosignatures": self.cosignatures,
                 "cosignatures_unchecked": self.cosignatures_unchecked,
+                "seals": self.seals,
+                "seals_unchecked": self.seals_unchecked,
                 "records": dict(self.records),
                 "accounts": self.accounts,
                 "pending_transfers": self.pending_transfers,
@@ -302,6 +314,7 @@ def verify(
     max_problems: int = 100,
     chunk_size: int = CHUNK,
     witnesses: Sequence[cosignature.CosignatureVerifier] = (),
+    sealer: Sealer | None = None,
 ) -> AuditReport:
     """Check the audit log, every logged record and all derived ledger state (see the module
     docstring); `progress(leaves done, leaves in the log)` is called after each chunk.
@@ -310,10 +323,15 @@ def verify(
     witness's keys there (keep a rotated witness's old key listed to check its old lines);
     lines of other witnesses are only parsed, and counted as unchecked.
 
+    Each row of a sealed table (store/seals.py) must carry its seal by `sealer` (the platform's
+    seal key); without one, those rows are only counted, as unchecked (an auditor from
+    outside the platform holds no seal key).
+
     Runs in one read transaction (one snapshot on PostgreSQL, as in SQLite's WAL mode)."""
     with uow:
         audit = _Audit(uow.ledger.conn, log_verifier, max_problems, chunk_size, progress)
         audit.witnesses = list(witnesses)
+        audit.sealer = sealer
         audit.run()
         for check in DERIVED_CHECKS:
             for table, key, message in check(uow):
@@ -337,6 +355,7 @@ class _Audit:
         self.progress = progress
         self.report = AuditReport()
         self.witnesses: list[cosignature.CosignatureVerifier] = []
+        self.sealer: Sealer | None = None
         self.kinds = _kinds()
         #: Per table, leaves matched with their row (for kinds that are not `ordered`, each key
         #: at most once; for `ordered` ones the strictly increasing timestamps see to that).
@@ -369,6 +388,8 @@ class _Audit:
         self._check_stored_nodes(leaves)
         self._check_orphan_cosignatures()
         self._check_rows_without_leaves()
+        for table in seals.SEALED_TABLES:
+            self._check_seals(table)
         try:
             self._check_balances()
         except OperationalError as exc:
@@ -815,6 +836,33 @@ class _Audit:
                     self.problem(name, key, None, f"{name} {key}: the row has no log entry")
             last = page[-1]
 
+    def _check_seals(self, table: Table) -> None:
+        """Every row of a sealed table carries its seal (or, with no seal key, is counted)."""
+        key = list(table.primary_key.columns)
+        last: tuple[Any, ...] | None = None
+        while True:
+            query = select(table).order_by(*key).limit(self.chunk)
+            if last is not None:
+                query = query.where(tuple_(*key) > tuple_(*last))
+            page = self.conn.execute(query).mappings().all()
+            if not page:
+                return
+            for row in page:
+                if self.sealer is None:
+                    self.report.seals_unchecked += 1
+                    continue
+                self.report.seals += 1
+                if not self.sealer.verify(table.name, seals.fields(table, row), row[seals.SEAL]):
+                    name = "/".join(str(row[c.name]) for c in key)
+                    self.problem(
+                        table.name,
+                        name if len(key) > 1 else row[key[0].name],
+                        None,
+                        f"{table.name} {name}: the row's seal does not verify (a field was "
+                        "changed outside the platform, or the row was sealed with another key)",
+                    )
+            last = tuple(page[-1][c.name] for c in key)
+
     def _logged_keys(self, name: str) -> Iterator[int | str]:
         """Every key of table `name` the leaves name (a second pass over the log)."""
         for rows in self._leaf_pages(with_hash=False):
@@ -1221,8 +1269,92 @@ def planned_reading_problems(
     ]
 
 
+def planned_chain_problems(
+    uow: AbstractUnitOfWork, *, limit: int = 100
+) -> list[tuple[str, int | str | None, str]]:
+    """The plan of each session's chain is what `plan_readings` gives out and nothing else,
+    so a planned row moved to another chain or seq, or removed, shows even where no reading
+    was stored for it (the process died first): each planned chain is a charging session's;
+    its seqs run without a gap from its first, which is 0 or follows the chain's newest
+    reading from before plans were recorded (revision 0012); its times rise with its seqs;
+    and every reading of the chain from its first planned seq on was planned.
+
+    Not covered: the registers (and a time moved within its neighbours') of a planned row
+    that has no stored reading; a resend of that sample would be stored with them."""
+    p = tables.charging_chain_seqs
+    r = tables.meter_readings
+    sessions = tables.charging_sessions
+    conn = uow.ledger.conn
+    out: list[tuple[str, int | str | None, str]] = []
+
+    def add(key: str, message: str) -> None:
+        out.append(("charging_chain_seqs", key, f"charging_chain_seqs {key}: {message}"))
+
+    for (chain,) in conn.execute(
+        select(p.c.chain_id)
+        .distinct()
+        .where(~select(sessions.c.id).where(sessions.c.chain_id == p.c.chain_id).exists())
+        .order_by(p.c.chain_id)
+        .limit(limit)
+    ):
+        add(chain, "planned for a chain that is no charging session's")
+    first = select(
+        p.c.chain_id,
+        func.min(p.c.seq).label("first"),
+        func.max(p.c.seq).label("last"),
+        func.count().label("n"),
+    ).group_by(p.c.chain_id)
+    runs = first.subquery()
+    before = r.alias("before")
+    for chain, low, high, n in conn.execute(
+        select(runs.c.chain_id, runs.c.first, runs.c.last, runs.c.n)
+        .where(
+            or_(
+                runs.c.last - runs.c.first + 1 != runs.c.n,
+                runs.c.first < 0,
+                and_(
+                    runs.c.first > 0,
+                    ~select(before.c.id)
+                    .where(before.c.device_id == runs.c.chain_id, before.c.seq == runs.c.first - 1)
+                    .exists(),
+                ),
+            )
+        )
+        .order_by(runs.c.chain_id)
+        .limit(limit)
+    ):
+        if high - low + 1 != n:
+            add(chain, f"{n} seqs planned from {low} to {high}: the plan has a gap")
+        else:
+            add(chain, f"the plan starts at seq {low}, which follows no stored reading")
+    later = p.alias("later")
+    for chain, seq, ts, next_ts in conn.execute(
+        select(p.c.chain_id, p.c.seq, p.c.ts, later.c.ts)
+        .join(later, and_(later.c.chain_id == p.c.chain_id, later.c.seq == p.c.seq + 1))
+        .where(later.c.ts <= p.c.ts)
+        .order_by(p.c.chain_id, p.c.seq)
+        .limit(limit)
+    ):
+        add(f"{chain}/{seq + 1}", f"planned at {next_ts}, not after seq {seq} ({ts})")
+    for chain, seq in conn.execute(
+        select(r.c.device_id, r.c.seq)
+        .join(runs, and_(runs.c.chain_id == r.c.device_id, r.c.seq >= runs.c.first))
+        .where(
+            ~select(p.c.seq)
+            .where(p.c.chain_id == r.c.device_id, p.c.seq == r.c.seq)
+            .exists()
+        )
+        .order_by(r.c.device_id, r.c.seq)
+        .limit(limit)
+    ):
+        add(f"{chain}/{seq}", "a reading of the chain was stored for it, but it is not planned")
+    return out[:limit]
+
+
 # The charging capability's records (charger passwords set, id tokens, sessions and stops),
-# and the samples it planned, checked against the readings stored for them.
+# and the samples it planned, checked against the readings stored for them and the plan's
+# own shape.
 for _type, (_table, _encode) in charging.RECORD_ENCODERS.items():
     register_record_type(_type, _table, _encode)
 DERIVED_CHECKS.append(planned_reading_problems)
+DERIVED_CHECKS.append(planned_chain_problems)

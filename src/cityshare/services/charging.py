@@ -8,9 +8,11 @@ vehicle is a pseudonym keyed to that operator (`domain.devices.counterparty_pseu
 
 Every fact written here is a leaf of the audit log in the same transaction (`RECORD_ENCODERS`
 re-encodes the stored rows for `cityshare audit verify`); a charger's password hash is
-stored but never logged (the log records only that a password was set), nor are the
-readings planned for a session's chain (`plan_readings`: bookkeeping of the sequence numbers
-given out; the readings they become are logged by the energy capability).
+stored but never logged (the log records only that a password was set): its row is sealed
+with the platform's seal key instead (store/seals.py), and a row whose seal fails admits no
+charger (`authenticate_charger`, `charger_admitted`). Nor are the readings planned for a
+session's chain logged (`plan_readings`: bookkeeping of the sequence numbers given out; the
+readings they become are logged by the energy capability).
 
 A charger is let in for the password it presented (`Charger.secret_id`): once it is revoked,
 leaves its operator or its operator sets another password, `charger_admitted` says so and
@@ -90,7 +92,12 @@ def stop_entry(row: StopRow) -> bytes:
 
 #: JSON entry type -> (table, how a stored row of it is encoded). `audit verify` walks this.
 RECORD_ENCODERS: dict[str, tuple[str, Callable[[Mapping[str, Any]], bytes]]] = {
-    "charger_secret": ("charger_secrets", lambda r: charger_secret_entry(ChargerSecretRow(**r))),
+    "charger_secret": (
+        "charger_secrets",
+        lambda r: charger_secret_entry(
+            ChargerSecretRow(r["id"], r["device_id"], r["secret_hash"], r["set_at"])
+        ),
+    ),
     "vehicle_id_token": ("vehicle_id_tokens", lambda r: id_token_entry(IdTokenRow(**r))),
     "vehicle_id_token_removed": (
         "vehicle_id_token_removals",

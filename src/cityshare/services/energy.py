@@ -923,6 +923,12 @@ def derived_problems(
     it, since the oldest of them was received, with the party its readings credit."""
     out: list[tuple[str, int | str | None, str]] = []
     for interval_id, device_id in uow.energy.uncredited_intervals(ENERGY_TRANSFER_BASE, limit):
+        if not 0 < interval_id <= MAX_INTERVAL_ID:  # a changed id: reported, not crashed on
+            out.append(
+                ("meter_intervals", interval_id,
+                 f"ok interval of {device_id} has an id out of range, so it names no credits")
+            )  # fmt: skip
+            continue
         out.append(
             ("meter_intervals", interval_id,
              f"ok interval of {device_id} not posted as its credits (transfers "

@@ -23,11 +23,18 @@ canonical JSON body; a key sent again with another fingerprint is refused
 stores nothing, so the client may correct the request and send it again with the same key.
 The body is the principal's own answer; no national id is ever in one (the platform holds
 none). Entries are derived records of requests, not facts of the platform: they are not
-leaves of the audit log and `audit verify` does not check them. The effect they answered is
-logged when it happens, and a replay writes nothing, so the log holds every fact exactly
-once whether or not a client retried. They are kept `retention_seconds` (at least a day)
-and then forgotten: each keyed write purges a bounded batch of expired ones, and
-`PurgeIdempotencyKeys` purges them all.
+leaves of the audit log. The effect they answered is logged when it happens, and a replay
+writes nothing, so the log holds every fact exactly once whether or not a client retried.
+
+**Sealed.** A stored answer changed in the database would be told to a retrying client as
+what happened, so each row carries a seal under the platform's seal key (store/seals.py)
+over all its fields. One whose seal fails is neither replayed nor taken as an unused key
+(running the write again could do it twice): the request is refused
+(`idempotency_key_unverifiable`, logged at ERROR), and `audit verify` lists the row. A seal
+cannot show a row deleted: the retry of a write whose stored answer is gone runs again.
+
+Entries are kept `retention_seconds` (at least a day) and then forgotten: each keyed write
+purges a bounded batch of expired ones, and `PurgeIdempotencyKeys` purges them all.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from cityshare.domain.events import Event
 from cityshare.services.messagebus import MAX_ATTEMPTS, MessageBus
 from cityshare.services.unit_of_work import AbstractUnitOfWork, ConflictError
 from cityshare.store.idempotency_repo import IdempotencyRow
+from cityshare.store.seals import BrokenSealError
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +171,15 @@ def _attempt(
         repo = uow.idempotency
         now = uow.clock.now_ns()
         cutoff = now - retention_seconds * NANOSECONDS
-        stored = repo.get(request.principal, request.key)
+        try:
+            stored = repo.get(request.principal, request.key)
+        except BrokenSealError as exc:
+            raise IdempotencyError(
+                "idempotency_key_unverifiable",
+                "the answer stored for this Idempotency-Key fails its integrity check, so it is "
+                "not replayed, and the request was not run again (the first one may have taken "
+                "effect): check before sending it again under a new key",
+            ) from exc
         if stored is not None and stored.created_at >= cutoff:
             return _replay(stored, request), []
         joined = JoinedUnitOfWork(uow, writable=True)

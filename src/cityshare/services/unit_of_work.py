@@ -25,6 +25,7 @@ from cityshare.store.identity_repo import IdentityRepository
 from cityshare.store.ledger_repo import LedgerRepository
 from cityshare.store.log_repo import LogRepository, StoredCheckpoint
 from cityshare.trust import note
+from cityshare.trust.seal import Sealer
 
 
 class AbstractUnitOfWork(Protocol):
@@ -68,6 +69,8 @@ class SqlUnitOfWork:
     """A transaction on `engine`. A writer that appended to the audit log signs a checkpoint
     of the new tree with `log_signer` inside the same transaction, as the last thing before
     it commits: each commit is one "block" of the log, and its checkpoint cannot be missing.
+    `sealer` seals and checks the rows of sealed tables (store/seals.py) its repositories
+    write and read.
     """
 
     def __init__(
@@ -77,11 +80,13 @@ class SqlUnitOfWork:
         *,
         write: bool = True,
         log_signer: note.Signer | None = None,
+        sealer: Sealer | None = None,
     ) -> None:
         self.engine = engine
         self.clock = clock or SystemClock()
         self.write = write
         self.log_signer = log_signer
+        self.sealer = sealer
         self._conn: Connection | None = None
         self._events: list[Event] = []
 
@@ -103,8 +108,8 @@ class SqlUnitOfWork:
         self.energy = EnergyRepository(conn)
         self.billing = BillingRepository(conn)
         self.community = CommunityRepository(conn)
-        self.charging = ChargingRepository(conn)
-        self.idempotency = IdempotencyRepository(conn)
+        self.charging = ChargingRepository(conn, self.sealer)
+        self.idempotency = IdempotencyRepository(conn, self.sealer)
         self._events = []
         return self
 

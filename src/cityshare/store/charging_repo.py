@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Column, Connection, func, select
 
 from cityshare.domain.charging import Planned, SessionStatus
+from cityshare.store import seals
 from cityshare.store.tables import (
     charger_secrets,
     charging_chain_seqs,
@@ -22,6 +23,7 @@ from cityshare.store.tables import (
     vehicle_id_token_removals,
     vehicle_id_tokens,
 )
+from cityshare.trust.seal import Sealer
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +85,10 @@ class ChainTotals:
 
 
 class ChargingRepository:
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, sealer: Sealer | None = None) -> None:
         self.conn = conn
+        #: Seals charger passwords' rows (store/seals.py); needed only to read or write them.
+        self.sealer = sealer
 
     def _next_id(self, column: Column[Any]) -> int:
         """The next id; callers hold the ledger's write lock."""
@@ -97,18 +101,22 @@ class ChargingRepository:
         return self._next_id(charger_secrets.c.id)
 
     def insert_secret(self, row: ChargerSecretRow) -> None:
+        values = {f: getattr(row, f) for f in ChargerSecretRow.__dataclass_fields__}
         self.conn.execute(
-            charger_secrets.insert().values(
-                id=row.id, device_id=row.device_id, secret_hash=row.secret_hash, set_at=row.set_at
-            )
+            charger_secrets.insert().values(seals.sealed(self.sealer, charger_secrets, values))
         )
 
     def current_secret(self, device_id: str) -> ChargerSecretRow | None:
+        """The charger's newest password row; None if it has none, or if that row's seal
+        fails (logged): a changed hash must neither admit whoever knows another password nor
+        bring back an older one, so the charger is locked out until a new password is set."""
         c = charger_secrets.c
         row = self.conn.execute(
             select(charger_secrets).where(c.device_id == device_id).order_by(c.id.desc()).limit(1)
         ).first()
-        return None if row is None else ChargerSecretRow(*row)
+        if row is None or not seals.intact(self.sealer, charger_secrets, row._mapping, row.id):
+            return None
+        return ChargerSecretRow(row.id, row.device_id, row.secret_hash, row.set_at)
 
     # -- id tokens --------------------------------------------------------------------------
 

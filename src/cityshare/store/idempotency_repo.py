@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, delete, func, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
+from cityshare.store import seals
 from cityshare.store.tables import idempotency_keys
+from cityshare.trust.seal import Sealer
 
 t = idempotency_keys
 
@@ -27,27 +29,31 @@ class IdempotencyRow:
 
 
 class IdempotencyRepository:
-    """Reads and writes idempotency keys on one open connection inside one transaction."""
+    """Reads and writes idempotency keys on one open connection inside one transaction; each
+    row is sealed (store/seals.py) with `sealer`, needed to read or write one."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, sealer: Sealer | None = None) -> None:
         self.conn = conn
+        self.sealer = sealer
 
     def get(self, principal: str, key: str) -> IdempotencyRow | None:
+        """The stored row, None if there is none; :class:`BrokenSealError` (logged) if its
+        seal fails: it is neither replayed nor may the key be taken as unused."""
         row = self.conn.execute(
             select(t).where(t.c.principal == principal, t.c.key == key)
         ).one_or_none()
-        return None if row is None else IdempotencyRow(**row._mapping)
+        if row is None:
+            return None
+        # Named by its principal alone in the log line: the key is the client's text.
+        if not seals.intact(self.sealer, t, row._mapping, f"of {principal}"):
+            raise seals.BrokenSealError(f"idempotency_keys {principal}")
+        return IdempotencyRow(**seals.fields(t, row._mapping))
 
     def insert(self, row: IdempotencyRow) -> bool:
         """Store `row`; False (and nothing written) if its key is already taken."""
-        values = {
-            "principal": row.principal,
-            "key": row.key,
-            "fingerprint": row.fingerprint,
-            "status": row.status,
-            "body": row.body,
-            "created_at": row.created_at,
-        }
+        values = seals.sealed(
+            self.sealer, t, {f: getattr(row, f) for f in IdempotencyRow.__dataclass_fields__}
+        )
         insert = (
             sqlite.insert(t) if self.conn.dialect.name == "sqlite" else postgresql.insert(t)
         ).on_conflict_do_nothing(index_elements=[t.c.principal, t.c.key])

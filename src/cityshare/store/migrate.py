@@ -10,6 +10,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
+from cityshare.trust.seal import Sealer
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -19,10 +21,13 @@ def alembic_config() -> Config:
     return config
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "head", *, sealer: Sealer | None = None) -> None:
+    """Migrate to `revision`. `sealer` seals rows a migration must seal (revision 0015 seals
+    the rows that exist when it runs); one that has rows to seal and no sealer stops."""
     config = alembic_config()
     with engine.begin() as conn:
         config.attributes["connection"] = conn
+        config.attributes["sealer"] = sealer
         command.upgrade(config, revision)
 
 

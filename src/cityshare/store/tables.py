@@ -459,7 +459,8 @@ top_ups = Table(
 # session's stop is a row of its own; all but the password hashes are leaves of the audit log.
 
 #: OCPP security profile 1: a salted scrypt hash of each password an operator set for a
-#: charger (the latest one counts). The log records that a password was set, never its hash.
+#: charger (the latest one counts). The log records that a password was set, never its hash;
+#: the row's seal (trust/seal.py) covers the hash with the rest of the row.
 charger_secrets = Table(
     "charger_secrets",
     metadata,
@@ -467,6 +468,7 @@ charger_secrets = Table(
     Column("device_id", String(40), nullable=False),
     Column("secret_hash", String(200), nullable=False),
     Column("set_at", BigInteger, nullable=False),
+    Column("seal", String(64), nullable=False),
     Index("ix_charger_secrets_device", "device_id", "id"),
 )
 
@@ -557,5 +559,7 @@ idempotency_keys = Table(
     Column("status", SmallInteger, nullable=False),
     Column("body", Text, nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    #: The row's seal (store/seals.py): a reply changed in the database is never replayed.
+    Column("seal", String(64), nullable=False),
     Index("ix_idempotency_keys_created", "created_at"),
 )
