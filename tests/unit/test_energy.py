@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 import random
 from fractions import Fraction
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from cityshare.domain.energy import (
@@ -399,6 +400,43 @@ def test_readings_older_than_the_first_join_below_it() -> None:
     assert credited(steps)[1] == 3000
 
 
+GLITCH_LOW = [
+    reading(0, at(10), 0, 5000),
+    reading(1, at(10, 15), 0, 3000),  # a glitch below the high-water mark, within the power limit
+    reading(2, at(10, 30), 0, 5100),
+]
+
+
+def test_a_backlog_arriving_newest_first_in_one_batch_credits_what_orderly_delivery_does() -> None:
+    """The report after issue 9's defect 3: 5000, 3000, 5100 Wh exported, delivered newest
+    first, credited 2100 Wh instead of 100, for the chain started at seq 2 (the first listed)
+    and judged 3000 -> 5100 on its own. The lowest usable reading at hand starts the chain."""
+    orderly = run(GLITCH_LOW)
+    assert credited(orderly)[1] == 100
+    steps = advance(None, {r.seq: r for r in GLITCH_LOW[::-1]}, METER, TARIFF, 1, now=NOW_NS)
+    assert intervals(steps) == intervals(orderly)
+    assert credited(steps) == credited(orderly)
+
+
+def test_a_reading_that_contradicts_the_chain_from_below_is_refused_and_never_credited() -> None:
+    """Newest first in separate batches, seq 2 then 1 credit 2100 Wh, as orderly delivery of
+    those two does; seq 0, arriving last, says the register was at 5000 Wh before. Credits are
+    final, so the chain keeps the readings it trusted and refuses the one contradicting them
+    from below (it awaits review): it never credits more than its trusted span, 3000 -> 5100,
+    nor anything twice later. Which reading is the glitch depends on which one came first: the
+    one limit to order independence (module docstring, *Trust at the bottom of the chain*)."""
+    steps = run(GLITCH_LOW[::-1])
+    assert [(s.seq, s.prev_seq, s.status, s.export_wh) for s in steps] == [
+        (2, 2, BASELINE, 0),
+        (1, 2, OK, 2100),
+        (0, 1, Anomaly.REGISTER_BACKWARDS, 0),
+    ]
+    state = steps[-1].state
+    assert (state.base_export, state.hw_export) == (3000, 5100)
+    assert credited(steps)[1] == state.hw_export - state.base_export
+    assert credited(run([reading(3, at(10, 45), 0, 5200)], state=state))[1] == 100
+
+
 def test_a_missing_reading_holds_the_chain_until_the_gap_is_bridged() -> None:
     horizon_ns = TARIFF.gap_horizon_s * 10**9
     r = [reading(i, at(1) + 900 * i, 0, 100 * i) for i in range(40)]  # received at NOW_NS
@@ -424,23 +462,34 @@ def test_a_gap_below_the_chain_is_bridged_the_same_way() -> None:
     assert credited(steps)[1] == 300
 
 
+#: Anomalies of a reading on its own, whatever it is measured against.
+OF_A_READING = {Anomaly.FUTURE_TIMESTAMP, Anomaly.BEFORE_REGISTRATION}
+
+
 def intervals(steps: list[Step]) -> list[tuple[int, int, str, str, int, int]]:
-    """The intervals judged, whichever end joined the chain: (from seq, to seq, status,
-    window, Wh imported, Wh exported)."""
+    """The intervals judged, whichever end joined the chain, by what each measured: (device
+    time from, to, status, window, Wh imported, Wh exported). A reading anomalous on its own is
+    named by its seq instead (as (-1, seq, status, ...)): the span it is recorded with runs to
+    the chain on the side it joined from, and so does the seq pair of the interval measured over
+    it -- bookkeeping that depends on which neighbour came first, not what is credited."""
     return sorted(
-        (min(s.seq, s.prev_seq), max(s.seq, s.prev_seq), s.status, s.window, s.import_wh,
-         s.export_wh)
+        (-1, s.seq, s.status, "", 0, 0) if s.status in OF_A_READING
+        else (s.start_ts, s.end_ts, s.status, s.window, s.import_wh, s.export_wh)
         for s in steps
         if s.status != BASELINE
     )  # fmt: skip
 
+
+#: What a reading can be besides honest (see `_sequence`).
+KINDS = ("honest",) * 5 + ("low", "high", "spike", "step", "reset", "stale", "future", "early")
 
 READINGS = st.lists(
     st.tuples(
         st.integers(min_value=1, max_value=7200),  # seconds since the previous reading
         st.integers(min_value=0, max_value=3000),  # Wh imported meanwhile
         st.integers(min_value=0, max_value=20_000),  # Wh exported meanwhile
-        st.booleans(),  # a meter reset here
+        st.sampled_from(KINDS),
+        st.integers(min_value=1, max_value=6000),  # how far an anomalous reading strays
     ),
     min_size=1,
     # Up to 40 hours of device time: longer than the gap horizon, which counts arrival time,
@@ -449,35 +498,133 @@ READINGS = st.lists(
 )
 
 
-def _sequence(data: list[tuple[int, int, int, bool]], start: int) -> list[Reading]:
+def _sequence(data: list[tuple[int, int, int, str, int]], start: int) -> list[Reading]:
+    """One device's readings: the registers grow by the amounts drawn, but a reading may be
+    `low` or `high` (its registers below or above the honest ones, within the power limit or
+    not; the next is honest again), a `spike` (10^7 Wh too many, once), a `step` (10^7 Wh more
+    that stays: a jump that persists), a `reset` (both registers start again near zero), `stale`
+    (a timestamp not after the previous reading's), `future` (beyond the platform's clock) or
+    `early` (before the device was registered)."""
     out = [reading(0, start, 5000, 80_000)]
     ts, imported, exported = start, 5000, 80_000
-    for seq, (gap, d_imp, d_exp, reset) in enumerate(data, start=1):
+    for seq, (gap, d_imp, d_exp, kind, stray) in enumerate(data, start=1):
         ts += gap
-        if reset:
+        imported, exported = imported + d_imp, exported + d_exp
+        if kind == "step":
+            imported, exported = imported + 10**7, exported + 10**7
+        elif kind == "reset":
             imported, exported = d_imp % 500, d_exp % 900
-        else:
-            imported, exported = imported + d_imp, exported + d_exp
-        out.append(reading(seq, ts, imported, exported))
+        r_ts, r_imp, r_exp = ts, imported, exported
+        if kind == "low":
+            r_imp, r_exp = max(imported - stray % 700, 0), max(exported - stray, 0)
+        elif kind == "high":
+            r_imp, r_exp = imported + stray % 700, exported + stray
+        elif kind == "spike":
+            r_exp = exported + 10**7
+        elif kind == "stale":
+            r_ts = ts - gap - stray % 600
+        elif kind == "future":
+            r_ts = NOW_NS // 10**9 + TARIFF.future_tolerance_s + stray
+        elif kind == "early":
+            r_ts = METER.registered_at // 10**9 - TARIFF.future_tolerance_s - stray
+        out.append(reading(seq, r_ts, r_imp, r_exp))
     return out
 
 
-@given(READINGS, st.integers(min_value=0, max_value=86_400), st.randoms(use_true_random=False))
-@settings(max_examples=150, deadline=None)
-def test_any_permutation_and_duplication_credits_what_orderly_delivery_does(
-    data: list[tuple[int, int, int, bool]], start: int, rng: random.Random
+def deliver(arrivals: list[Reading], device: Device, rng: random.Random) -> list[Step]:
+    """Hand `arrivals` over in batches of 1 to 4 readings (as the service does: those inside
+    the chain only fill the profile, duplicates are dropped), and return every step."""
+    state: ChainState | None = None
+    steps: list[Step] = []
+    waiting: dict[int, Reading] = {}
+    i = 0
+    while i < len(arrivals):
+        size = rng.randint(1, 4)
+        for r in arrivals[i : i + size]:
+            if state is None or not state.base_seq <= r.seq <= state.top_seq:
+                waiting.setdefault(r.seq, r)
+        taken = advance(state, waiting, device, TARIFF, 1, now=NOW_NS)
+        if taken:
+            state = taken[-1].state
+        steps += taken
+        i += size
+    return steps
+
+
+#: Judgments of a reading joining at the bottom that contradict the chain's base: in sequence
+#: order the base would have been judged against that reading (module docstring, *Trust at the
+#: bottom of the chain*).
+CONTRADICTIONS = {Anomaly.REGISTER_BACKWARDS, Anomaly.SEQ_TS_ORDER, Anomaly.IMPOSSIBLE_POWER}
+
+
+def contradicted_from_below(steps: list[Step]) -> bool:
+    return any(s.seq < s.prev_seq and s.status in CONTRADICTIONS for s in steps)
+
+
+def rises(registers: list[int]) -> int:
+    """How much a register rose from each reading to the next: all the energy it shows."""
+    return sum(max(b - a, 0) for a, b in itertools.pairwise(registers))
+
+
+ANYHOW = (
+    READINGS,
+    st.integers(min_value=0, max_value=86_400),
+    st.sampled_from([METER, CHARGER]),
+    st.randoms(use_true_random=False),
+)
+
+
+@given(*ANYHOW)
+@settings(max_examples=400, deadline=None)
+def test_any_arrival_order_and_batch_shape_credits_what_orderly_delivery_does(
+    data: list[tuple[int, int, int, str, int]],
+    start: int,
+    device: Device,
+    rng: random.Random,
 ) -> None:
+    """Honest readings and every kind of anomaly, shuffled, duplicated and cut into batches of
+    any shape, credit exactly what orderly delivery does, interval by interval -- unless a
+    reading contradicts the chain from below, the one case where which reading is trusted
+    depends on which came first (then the next property still bounds the credits)."""
     readings = _sequence(data, MIDNIGHT + start)
-    orderly = run(readings, CHARGER)
-    storm = readings * 3
+    orderly = run(readings, device)
+    storm = readings * rng.randint(1, 3)
     rng.shuffle(storm)
-    shuffled = run(storm, CHARGER)
-    assert credited(shuffled) == credited(orderly)
-    assert intervals(shuffled) == intervals(orderly)
-    assert (shuffled[-1].state.carbon_carry, shuffled[-1].state.credit_carry) == (
+    delivered = deliver(storm, device, rng)
+    assume(not contradicted_from_below(delivered))
+    assert credited(delivered) == credited(orderly)
+    assert intervals(delivered) == intervals(orderly)
+    assert (delivered[-1].state.carbon_carry, delivered[-1].state.credit_carry) == (
         orderly[-1].state.carbon_carry,
         orderly[-1].state.credit_carry,
     )
+
+
+@given(*ANYHOW)
+@settings(max_examples=400, deadline=None)
+def test_no_arrival_order_credits_more_than_the_trusted_readings_show(
+    data: list[tuple[int, int, int, str, int]],
+    start: int,
+    device: Device,
+    rng: random.Random,
+) -> None:
+    """In every arrival order, contradictions included: never more energy than the registers
+    rose by, reading to reading in sequence order; and, without a reset, never more than from
+    the chain's base (its lowest trusted registers, the baseline in orderly delivery) to its
+    high-water mark (the highest): energy is never credited twice, nor from a glitch."""
+    readings = _sequence(data, MIDNIGHT + start)
+    storm = readings * rng.randint(1, 3)
+    rng.shuffle(storm)
+    for steps in (run(readings, device), deliver(storm, device, rng)):
+        if not steps:
+            continue  # every reading anomalous on its own: no chain
+        imported, exported = credited(steps)[:2]
+        assert imported <= rises([r.import_wh for r in readings])
+        assert exported <= rises([r.export_wh for r in readings])
+        if all(s.status != Anomaly.METER_RESET for s in steps):
+            state = steps[-1].state
+            assert imported <= state.hw_import - state.base_import
+            assert exported <= state.hw_export - state.base_export
 
 
 @given(
@@ -486,25 +633,30 @@ def test_any_permutation_and_duplication_credits_what_orderly_delivery_does(
         min_size=2,
         max_size=12,
     ),
+    st.booleans(),
     st.data(),
     st.randoms(use_true_random=False),
 )
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=200, deadline=None)
 def test_one_corrupt_reading_credits_the_same_in_any_order_and_loses_nothing(
-    data: list[tuple[int, int]], draw: st.DataObject, rng: random.Random
+    data: list[tuple[int, int]], below: bool, draw: st.DataObject, rng: random.Random
 ) -> None:
-    """A corrupt reading far above the others (not the first reading of the meter, which is
-    trusted), in any order of arrival except one that starts the chain with it: every Wh the
-    honest registers went through is credited, and duplicates change nothing."""
-    readings = [reading(0, at(1), 5000, 0)]
-    ts, imported = at(1), 5000
+    """A corrupt reading far above the others, or far below them (a jump at whichever end of
+    the chain meets it first: the fallback at the top and at the bottom), not the first reading
+    of the meter, which is trusted, in any order of arrival except one that starts the chain
+    with it: every Wh the honest registers went through is credited, and duplicates change
+    nothing."""
+    first = 10**7 + 5000
+    readings = [reading(0, at(1), first, 0)]
+    ts, imported = at(1), first
     for seq, (gap, d_imp) in enumerate(data, start=1):
         ts, imported = ts + gap, imported + d_imp
         readings.append(reading(seq, ts, imported, 0))
     k = draw.draw(st.integers(min_value=1, max_value=len(readings) - 1))
-    readings[k] = dataclasses.replace(readings[k], import_wh=readings[k].import_wh + 10**7)
-    honest_span = readings[-1].import_wh - 5000 if k < len(readings) - 1 else (
-        readings[-2].import_wh - 5000
+    corrupt = 2000 if below else readings[k].import_wh + 10**7  # (2000 Wh: not a reset)
+    readings[k] = dataclasses.replace(readings[k], import_wh=corrupt)
+    honest_span = readings[-1].import_wh - first if k < len(readings) - 1 else (
+        readings[-2].import_wh - first
     )
     storm = readings * 2
     rng.shuffle(storm)
@@ -514,25 +666,21 @@ def test_one_corrupt_reading_credits_the_same_in_any_order_and_loses_nothing(
     assert credited(run(storm))[0] == honest_span
 
 
-@given(st.lists(st.integers(min_value=0, max_value=12), min_size=2, max_size=12), st.data())
+@given(
+    st.permutations(range(13)),
+    st.lists(st.integers(min_value=0, max_value=12), max_size=6),
+    st.randoms(use_true_random=False),
+)
 @settings(max_examples=60, deadline=None)
-def test_batches_of_any_shape_credit_the_same(order: list[int], data: st.DataObject) -> None:
-    """Readings handed over in batches (several arriving at once) credit what one-by-one does."""
+def test_batches_of_any_shape_credit_the_same(
+    order: list[int], again: list[int], rng: random.Random
+) -> None:
+    """Readings handed over in batches (several arriving at once), some of them twice, credit
+    what orderly delivery does."""
     readings = [reading(i, at(10) + 600 * i, 10 * i, 700 * i) for i in range(13)]
     arrivals = [readings[i] for i in order]
-    state: ChainState | None = None
-    steps: list[Step] = []
-    waiting: dict[int, Reading] = {}
-    i = 0
-    while i < len(arrivals):
-        size = data.draw(st.integers(min_value=1, max_value=4))
-        for r in arrivals[i : i + size]:
-            inside = state is not None and state.base_seq <= r.seq <= state.top_seq
-            if not inside:
-                waiting.setdefault(r.seq, r)
-        taken = advance(state, waiting, METER, TARIFF, 1, now=NOW_NS)
-        if taken:
-            state = taken[-1].state
-        steps += taken
-        i += size
-    assert credited(steps) == credited(run(arrivals))
+    for i in again:
+        arrivals.insert(rng.randint(0, len(arrivals)), readings[i])
+    steps = deliver(arrivals, METER, rng)
+    assert credited(steps) == credited(run(readings)) == (120, 8400, 7232, 6720)
+    assert intervals(steps) == intervals(run(readings))

@@ -14,22 +14,23 @@ sequence numbers `base_seq … top_seq` already credited; a reading that arrives
   and credited, and readings waiting below follow;
 - anywhere else above or below the chain waits (it is stored) until the readings between
   arrive; inside the chain (a gap bridged earlier, see below) it only fills the profile;
-- as the first usable reading of its device to arrive, starts the chain (the *baseline*,
-  credited nothing).
+- as the lowest usable reading among the first of its device to arrive (one batch, in any
+  order), starts the chain (the *baseline*, credited nothing).
 
-So each interval between two consecutive readings is judged exactly once, from those two
-readings alone, and any permutation or duplication of a device's readings, in batches of any
-shape, credits exactly what orderly delivery credits: duplicates are dropped by
-`(device, seq)` before they get here, and a late reading never re-credits an interval.
+So each interval between two consecutive readings is judged exactly once, and any permutation
+or duplication of a device's readings, in batches of any shape, credits exactly what orderly
+delivery credits -- but for one case, a reading that contradicts the chain from below (see
+*Trust at the bottom of the chain*): duplicates are dropped by `(device, seq)` before they get
+here, and a late reading never re-credits an interval.
 
 A sequence number that never arrives would hold back everything beyond it, so once a reading
 has waited above the chain for `gap_horizon_s` of *platform* time (since it was received), the
 gap is *bridged*: the nearest waiting reading joins over it (and likewise below the base). The
 missing reading, should it come after all, only fills the profile. The horizon is measured in
 arrival time, not device time, so a backlog (a meter back online after a day, split across
-workers in any order) that arrives within the horizon is never bridged and credits exactly what
-orderly delivery does. Only a reading lost for good (or later than the horizon) makes order
-matter: which side of the gap the chain started on decides which side waits.
+workers in any order) that arrives within the horizon is never bridged. Only a reading lost
+for good (or later than the horizon) makes order matter here: which side of the gap the chain
+started on decides which side waits.
 
 **Judging an interval** (previous reading p, current reading c, in sequence order), first rule
 that applies:
@@ -56,6 +57,32 @@ falls below the jump but is `ok` against them is credited from them (1040 -> 124
 intervals of the corrupt reading are thereby covered. The same holds at the bottom of the
 chain, mirrored, so either arrival order credits the same. A chain's first reading (its
 baseline) is trusted: a corrupt one can still hold the chain, visibly (below).
+
+**Trust at the bottom of the chain (the one limit to order independence).** In sequence order a
+reading is judged against the high-water mark the readings before it left; a chain that started
+above them has already judged, and credited, the readings above its base against the base. So
+when a reading joins at the bottom and *contradicts* the base (`register_backwards` or
+`seq_ts_order` against it, or an `impossible_power` jump that the base made, not the reading: a
+corrupt baseline), orderly delivery would have judged the base anomalous against that reading,
+and what follows against the reading; the chain cannot, for its credits are final. Export 5000,
+3000, 5100 Wh (seq 0, 1, 2, 15 minutes apart): in order, 3000 is a glitch below the high-water
+mark and 5100 credits 100; newest first in separate batches, 3000 -> 5100 is an honest 2100 Wh
+interval (all that orderly delivery of seq 1 and 2 credits), and 5000, arriving last,
+contradicts it: it is refused as `register_backwards` and awaits review. The two readings
+disagree, and which one is the glitch depends on which was trusted first. No rule that credits
+an interval when its readings are there can do better: 3000 -> 5100 must credit 2100 while seq
+0 has not come, which is more than the 100 orderly delivery credits once it comes; only holding
+every chain's credits until nothing older can arrive would decide it (nothing tells a device's
+first reading). So the chain trusts its baseline and the readings that moved it, refuses a
+reading that contradicts them from below, and never credits more than its trusted span: without
+resets, its credited import and export are at most the registers of its high-water mark minus
+those of its base (the jumps it skipped make up the rest), and in every case at most what the
+registers rose by from each reading to the next, in sequence order. In every other arrival
+order and batch shape -- no reading contradicting the chain from below -- it credits exactly
+what orderly delivery does, interval by interval (the same spans of device time and credits; an
+interval measured across a reading that is anomalous on its own is recorded with whichever of
+its ends joined last). That is the common case: a backlog that arrives in one batch, in any
+order, starts the chain at its lowest reading, where orderly delivery starts it.
 
 **Awaiting review.** An anomalous interval credits nothing; its energy is not lost as long
 as a later `ok` interval on the same side of the chain is measured from a reading at or
@@ -749,13 +776,12 @@ def advance(
     :func:`rescale_carries`)."""
     walk = _Walk(device, tariff, tariff_id)
     if state is None:
-        # The first usable reading to arrive starts the chain (`waiting` keeps arrival order).
-        first = next(
-            (s for s, r in waiting.items() if reading_anomaly(r, device, tariff) is None), None
-        )
-        if first is None:
+        # The lowest usable reading at hand starts the chain: readings that arrive together
+        # start it where orderly delivery does (see *Trust at the bottom of the chain*).
+        usable = [s for s, r in waiting.items() if reading_anomaly(r, device, tariff) is None]
+        if not usable:
             return []
-        state = walk.start(waiting.pop(first))
+        state = walk.start(waiting.pop(min(usable)))
     # Readings received at or before this instant have waited out the horizon.
     overdue = now - tariff.gap_horizon_s * 1_000_000_000
     while True:
