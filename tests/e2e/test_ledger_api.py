@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from cityshare.domain.residents import MAX_RESIDENT_ID, resident_of
+
 WALLET = ["debits_must_not_exceed_credits"]
 
 
@@ -477,3 +479,33 @@ def test_openapi_bounds_the_ids_a_client_may_choose(client: TestClient) -> None:
     assert schemas["TransferIn"]["properties"]["pending_id"]["exclusiveMaximum"] == 2**61
     assert schemas["AccountIn"]["properties"]["id"]["exclusiveMaximum"] == 2**61
     assert "reserved_id" in schemas["TransferIn"]["properties"]["id"]["description"]
+
+
+@pytest.mark.parametrize(
+    "owner", ["resident:²", "resident:٣", "resident:99999999999999999999", "resident:0"]
+)
+def test_an_account_search_by_an_owner_that_names_no_resident_is_a_4xx_not_a_crash(
+    client: TestClient, owner: str
+) -> None:
+    """Digits that are not ASCII, or a resident number past the range, used to reach `int()`
+    or the database (a 500) through the owner search, for an admin and an organisation's desk."""
+    org = client.post("/api/v1/organisations", json={"kind": "provider", "name": "Desk Power"})
+    made = client.post(
+        "/api/v1/credentials",
+        json={"subject": "desk", "role": "operator", "domain": "energy",
+              "purposes": ["billing"], "org_id": org.json()["id"]},
+    )  # fmt: skip
+    desk = {"Authorization": f"Bearer {made.json()['token']}"}
+    for headers in ({}, desk):
+        answer = client.get("/api/v1/accounts", params={"owner": owner}, headers=headers)
+        assert answer.status_code in (200, 404, 422), (owner, answer.text)
+        if answer.status_code == 200:
+            assert answer.json() == []
+
+
+def test_resident_of_reads_only_an_owner_that_can_name_a_resident() -> None:
+    assert resident_of("resident:42") == 42
+    assert resident_of(f"resident:{MAX_RESIDENT_ID}") == MAX_RESIDENT_ID
+    for owner in (None, "org:42", "resident:", "resident:0", "resident:042", "resident:²",
+                  "resident:٣", f"resident:{MAX_RESIDENT_ID + 1}", "resident:4 ", "platform:x"):
+        assert resident_of(owner) is None, owner

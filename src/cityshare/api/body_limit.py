@@ -23,6 +23,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cityshare.api.errors import ApiError, error_body
 
 
+def _length(declared: str) -> int:
+    """A Content-Length as a number, or past any limit when it is not ASCII digits
+    (`str.isdigit` takes '²', which `int` then refuses)."""
+    return int(declared) if declared.isascii() and declared.isdigit() else 1 << 63
+
 class PayloadTooLarge(HTTPException):
     """What `receive` raises once the body passes the limit. An `HTTPException`, so FastAPI's
     body parsing lets it through (it turns other errors into a 400) and no handler logs it as a
@@ -60,7 +65,7 @@ class _Exchange:
         chunked = "chunked" in headers.get("transfer-encoding", "").lower()
         # Whether the server could be left reading an unbounded or oversized rest of the body.
         self.unbounded = chunked or not (
-            self.declared is None or (self.declared.isdigit() and int(self.declared) <= limit)
+            self.declared is None or (_length(self.declared) <= limit)
         )
         self.received = 0
         self.finished = not chunked and (self.declared is None or self.declared == "0")
@@ -70,7 +75,7 @@ class _Exchange:
 
     async def run(self) -> None:
         if self.declared is not None and (
-            not self.declared.isdigit() or int(self.declared) > self.limit
+            _length(self.declared) > self.limit
         ):
             await self.refuse()
             return

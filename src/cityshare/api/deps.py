@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from cityshare.access.policy import Domain, Purpose, Role
@@ -67,20 +67,6 @@ def require_roles(*roles: Role) -> Callable[[Principal], Principal]:
         return principal
 
     return check
-
-
-def purpose_query(description: str) -> Any:
-    return Query(description=description)
-
-
-def require_purpose(principal: Principal, purpose: Purpose) -> None:
-    """The credential grants `purpose` (403 otherwise). Reads of a resident's data go through
-    `cityshare.services.access` instead, which also scopes and records them."""
-    if purpose not in principal.purposes:
-        granted = ", ".join(sorted(principal.purposes)) or "none"
-        raise ApiError(
-            403, "purpose_not_granted", f"your credential grants these purposes: {granted}"
-        )
 
 
 def require_platform_operator(principal: PrincipalDep) -> Principal:

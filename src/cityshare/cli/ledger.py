@@ -29,7 +29,10 @@ from cityshare.services import billing, energy, identity
 from cityshare.services import ledger as ledger_service
 from cityshare.services.access import ReadRefused
 
-app = typer.Typer(help="Inspect and check the double-entry ledger.", no_args_is_help=True)
+app = typer.Typer(
+    help="Inspect and check the double-entry ledger; top up a resident's INR wallet.",
+    no_args_is_help=True,
+)
 
 READ_PURPOSE = purpose_option(Purpose.BILLING, serves="billing or audit; wallets are billing's")
 

@@ -6,6 +6,8 @@ latest enrolment; the platform never holds a national id (DESIGN.md §3).
 
 from __future__ import annotations
 
+import re
+
 from cityshare.domain.ids import WALLET_ACCOUNTS
 from cityshare.domain.ledger import AccountFlags, Ledger, NewAccount
 
@@ -27,12 +29,18 @@ def owner_of(party_id: int) -> str:
     return f"org:{party_id}" if party_id >= ORG_ID_BASE else f"resident:{party_id}"
 
 
+_RESIDENT_OWNER = re.compile(r"resident:([1-9][0-9]{0,17})")
+
+
 def resident_of(owner: str | None) -> int | None:
-    """The resident an account belongs to, from its owner; None for platform accounts."""
-    if owner is None or not owner.startswith("resident:"):
+    """The resident an account belongs to, from its owner; None for platform accounts and for
+    an owner that names no possible resident (ASCII digits only, 1 … MAX_RESIDENT_ID: an owner
+    is also a search term from outside, and `str.isdigit` takes '²' and '٣')."""
+    found = _RESIDENT_OWNER.fullmatch(owner) if owner is not None else None
+    if found is None:
         return None
-    tail = owner.removeprefix("resident:")
-    return int(tail) if tail.isdigit() else None
+    resident_id = int(found.group(1))
+    return resident_id if resident_id <= MAX_RESIDENT_ID else None
 
 
 def wallet_account_id(party_id: int, ledger: Ledger) -> int:

@@ -70,7 +70,7 @@ def my_energy(
 @router.get(
     "/energy/review",
     response_model=list[ReviewOut],
-    summary="Every meter's intervals awaiting review (staff with the grid_operations purpose)",
+    summary="Intervals awaiting review (grid_operations staff; an organisation: related meters)",
     description="Anomalous intervals whose energy no later reading has covered (resets, jumps "
     "that persisted, registers below their high-water mark), oldest first; page with `after`.",
     responses=error_responses(401, 403, 422),

@@ -102,7 +102,9 @@ _ACCOUNT_OK = {CreateAccountResult.CREATED.value, CreateAccountResult.EXISTS.val
 def find_accounts(
     platform: PlatformDep,
     principal: PrincipalDep,
-    owner: Annotated[str | None, Query(max_length=64)] = None,
+    owner: Annotated[
+        str | None, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    ] = None,
     ledger: LedgerName | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     purpose: Purpose = READ_PURPOSE,
