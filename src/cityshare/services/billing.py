@@ -38,7 +38,8 @@ withdrawal) can never exceed what came in. A top-up names the bank's or UPI's tr
 reference, which is its idempotency key: the same reference again with the same resident and
 amount answers the first top-up and posts nothing; with anything else it is refused
 (`reference_reused`). Each top-up is a `top_ups` row and a log leaf, and its transfer (code
-5002, user_data the top-up id) has id `2^62 + 2^60 + top-up id`, a range of its own.
+5002, user_data the top-up id) has id `2^62 + 2^60 + top-up id`, a range of its own; a
+transfer id already taken there (not by a top-up) is skipped with an ERROR alarm, never a wedge.
 """
 
 from __future__ import annotations
@@ -282,7 +283,7 @@ def top_up_wallet(cmd: commands.TopUpWallet, uow: AbstractUnitOfWork) -> TopUpOu
                 f"account {INR_SETTLEMENT} is not the platform's INR settlement account (its "
                 "ids below 1000 are reserved; see services/billing.py)"
             )
-        top_up_id = repo.next_id(top_ups)
+        top_up_id = _clear_top_up_id(uow, repo.next_id(top_ups))
         wallet = wallet_account_id(cmd.resident_id, Ledger.INR)
         transfer = Transfer(
             top_up_transfer_id(top_up_id), INR_SETTLEMENT, wallet, cmd.amount, Ledger.INR,
@@ -303,6 +304,36 @@ def top_up_wallet(cmd: commands.TopUpWallet, uow: AbstractUnitOfWork) -> TopUpOu
         uow.commit()
     log.info("top-up %d: %d paise to resident %d", row.id, row.amount, row.resident_id)
     return TopUpOutcome(row, created=True)
+
+
+def _clear_top_up_id(uow: AbstractUnitOfWork, top_up_id: int) -> int:
+    """The first top-up id from `top_up_id` whose transfer id is free.
+
+    Top-up ids are handed out in order and their transfer ids minted from them, which no client
+    can name now (`domain.ids`); a transfer already there (a client's from before ids from 2^61
+    were reserved, or planted in the store) would make the ledger refuse the top-up, and as the
+    next top-up takes the same id again, every later one for every resident. So, as community
+    payouts do, a taken id is an alarm (logged at ERROR with the ids) and the top-up is
+    numbered after it instead, never a wedge.
+    """
+    first = top_up_id
+    skipped: list[int] = []
+    while True:
+        window = [top_up_transfer_id(top_up_id + i) for i in range(64)]
+        taken = uow.ledger.load_transfers(window)
+        free = next((tid for tid in window if tid not in taken), None)
+        skipped += [tid for tid in window if tid in taken and (free is None or tid < free)]
+        if free is not None:
+            top_up_id = free - TOP_UP_TRANSFER_BASE
+            break
+        top_up_id += len(window)
+    if skipped:
+        log.error(
+            "ALARM: top-up transfer ids %s are taken by transfers no top-up made; the top-up is "
+            "numbered %d instead of %d",
+            skipped, top_up_id, first,
+        )  # fmt: skip
+    return top_up_id
 
 
 # -- price lists and choices -----------------------------------------------------------------
