@@ -40,6 +40,8 @@ amount answers the first top-up and posts nothing; with anything else it is refu
 (`reference_reused`). Each top-up is a `top_ups` row and a log leaf, and its transfer (code
 5002, user_data the top-up id) has id `2^62 + 2^60 + top-up id`, a range of its own; a
 transfer id already taken there (not by a top-up) is skipped with an ERROR alarm, never a wedge.
+If account 904 exists with other fields (a client opened it before it was reserved), top-ups are
+refused as `settlement_account_unusable` (the API's 503) with an ERROR alarm until it is repaired.
 """
 
 from __future__ import annotations
@@ -279,9 +281,17 @@ def top_up_wallet(cmd: commands.TopUpWallet, uow: AbstractUnitOfWork) -> TopUpOu
                 raise RuntimeError(f"cannot open the INR settlement account: {opened}")
             last_timestamp = uow.ledger.lock_ledger()
         elif not same_account(have, SETTLEMENT_ACCOUNT):
-            raise RuntimeError(
-                f"account {INR_SETTLEMENT} is not the platform's INR settlement account (its "
-                "ids below 1000 are reserved; see services/billing.py)"
+            # Opened by a client before 904 was reserved (or by hand): no top-up can post until
+            # an operator moves it aside. A fault of the platform's, not of the request.
+            log.error(
+                "ALARM: account %d is not the platform's INR settlement account (ledger %d, "
+                "code %d, flags %d, owner %r): top-ups are refused until it is",
+                have.id, have.ledger, have.code, have.flags, have.owner,
+            )  # fmt: skip
+            raise BillingError(
+                "settlement_account_unusable",
+                f"account {INR_SETTLEMENT} is not the platform's INR settlement account (it was "
+                "opened with other fields); no top-up can be made until an operator repairs it",
             )
         top_up_id = _clear_top_up_id(uow, repo.next_id(top_ups))
         wallet = wallet_account_id(cmd.resident_id, Ledger.INR)
