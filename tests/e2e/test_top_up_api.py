@@ -164,3 +164,25 @@ def test_a_settlement_account_a_client_opened_first_refuses_top_ups_with_a_503_a
         assert uow.log.size() == before
     spec = client.get("/openapi.json").json()
     assert "503" in spec["paths"]["/api/v1/residents/{vid}/top-ups"]["post"]["responses"]
+
+
+def test_a_reference_is_case_insensitive_as_bank_references_are(
+    client: TestClient, platform: Platform
+) -> None:
+    """`utr-x` and `UTR-X` are the same bank reference: the second is a retry of the first
+    (nothing posted), and the reference is kept in upper case."""
+    vid, _, resident = enrol(client, platform)
+    url = f"/api/v1/residents/{vid}/top-ups"
+
+    first = client.post(url, json={"amount": 100, "reference": "utr-x"})
+    assert first.status_code == 201, first.text
+    assert first.json()["reference"] == "UTR-X"
+    again = client.post(url, json={"amount": 100, "reference": "UTR-X"})
+    assert again.status_code == 200, again.text
+    assert again.json() == {**first.json(), "created": False}
+    other = client.post(url, json={"amount": 7, "reference": "Utr-X"})
+    assert other.status_code == 409
+    assert other.json()["error"]["code"] == "reference_reused"
+
+    wallets = client.get("/api/v1/me", headers=resident).json()["wallets"]
+    assert next(w["balance"] for w in wallets if w["ledger"] == "INR") == 100

@@ -203,7 +203,8 @@ def top_up(
     reference: str = typer.Option(
         ...,
         help="The bank's or UPI's transaction reference of the payment received (1-64 "
-        "letters, digits and . _ : / -): a second top-up with it posts nothing.",
+        "letters, digits and . _ : / -; case-insensitive, stored in upper case): a second "
+        "top-up with it posts nothing.",
     ),
     database_url: str | None = DB_OPTION,
     as_json: bool = JSON_OPTION,

@@ -35,8 +35,9 @@ accounts 901-903; opened by the first top-up). It mirrors the bank account: each
 it, so its balance is minus the paise the platform holds for residents and providers. It is
 flagged `credits_must_not_exceed_debits`: whatever is ever paid back out through it (a
 withdrawal) can never exceed what came in. A top-up names the bank's or UPI's transaction
-reference, which is its idempotency key: the same reference again with the same resident and
-amount answers the first top-up and posts nothing; with anything else it is refused
+reference, which is its idempotency key. Bank references (UTRs) are case-insensitive, so it is
+stored and looked up in upper case (`utr-x` is `UTR-X`). The same reference again with the same
+resident and amount answers the first top-up and posts nothing; with anything else it is refused
 (`reference_reused`). Each top-up is a `top_ups` row and a log leaf, and its transfer (code
 5002, user_data the top-up id) has id `2^62 + 2^60 + top-up id`, a range of its own; a
 transfer id already taken there (not by a top-up) is skipped with an ERROR alarm, never a wedge.
@@ -263,12 +264,14 @@ def top_up_wallet(cmd: commands.TopUpWallet, uow: AbstractUnitOfWork) -> TopUpOu
         if is_organisation(cmd.resident_id) or uow.identity.resident(cmd.resident_id) is None:
             raise BillingError("not_found", "no such resident")
         repo = uow.billing
-        prior = repo.top_up_by_reference(cmd.reference)
+        # A bank's reference (a UTR) is case-insensitive: `utr-x` and `UTR-X` are one payment.
+        reference = cmd.reference.upper()
+        prior = repo.top_up_by_reference(reference)
         if prior is not None:
             if (prior.resident_id, prior.amount) != (cmd.resident_id, cmd.amount):
                 raise BillingError(
                     "reference_reused",
-                    f"reference {cmd.reference!r} already topped up another wallet or amount "
+                    f"reference {reference!r} already topped up another wallet or amount "
                     f"(top-up {prior.id}); a new payment needs its own reference",
                 )
             return TopUpOutcome(prior, created=False)
@@ -306,7 +309,7 @@ def top_up_wallet(cmd: commands.TopUpWallet, uow: AbstractUnitOfWork) -> TopUpOu
                 "top_up_refused", f"the ledger refused the top-up transfer: {result.value}"
             )
         row = TopUpRow(
-            top_up_id, cmd.reference, cmd.resident_id, cmd.amount, transfer.id,
+            top_up_id, reference, cmd.resident_id, cmd.amount, transfer.id,
             cmd.actor[:200], uow.clock.now_ns(),
         )  # fmt: skip
         repo.insert_top_up(row)

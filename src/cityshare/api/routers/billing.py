@@ -135,7 +135,8 @@ def choose_provider(
     summary="Top a resident's INR wallet up from the settlement account (platform operators)",
     description="Fiat reached the platform's bank under `reference`: credit `amount` paise to "
     "the resident's INR wallet from the platform's INR settlement account (904, opened by the "
-    "first top-up). The reference is the idempotency key: sent again with the same amount for "
+    "first top-up). The reference is the idempotency key, case-insensitive as bank references "
+    "(UTRs) are (stored in upper case: `utr-x` is `UTR-X`): sent again with the same amount for "
     "the same resident, the first top-up is answered (200, `created` false) and nothing is "
     "posted; with another amount or resident it is refused (409 `reference_reused`). If "
     "account 904 exists but is not the settlement account (opened by a client before it was "
