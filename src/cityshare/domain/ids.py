@@ -92,3 +92,7 @@ RESERVED_MESSAGE = (
 RESERVED_ACCOUNT_MESSAGE = (
     RESERVED_MESSAGE + f", other than the platform's accounts {sorted(NAMED_PLATFORM_ACCOUNTS)}"
 )
+NAMED_ACCOUNT_MESSAGE = (
+    f"accounts {sorted(NAMED_PLATFORM_ACCOUNTS)} are the platform's own: only its postings "
+    "(energy credits, INR top-ups) debit or credit them"
+)
