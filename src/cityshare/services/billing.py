@@ -72,7 +72,12 @@ from cityshare.domain.billing import (
     window_price,
 )
 from cityshare.domain.energy import OK, Tariff
-from cityshare.domain.ids import BILLING_TRANSFERS, INR_SETTLEMENT, TOP_UP_TRANSFERS
+from cityshare.domain.ids import (
+    BILLING_TRANSFERS,
+    INR_SETTLEMENT,
+    PLATFORM_ACCOUNT_CODE,
+    TOP_UP_TRANSFERS,
+)
 from cityshare.domain.ledger import (
     MAX_INT,
     AccountFlags,
@@ -84,7 +89,6 @@ from cityshare.domain.ledger import (
 )
 from cityshare.domain.organisations import OrgKind, is_organisation
 from cityshare.domain.residents import WALLET_BASE, wallet_account_id
-from cityshare.services.energy import PLATFORM_ACCOUNT_CODE
 from cityshare.services.ledger import open_accounts, post_transfers
 from cityshare.services.unit_of_work import AbstractUnitOfWork
 from cityshare.store.billing_repo import (
