@@ -441,6 +441,32 @@ def test_a_transfer_id_in_the_platforms_range_is_refused_and_nothing_is_written(
     assert client.get("/api/v1/ledger/check").json()["ok"] is True
 
 
+@pytest.mark.parametrize(
+    "accounts",
+    [(10, 901), (904, 10), (903, 902)],
+    ids=["credits-credit-issuance", "debits-inr-settlement", "between-named-accounts"],
+)
+def test_a_transfer_naming_a_platform_account_is_refused_and_nothing_is_written(
+    client: TestClient, accounts: tuple[int, int]
+) -> None:
+    """Accounts 901-904 move only by the platform's own postings (energy credits, INR top-ups,
+    each with its record): a client naming one as debit or credit gets 422 `reserved_id`."""
+    setup_wallets(client)
+    before = balances(client)
+    debit, credit = accounts
+    r = client.post(
+        "/api/v1/transfers",
+        json=[{"id": 50, "debit_account_id": debit, "credit_account_id": credit, "amount": 5,
+               "ledger": "CREDIT"}],
+    )  # fmt: skip
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error["code"] == "reserved_id"
+    assert "901, 902, 903, 904" in error["message"]
+    assert client.get("/api/v1/transfers/50").status_code == 404
+    assert balances(client) == before
+
+
 def test_the_last_client_id_is_still_a_client_id(client: TestClient) -> None:
     setup_wallets(client)
     r = client.post(

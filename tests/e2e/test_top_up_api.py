@@ -4,13 +4,18 @@ resident's INR wallet from the platform's INR settlement account (904), once per
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from cityshare.bootstrap import Platform
+from cityshare.domain.ledger import Ledger, NewAccount
 from cityshare.services import audit
+from cityshare.services import ledger as ledger_service
+from cityshare.services.unit_of_work import SqlUnitOfWork
 from identity_helpers import a_vid, assertion
 from processes import cityshare, ok
 
@@ -129,3 +134,55 @@ def test_the_cli_tops_up_as_the_api_does(
     assert system[904]["owner"] == "platform:inr-settlement"
     assert system[904]["account"]["balance"] == -2500
     assert system[901]["opened"] is False  # no energy credited yet
+
+
+def test_a_settlement_account_a_client_opened_first_refuses_top_ups_with_a_503_and_an_alarm(
+    client: TestClient, platform: Platform, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Account 904 opened with other fields (by a client, before it was reserved) cannot be the
+    platform's settlement account: a top-up answers 503 `settlement_account_unusable` naming
+    it, posts nothing and raises an alarm; never a 500."""
+    vid, _, _ = enrol(client, platform)
+    signer = platform.log_signer
+    with SqlUnitOfWork(platform.engine, platform.clock, log_signer=signer) as uow:
+        last = uow.ledger.lock_ledger()
+        ledger_service.open_accounts(
+            uow, [NewAccount(904, Ledger.INR, 1, 0, "someone")], last_timestamp=last, atomic=True
+        )
+        uow.commit()
+        before = uow.log.size()
+
+    with caplog.at_level(logging.ERROR, logger="cityshare.services.billing"):
+        r = client.post(f"/api/v1/residents/{vid}/top-ups", json={"amount": 1, "reference": "R1"})
+
+    assert r.status_code == 503, r.text
+    error = r.json()["error"]
+    assert error["code"] == "settlement_account_unusable"
+    assert "904" in error["message"]
+    assert any(rec.levelno == logging.ERROR and "904" in rec.getMessage() for rec in caplog.records)
+    with platform.uow() as uow:
+        assert uow.log.size() == before
+    spec = client.get("/openapi.json").json()
+    assert "503" in spec["paths"]["/api/v1/residents/{vid}/top-ups"]["post"]["responses"]
+
+
+def test_a_reference_is_case_insensitive_as_bank_references_are(
+    client: TestClient, platform: Platform
+) -> None:
+    """`utr-x` and `UTR-X` are the same bank reference: the second is a retry of the first
+    (nothing posted), and the reference is kept in upper case."""
+    vid, _, resident = enrol(client, platform)
+    url = f"/api/v1/residents/{vid}/top-ups"
+
+    first = client.post(url, json={"amount": 100, "reference": "utr-x"})
+    assert first.status_code == 201, first.text
+    assert first.json()["reference"] == "UTR-X"
+    again = client.post(url, json={"amount": 100, "reference": "UTR-X"})
+    assert again.status_code == 200, again.text
+    assert again.json() == {**first.json(), "created": False}
+    other = client.post(url, json={"amount": 7, "reference": "Utr-X"})
+    assert other.status_code == 409
+    assert other.json()["error"]["code"] == "reference_reused"
+
+    wallets = client.get("/api/v1/me", headers=resident).json()["wallets"]
+    assert next(w["balance"] for w in wallets if w["ledger"] == "INR") == 100

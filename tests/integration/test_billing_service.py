@@ -425,3 +425,37 @@ def test_a_planted_collision_with_a_payment_id_leaves_that_bill_in_arrears_and_p
     assert [p.key for p in report.problems] == [asha_interval]
     # The next run goes on (the bill stays in arrears, alarmed again), nothing raised.
     assert bill(platform).paid_bills == 0
+
+
+def test_a_taken_top_up_transfer_id_is_an_alarm_and_later_top_ups_go_on(
+    platform: Platform, world: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A top-up's transfer id is minted from its id; a transfer already there (a client's from
+    before ids from 2^61 were reserved, or planted in the store) is skipped with an alarm, so
+    top-ups never jam: every one after it, for every resident, is credited once."""
+    asha = world["meter"].resident_id
+    bala = resident_with_meter(platform, "bala").resident_id
+    top_up(platform, asha, 1)  # opens the client's settlement account 50
+    planted = [billing.top_up_transfer_id(1), billing.top_up_transfer_id(2)]
+    with SqlUnitOfWork(platform.engine, platform.clock, log_signer=platform.log_signer) as uow:
+        last = uow.ledger.lock_ledger()
+        foreign = [
+            Transfer(tid, SETTLEMENT, wallet_account_id(asha, Ledger.INR), 1, Ledger.INR)
+            for tid in planted
+        ]
+        assert not ledger_service.post_transfers(
+            uow, foreign, last_timestamp=last, atomic=True
+        ).failed
+        uow.commit()
+
+    with caplog.at_level(logging.ERROR, logger="cityshare.services.billing"):
+        first = platform.bus.handle(commands.TopUpWallet(asha, 500, "UTR-A", "op"))
+        second = platform.bus.handle(commands.TopUpWallet(bala, 700, "UTR-B", "op"))
+
+    assert (first.created, second.created) == (True, True)
+    assert (first.top_up.id, second.top_up.id) == (3, 4)
+    assert first.top_up.transfer_id == billing.top_up_transfer_id(3)
+    assert inr(platform, asha) == 1 + 2 + 500
+    assert inr(platform, bala) == 700
+    [alarm] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert all(str(tid) in alarm.getMessage() for tid in planted)

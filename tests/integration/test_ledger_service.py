@@ -8,12 +8,15 @@ from cityshare.bootstrap import Platform
 from cityshare.clock import ManualClock
 from cityshare.domain import commands
 from cityshare.domain.ledger import Ledger, NewAccount, PendingState, Transfer, TransferFlags
+from cityshare.services import energy
 from cityshare.services import ledger as ledger_service
+from cityshare.services.unit_of_work import SqlUnitOfWork
 from ledger_helpers import ISSUER, account, fund, open_accounts, post
 
 CREDIT = int(Ledger.CREDIT)
 PENDING = int(TransferFlags.PENDING)
 POST = int(TransferFlags.POST_PENDING_TRANSFER)
+CREDIT_ISSUANCE = 901
 
 
 def test_accounts_are_idempotent_by_id(platform: Platform) -> None:
@@ -192,3 +195,41 @@ def test_a_client_cannot_open_an_account_the_platform_opens_itself(platform: Pla
     assert [r.value for r in results] == ["created", "reserved_id", "reserved_id"]
     assert ledger_service.get_account(platform.uow(), wallet) is None
     assert ledger_service.get_account(platform.uow(), 901) is None
+
+
+def test_a_client_cannot_move_the_platforms_named_accounts_but_the_platform_can(
+    platform: Platform,
+) -> None:
+    """Accounts 901-904 are the platform's (energy issuance, the grid, INR settlement): only its
+    own postings move them, each with its record (an interval, a top-up). A client's transfer
+    debiting or crediting one, or resolving a hold on one, answers `reserved_id`."""
+    open_accounts(platform, [10, 11])
+    fund(platform, 10, 100, 1)
+    signer = platform.log_signer
+    with SqlUnitOfWork(platform.engine, platform.clock, log_signer=signer) as uow:
+        last = uow.ledger.lock_ledger()
+        ledger_service.open_accounts(
+            uow, list(energy.PLATFORM_ACCOUNTS), last_timestamp=last, atomic=True
+        )
+        last = uow.ledger.lock_ledger()
+        # The platform's own postings are unaffected (and a client's hold from before the rule).
+        platform_posted = ledger_service.post_transfers(
+            uow,
+            [Transfer(2**62 + 8, CREDIT_ISSUANCE, 10, 50, CREDIT),
+             Transfer(7, 10, CREDIT_ISSUANCE, 5, CREDIT, flags=PENDING)],
+            last_timestamp=last,
+            atomic=True,
+        )  # fmt: skip
+        assert not platform_posted.failed
+        uow.commit()
+
+    results = post(
+        platform,
+        Transfer(2, 10, CREDIT_ISSUANCE, 5, CREDIT),
+        Transfer(3, CREDIT_ISSUANCE, 11, 5, CREDIT),
+        Transfer(4, 10, 11, 5, CREDIT),
+        Transfer(5, 0, 0, 0, 0, flags=POST, pending_id=7),
+    )
+    assert results == ["reserved_id", "reserved_id", "created", "reserved_id"]
+    assert account(platform, CREDIT_ISSUANCE).balance == -50
+    assert account(platform, 11).balance == 5

@@ -75,6 +75,17 @@ def test_the_platforms_own_accounts_are_reserved_by_name() -> None:
     assert all(ids.reserved_account_id(a.id) for a in named)
 
 
+def test_the_named_accounts_are_defined_once_in_domain_ids() -> None:
+    """Each capability opens its named accounts by the ids and code `domain.ids` defines, so
+    the reserved set and the accounts the platform opens cannot drift apart."""
+    by_ledger = {Ledger(a.ledger): a for a in [*PLATFORM_ACCOUNTS, SETTLEMENT_ACCOUNT]}
+    assert by_ledger[Ledger.CREDIT].id == ids.CREDIT_ISSUANCE == 901
+    assert by_ledger[Ledger.ENERGY].id == ids.GRID_ENERGY == 902
+    assert by_ledger[Ledger.CARBON].id == ids.CARBON_ISSUANCE == 903
+    assert by_ledger[Ledger.INR].id == ids.INR_SETTLEMENT == 904
+    assert {a.code for a in by_ledger.values()} == {ids.PLATFORM_ACCOUNT_CODE}
+
+
 def test_each_capability_has_a_range_of_its_own() -> None:
     billing = (payment_transfer_id(1), payment_transfer_id((1 << 61) - 1))
     energy = (

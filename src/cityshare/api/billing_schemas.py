@@ -112,7 +112,8 @@ class TopUpIn(Strict):
         max_length=64,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$",
         description="The bank's or UPI's transaction reference of the payment received: the "
-        "top-up's idempotency key (the same reference again tops up nothing).",
+        "top-up's idempotency key (the same reference again tops up nothing). Case-insensitive, "
+        "as bank references (UTRs) are: stored and answered in upper case.",
     )
 
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, m
 from pydantic_core import PydanticCustomError
 
 from cityshare.domain.ids import (
+    NAMED_ACCOUNT_MESSAGE,
     NAMED_PLATFORM_ACCOUNTS,
     PLATFORM_ID_BASE,
     RESERVED_ACCOUNT_MESSAGE,
@@ -70,7 +71,18 @@ AccountId = Annotated[
     ),
     _refuse_reserved(reserved_account_id, RESERVED_ACCOUNT_MESSAGE),
 ]
-AccountRef = Annotated[StrictInt, Field(ge=0, le=MAX_INT)]
+#: An account a client's transfer debits or credits: any (a resident's wallet too) but the
+#: platform's named accounts, which only the platform's own postings move.
+TransferAccountRef = Annotated[
+    StrictInt,
+    Field(
+        ge=0,
+        le=MAX_INT,
+        description=f"Any account but the platform's {sorted(NAMED_PLATFORM_ACCOUNTS)} "
+        "(422 `reserved_id`).",
+    ),
+    _refuse_reserved(NAMED_PLATFORM_ACCOUNTS.__contains__, NAMED_ACCOUNT_MESSAGE),
+]
 PendingRef = Annotated[
     StrictInt,
     Field(
@@ -143,8 +155,8 @@ class TransferIn(Strict):
     )
 
     id: TransferId
-    debit_account_id: AccountRef = 0
-    credit_account_id: AccountRef = 0
+    debit_account_id: TransferAccountRef = 0
+    credit_account_id: TransferAccountRef = 0
     amount: Amount = Field(0, description="In the ledger's minor unit; > 0 except for post/void.")
     ledger: LedgerName | None = None
     code: Code = 0

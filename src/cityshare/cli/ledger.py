@@ -158,8 +158,9 @@ def statement(
         console.print(f"more: --after {result.next_after}")
 
 
-#: The platform's own accounts (ids below 1000 are reserved for them), each opened by the
-#: capability that posts to it, on first use.
+#: The platform's named accounts (901-904, `domain.ids`: no client may open or move them;
+#: clients may open any other id below 2^61), each opened by the capability that posts to it,
+#: on first use.
 SYSTEM_ACCOUNTS = (*energy.PLATFORM_ACCOUNTS, billing.SETTLEMENT_ACCOUNT)
 
 
@@ -206,7 +207,8 @@ def top_up(
     reference: str = typer.Option(
         ...,
         help="The bank's or UPI's transaction reference of the payment received (1-64 "
-        "letters, digits and . _ : / -): a second top-up with it posts nothing.",
+        "letters, digits and . _ : / -; case-insensitive, stored in upper case): a second "
+        "top-up with it posts nothing.",
     ),
     database_url: str | None = DB_OPTION,
     as_json: bool = JSON_OPTION,

@@ -17,8 +17,11 @@ have disjoint ranges (tests/unit/test_transfer_ids.py checks that they are insid
 range and never meet). Accounts and transfers are separate id spaces, so a wallet and an energy
 posting may share a number.
 
-The energy capability's three platform accounts (901, 902, 903) predate this rule and stay
-where they are (existing ledgers hold them); they are reserved by name instead.
+The platform's named accounts, 901-904 (energy's issuance and grid accounts, the INR
+settlement account), predate this rule and stay where they are (existing ledgers hold them);
+they are reserved by name instead: no client may open them or name them in a transfer. Every
+other id below 2^61 is a client's to open. They are defined here, once, with their account code,
+and each capability that posts to them imports them from here.
 """
 
 from __future__ import annotations
@@ -68,11 +71,19 @@ PLATFORM_TRANSFER_RANGES = {
 
 #: Wallets: `first | party id << 3 | ledger` (domain/residents.py).
 WALLET_ACCOUNTS = IdRange(2 * PLATFORM_ID_BASE, MAX_ID)
-#: The platform's INR settlement account, the mirror of its bank account (services/billing.py).
+#: The platform's named accounts, each opened on first use by the capability that posts to it.
+#: Smart-credit issuance (CREDIT ledger; services/energy.py).
+CREDIT_ISSUANCE = 901
+#: The grid (ENERGY ledger; services/energy.py).
+GRID_ENERGY = 902
+#: Carbon-credit issuance (CARBON ledger; services/energy.py).
+CARBON_ISSUANCE = 903
+#: The INR settlement account, the mirror of the platform's bank account (services/billing.py).
 INR_SETTLEMENT = 904
-#: The energy capability's issuance and grid accounts (services/energy.py) and the INR
-#: settlement account, kept below 1000 and opened on first use.
-NAMED_PLATFORM_ACCOUNTS = frozenset({901, 902, 903, INR_SETTLEMENT})
+#: The account code every named platform account carries.
+PLATFORM_ACCOUNT_CODE = 20
+#: The ids no client may open, debit or credit (`reserved_account_id`, services/ledger.py).
+NAMED_PLATFORM_ACCOUNTS = frozenset({CREDIT_ISSUANCE, GRID_ENERGY, CARBON_ISSUANCE, INR_SETTLEMENT})
 
 
 def reserved_transfer_id(transfer_id: int) -> bool:
@@ -91,4 +102,8 @@ RESERVED_MESSAGE = (
 )
 RESERVED_ACCOUNT_MESSAGE = (
     RESERVED_MESSAGE + f", other than the platform's accounts {sorted(NAMED_PLATFORM_ACCOUNTS)}"
+)
+NAMED_ACCOUNT_MESSAGE = (
+    f"accounts {sorted(NAMED_PLATFORM_ACCOUNTS)} are the platform's own: only its postings "
+    "(energy credits, INR top-ups) debit or credit them"
 )

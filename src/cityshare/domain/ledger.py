@@ -12,7 +12,7 @@ signed 64-bit integer so that SQLite and PostgreSQL store it natively.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -338,6 +338,7 @@ def apply_transfers(
     now_ns: int,
     last_timestamp: int,
     max_id: int = MAX_INT,
+    reserved_accounts: Collection[int] = frozenset(),
 ) -> BatchOutcome:
     """Apply a batch of transfers in order to the in-memory `accounts` and `holds`.
 
@@ -352,6 +353,9 @@ def apply_transfers(
     `max_id` is the largest id (and pending id) the caller may name: a client's batch passes
     `domain.ids.MAX_CLIENT_ID`, and a larger id answers `reserved_id`, so a client can neither
     take an id the platform will mint nor resolve a transfer the platform made.
+    `reserved_accounts` are accounts the caller may not debit or credit (a client's batch
+    passes `domain.ids.NAMED_PLATFORM_ACCOUNTS`): a transfer naming one, or resolving a hold
+    on one, answers `reserved_id`, so only the platform's own postings move them.
     """
     n = len(transfers)
     results: list[CreateTransferResult] = [R.CREATED] * n
@@ -400,7 +404,12 @@ def apply_transfers(
             pass
         elif not 0 < tid <= MAX_INT:
             result = R.ID_OUT_OF_RANGE
-        elif tid > max_id or t.pending_id > max_id:
+        elif (
+            tid > max_id
+            or t.pending_id > max_id
+            or t.debit_account_id in reserved_accounts
+            or t.credit_account_id in reserved_accounts
+        ):
             result = R.RESERVED_ID
         elif flags & ~TRANSFER_FLAGS_MASK:
             result = R.RESERVED_FLAG
@@ -436,6 +445,11 @@ def apply_transfers(
                 p = hold.transfer
                 if not p.flags & _PENDING:
                     result = R.PENDING_TRANSFER_NOT_PENDING
+                elif (
+                    p.debit_account_id in reserved_accounts
+                    or p.credit_account_id in reserved_accounts
+                ):
+                    result = R.RESERVED_ID
                 elif t.debit_account_id and t.debit_account_id != p.debit_account_id:
                     result = R.PENDING_TRANSFER_HAS_DIFFERENT_DEBIT_ACCOUNT_ID
                 elif t.credit_account_id and t.credit_account_id != p.credit_account_id:

@@ -35,10 +35,14 @@ accounts 901-903; opened by the first top-up). It mirrors the bank account: each
 it, so its balance is minus the paise the platform holds for residents and providers. It is
 flagged `credits_must_not_exceed_debits`: whatever is ever paid back out through it (a
 withdrawal) can never exceed what came in. A top-up names the bank's or UPI's transaction
-reference, which is its idempotency key: the same reference again with the same resident and
-amount answers the first top-up and posts nothing; with anything else it is refused
+reference, which is its idempotency key. Bank references (UTRs) are case-insensitive, so it is
+stored and looked up in upper case (`utr-x` is `UTR-X`). The same reference again with the same
+resident and amount answers the first top-up and posts nothing; with anything else it is refused
 (`reference_reused`). Each top-up is a `top_ups` row and a log leaf, and its transfer (code
-5002, user_data the top-up id) has id `2^62 + 2^60 + top-up id`, a range of its own.
+5002, user_data the top-up id) has id `2^62 + 2^60 + top-up id`, a range of its own; a
+transfer id already taken there (not by a top-up) is skipped with an ERROR alarm, never a wedge.
+If account 904 exists with other fields (a client opened it before it was reserved), top-ups are
+refused as `settlement_account_unusable` (the API's 503) with an ERROR alarm until it is repaired.
 """
 
 from __future__ import annotations
@@ -68,7 +72,12 @@ from cityshare.domain.billing import (
     window_price,
 )
 from cityshare.domain.energy import OK, Tariff
-from cityshare.domain.ids import BILLING_TRANSFERS, INR_SETTLEMENT, TOP_UP_TRANSFERS
+from cityshare.domain.ids import (
+    BILLING_TRANSFERS,
+    INR_SETTLEMENT,
+    PLATFORM_ACCOUNT_CODE,
+    TOP_UP_TRANSFERS,
+)
 from cityshare.domain.ledger import (
     MAX_INT,
     AccountFlags,
@@ -80,7 +89,6 @@ from cityshare.domain.ledger import (
 )
 from cityshare.domain.organisations import OrgKind, is_organisation
 from cityshare.domain.residents import WALLET_BASE, wallet_account_id
-from cityshare.services.energy import PLATFORM_ACCOUNT_CODE
 from cityshare.services.ledger import open_accounts, post_transfers
 from cityshare.services.unit_of_work import AbstractUnitOfWork
 from cityshare.store.billing_repo import (
@@ -260,12 +268,14 @@ def top_up_wallet(cmd: commands.TopUpWallet, uow: AbstractUnitOfWork) -> TopUpOu
         if is_organisation(cmd.resident_id) or uow.identity.resident(cmd.resident_id) is None:
             raise BillingError("not_found", "no such resident")
         repo = uow.billing
-        prior = repo.top_up_by_reference(cmd.reference)
+        # A bank's reference (a UTR) is case-insensitive: `utr-x` and `UTR-X` are one payment.
+        reference = cmd.reference.upper()
+        prior = repo.top_up_by_reference(reference)
         if prior is not None:
             if (prior.resident_id, prior.amount) != (cmd.resident_id, cmd.amount):
                 raise BillingError(
                     "reference_reused",
-                    f"reference {cmd.reference!r} already topped up another wallet or amount "
+                    f"reference {reference!r} already topped up another wallet or amount "
                     f"(top-up {prior.id}); a new payment needs its own reference",
                 )
             return TopUpOutcome(prior, created=False)
@@ -278,11 +288,19 @@ def top_up_wallet(cmd: commands.TopUpWallet, uow: AbstractUnitOfWork) -> TopUpOu
                 raise RuntimeError(f"cannot open the INR settlement account: {opened}")
             last_timestamp = uow.ledger.lock_ledger()
         elif not same_account(have, SETTLEMENT_ACCOUNT):
-            raise RuntimeError(
-                f"account {INR_SETTLEMENT} is not the platform's INR settlement account (its "
-                "ids below 1000 are reserved; see services/billing.py)"
+            # Opened by a client before 904 was reserved (or by hand): no top-up can post until
+            # an operator moves it aside. A fault of the platform's, not of the request.
+            log.error(
+                "ALARM: account %d is not the platform's INR settlement account (ledger %d, "
+                "code %d, flags %d, owner %r): top-ups are refused until it is",
+                have.id, have.ledger, have.code, have.flags, have.owner,
+            )  # fmt: skip
+            raise BillingError(
+                "settlement_account_unusable",
+                f"account {INR_SETTLEMENT} is not the platform's INR settlement account (it was "
+                "opened with other fields); no top-up can be made until an operator repairs it",
             )
-        top_up_id = repo.next_id(top_ups)
+        top_up_id = _clear_top_up_id(uow, repo.next_id(top_ups))
         wallet = wallet_account_id(cmd.resident_id, Ledger.INR)
         transfer = Transfer(
             top_up_transfer_id(top_up_id), INR_SETTLEMENT, wallet, cmd.amount, Ledger.INR,
@@ -295,7 +313,7 @@ def top_up_wallet(cmd: commands.TopUpWallet, uow: AbstractUnitOfWork) -> TopUpOu
                 "top_up_refused", f"the ledger refused the top-up transfer: {result.value}"
             )
         row = TopUpRow(
-            top_up_id, cmd.reference, cmd.resident_id, cmd.amount, transfer.id,
+            top_up_id, reference, cmd.resident_id, cmd.amount, transfer.id,
             cmd.actor[:200], uow.clock.now_ns(),
         )  # fmt: skip
         repo.insert_top_up(row)
@@ -303,6 +321,36 @@ def top_up_wallet(cmd: commands.TopUpWallet, uow: AbstractUnitOfWork) -> TopUpOu
         uow.commit()
     log.info("top-up %d: %d paise to resident %d", row.id, row.amount, row.resident_id)
     return TopUpOutcome(row, created=True)
+
+
+def _clear_top_up_id(uow: AbstractUnitOfWork, top_up_id: int) -> int:
+    """The first top-up id from `top_up_id` whose transfer id is free.
+
+    Top-up ids are handed out in order and their transfer ids minted from them, which no client
+    can name now (`domain.ids`); a transfer already there (a client's from before ids from 2^61
+    were reserved, or planted in the store) would make the ledger refuse the top-up, and as the
+    next top-up takes the same id again, every later one for every resident. So, as community
+    payouts do, a taken id is an alarm (logged at ERROR with the ids) and the top-up is
+    numbered after it instead, never a wedge.
+    """
+    first = top_up_id
+    skipped: list[int] = []
+    while True:
+        window = [top_up_transfer_id(top_up_id + i) for i in range(64)]
+        taken = uow.ledger.load_transfers(window)
+        free = next((tid for tid in window if tid not in taken), None)
+        skipped += [tid for tid in window if tid in taken and (free is None or tid < free)]
+        if free is not None:
+            top_up_id = free - TOP_UP_TRANSFER_BASE
+            break
+        top_up_id += len(window)
+    if skipped:
+        log.error(
+            "ALARM: top-up transfer ids %s are taken by transfers no top-up made; the top-up is "
+            "numbered %d instead of %d",
+            skipped, top_up_id, first,
+        )  # fmt: skip
+    return top_up_id
 
 
 # -- price lists and choices -----------------------------------------------------------------

@@ -17,8 +17,9 @@ One handler for every door (HTTP, MQTT and OCPP hand over the same `IngestReadin
    ledger transfers; readings, intervals (and a tariff seen for the first time) become audit-log
    leaves; one commit.
 
-Accounts and transfers. Three platform accounts, opened on first use (ids below 1000, code 20,
-no balance limits, so they go negative by what the platform has issued):
+Accounts and transfers. Three of the platform's named accounts (`domain.ids`: 901-904 are the
+platform's, no client may open or move them), opened on first use (code 20, no balance limits,
+so they go negative by what the platform has issued):
 
 | id | ledger | what |
 | --- | --- | --- |
@@ -70,7 +71,13 @@ from cityshare.domain.energy import (
     rescale_carries,
     tariff_from_json,
 )
-from cityshare.domain.ids import ENERGY_TRANSFERS
+from cityshare.domain.ids import (
+    CARBON_ISSUANCE,
+    CREDIT_ISSUANCE,
+    ENERGY_TRANSFERS,
+    GRID_ENERGY,
+    PLATFORM_ACCOUNT_CODE,
+)
 from cityshare.domain.ledger import (
     CreateAccountResult,
     Ledger,
@@ -96,10 +103,7 @@ log = logging.getLogger(__name__)
 
 SOURCES = frozenset({"http", "mqtt", "ocpp"})
 
-CREDIT_ISSUANCE = 901
-GRID_ENERGY = 902
-CARBON_ISSUANCE = 903
-PLATFORM_ACCOUNT_CODE = 20
+#: The energy capability's named accounts (their ids and code are `domain.ids`').
 PLATFORM_ACCOUNTS = (
     NewAccount(
         CREDIT_ISSUANCE, Ledger.CREDIT, PLATFORM_ACCOUNT_CODE, 0, "platform:credit-issuance"
@@ -837,7 +841,7 @@ class _Batch:
                 if not same_account(have[account.id], account):
                     raise EnergyError(
                         f"account {account.id} is not the platform's {Ledger(account.ledger).name} "
-                        "account (its ids below 1000 are reserved; see services/energy.py)"
+                        "account (901-904 are the platform's; see domain/ids.py)"
                     )
         refused: list[Transfer] = []
         while transfers:

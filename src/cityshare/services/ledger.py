@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cityshare.domain import commands, events
-from cityshare.domain.ids import MAX_CLIENT_ID, reserved_account_id
+from cityshare.domain.ids import MAX_CLIENT_ID, NAMED_PLATFORM_ACCOUNTS, reserved_account_id
 from cityshare.domain.ledger import (
     MAX_INT,
     AccountState,
@@ -103,7 +103,9 @@ _ACCOUNT_OK = frozenset({CreateAccountResult.CREATED, CreateAccountResult.EXISTS
 
 def create_transfers(cmd: commands.CreateTransfers, uow: AbstractUnitOfWork) -> BatchOutcome:
     """A client's transfers: an id or pending id from 2^61 up (`domain.ids`) answers
-    `reserved_id`, so no client can take an id the platform mints for its own postings."""
+    `reserved_id`, so no client can take an id the platform mints for its own postings; so does
+    a transfer debiting or crediting one of the platform's named accounts (901-904), which only
+    the platform's own postings move (an INR top-up has its record, energy its interval)."""
     with uow:
         last = uow.ledger.lock_ledger()
         outcome = post_transfers(
@@ -125,7 +127,8 @@ def post_transfers(
     client: bool = False,
 ) -> BatchOutcome:
     """Apply transfers (and write them and their log leaves) inside the caller's locked, open
-    transaction; the caller commits. With `client`, ids are held to the client range.
+    transaction; the caller commits. With `client`, ids are held to the client range and the
+    platform's named accounts (`NAMED_PLATFORM_ACCOUNTS`) may not be debited or credited.
 
     Other capabilities post this way in their own transactions (ingesting readings credits the
     wallets in the same commit as the readings). With `atomic`, nothing is written if any
@@ -153,6 +156,7 @@ def post_transfers(
         now_ns=uow.clock.now_ns(),
         last_timestamp=last_timestamp,
         max_id=MAX_CLIENT_ID if client else MAX_INT,
+        reserved_accounts=NAMED_PLATFORM_ACCOUNTS if client else frozenset(),
     )
     if atomic and outcome.failed:
         outcome.discard()

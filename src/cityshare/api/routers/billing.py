@@ -135,12 +135,21 @@ def choose_provider(
     summary="Top a resident's INR wallet up from the settlement account (platform operators)",
     description="Fiat reached the platform's bank under `reference`: credit `amount` paise to "
     "the resident's INR wallet from the platform's INR settlement account (904, opened by the "
-    "first top-up). The reference is the idempotency key: sent again with the same amount for "
+    "first top-up). The reference is the idempotency key, case-insensitive as bank references "
+    "(UTRs) are (stored in upper case: `utr-x` is `UTR-X`): sent again with the same amount for "
     "the same resident, the first top-up is answered (200, `created` false) and nothing is "
-    "posted; with another amount or resident it is refused (409 `reference_reused`).",
+    "posted; with another amount or resident it is refused (409 `reference_reused`). If "
+    "account 904 exists but is not the settlement account (opened by a client before it was "
+    "reserved), nothing is posted: 503 `settlement_account_unusable` until an operator repairs "
+    "it.",
     responses={
         200: {"model": TopUpOut, "description": "This reference had topped up already"},
         **error_responses(401, 403, 404, 409, 422),
+        503: {
+            **error_responses(503)[503],
+            "description": "`settlement_account_unusable`: account 904 is not the platform's "
+            "INR settlement account (nothing was posted), or the database is unavailable",
+        },
     },
 )
 def top_up(
@@ -159,7 +168,9 @@ def top_up(
             commands.TopUpWallet(resident_id, body.amount, body.reference, principal.name)
         )
     except BillingError as exc:
-        raise refused(exc, {"reference_reused": 409}) from exc
+        raise refused(
+            exc, {"reference_reused": 409, "settlement_account_unusable": 503}
+        ) from exc
     if not outcome.created:
         response.status_code = 200
     return TopUpOut.of(outcome)
