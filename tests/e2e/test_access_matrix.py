@@ -36,7 +36,7 @@ MAY_SEE: dict[str, set[str]] = {
     "operator_transit": {"vid", "balance", "ward"},
     "operator_parking": {"vid", "balance", "vehicle"},
     # Energy staff of a community asset A holds shares of: billing reaches its shareholders;
-    # grid operations reaches a provider's customers and a charging operator's, not holders.
+    # grid operations reaches a provider's customers, not holders.
     "operator_org": {"vid", "balance"},
     "analyst": {"ward"},
     "auditor": {"vid", "ward", "meter", "vehicle", "balance", "pseudonym"},

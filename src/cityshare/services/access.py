@@ -90,12 +90,7 @@ def relationships(
             chosen = {c.resident_id for c in choices if c.effective_from <= now_s}
             customers |= ids - chosen
         holders = uow.community.holders_among(org_id, ids)
-        charged = uow.charging.charged_among(org_id, ids)
-    for kind, members in (
-        (Relationship.CUSTOMER, customers),
-        (Relationship.SHAREHOLDER, holders),
-        (Relationship.CHARGING, charged),
-    ):
+    for kind, members in ((Relationship.CUSTOMER, customers), (Relationship.SHAREHOLDER, holders)):
         for r in members:
             found[r].add(kind)
     return {r: frozenset(kinds) for r, kinds in found.items()}
@@ -308,9 +303,9 @@ class PersonalData:
         """Intervals awaiting review (`energy.awaiting_review`), oldest first after `after`.
 
         Platform-wide staff see every meter's; an organisation's staff see their own meters'
-        and those of residents related to them for the purpose (a provider's customers, an
-        operator's charging customers): the others are skipped, not refused, since a queue
-        names many residents. Each resident named is recorded as read."""
+        and those of residents related to them for the purpose (a provider's customers; a
+        charging operator's chargers relate it to nobody): the others are skipped, not
+        refused, since a queue names many residents. Each resident named is recorded as read."""
         _allow(refuse_read(principal, Read.REVIEW, purpose))
         if principal.org_id is None:
             found = energy.awaiting_review(self.uow(), after_id=after, limit=limit)
