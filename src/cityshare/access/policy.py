@@ -26,7 +26,10 @@ track a vehicle, or its owner, across the city (DESIGN §3).
 A ledger read by such staff reaches the organisation's own accounts and its related residents'
 accounts; a transfer names two accounts, so it is readable when one of them is, and neither is
 the account of a resident the organisation is not related to (a payment from a customer to
-someone else is that someone's business too).
+someone else is that someone's business too). For the same reason a statement of an account
+within reach names a line's counterparty account only where that line's transfer is readable:
+an unrelated resident's account shows as null (a wallet id names its resident), and each
+resident a statement names is recorded as read.
 
 **Denials.** A credential that lacks the purpose, or names one the read does not serve, is
 refused with 403 (`purpose_not_granted`, `wrong_purpose`): that says nothing about the resident.
