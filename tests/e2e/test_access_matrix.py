@@ -36,7 +36,7 @@ MAY_SEE: dict[str, set[str]] = {
     "operator_transit": {"vid", "balance", "ward"},
     "operator_parking": {"vid", "balance", "vehicle"},
     # Energy staff of a community asset A holds shares of: billing reaches its shareholders;
-    # grid operations reaches a provider's customers and a charging operator's, not holders.
+    # grid operations reaches a provider's customers, not holders.
     "operator_org": {"vid", "balance"},
     "analyst": {"ward"},
     "auditor": {"vid", "ward", "meter", "vehicle", "balance", "pseudonym"},
@@ -406,3 +406,69 @@ def test_an_organisations_staff_read_only_the_residents_related_to_it(
     assert {x["who"] for x in chandra_log} == {
         "operator:sun-desk", "operator:operator-platform", "admin:settings-operator-token"
     }  # fmt: skip
+
+
+def test_a_statement_names_only_the_counterparties_its_reader_may_read_and_records_them(
+    client: TestClient, platform: Platform
+) -> None:
+    """A wallet's statement names the other account of each transfer, and a wallet id names its
+    resident: an organisation's desk sees the counterparty only where it is its own, the
+    platform's, another organisation's or a related resident's account; a resident it is not
+    related to shows as null (as `GET /transfers/{id}` of that transfer is 404 not_related).
+    Every resident whose account a statement names is recorded as read: platform-wide staff
+    see all of them."""
+    _city, sun = (
+        client.post("/api/v1/organisations", json={"kind": "provider", "name": n}).json()["id"]
+        for n in ("City Power", "SunLease")  # City: the default provider
+    )
+    prices = {"prices": {"normal": 500, "solar": 350, "peak": 800}}
+    assert client.put(f"/api/v1/organisations/{sun}/price-list", json=prices).is_success
+
+    def enrol(name: str, provider: int | None) -> tuple[dict[str, str], int]:
+        token = client.post(
+            "/api/v1/residents", json={"assertion": assertion(platform, name, vid=a_vid())}
+        ).json()["token"]
+        if provider is not None:
+            chose = {"provider_id": provider}
+            assert client.put("/api/v1/me/energy/provider", headers=bearer(token), json=chose)
+        inr = next(w["account_id"] for w in client.get("/api/v1/me", headers=bearer(token))
+                   .json()["wallets"] if w["ledger"] == "INR")  # fmt: skip
+        return bearer(token), inr
+
+    asha, asha_inr = enrol("asha", sun)
+    bala, bala_inr = enrol("bala", None)  # City's customer: not related to SunLease
+    chandra, chandra_inr = enrol("chandra", sun)
+    assert client.post("/api/v1/accounts", json=[{"id": 2, "ledger": "INR"}]).is_success
+    moves = [(3, 2, asha_inr, 1000), (77, asha_inr, bala_inr, 300),
+             (78, asha_inr, chandra_inr, 200)]  # fmt: skip
+    posted = client.post("/api/v1/transfers", json=[
+        {"id": i, "debit_account_id": d, "credit_account_id": c, "amount": a, "ledger": "INR"}
+        for i, d, c, a in moves
+    ])  # fmt: skip
+    assert posted.is_success, posted.text
+    sun_desk = bearer(client.post("/api/v1/credentials", json={
+        "subject": "sun-desk", "role": "operator", "purposes": ["billing"], "domain": "energy",
+        "org_id": sun,
+    }).json()["token"])  # fmt: skip
+    assert client.get("/api/v1/transfers/77", headers=sun_desk).json()["error"]["code"] == (
+        "not_related"
+    )
+
+    def counterparties(headers: dict[str, str]) -> list[tuple[int, int | None]]:
+        r = client.get(f"/api/v1/accounts/{asha_inr}/statement", headers=headers)
+        assert r.status_code == 200, r.text
+        return [(x["transfer_id"], x["counterparty"]) for x in r.json()["lines"]]
+
+    def log(headers: dict[str, str]) -> list[tuple[str, str]]:
+        records = client.get("/api/v1/me/access-log", headers=headers).json()["records"]
+        return [(x["who"], x["what"]) for x in records]
+
+    named = f"counterparty in statement of account {asha_inr}"
+    assert counterparties(sun_desk) == [(3, 2), (77, None), (78, chandra_inr)]
+    assert log(bala) == []
+    assert log(chandra) == [("operator:sun-desk", named)]
+    assert log(asha) == [("operator:sun-desk", f"statement of account {asha_inr}")]
+    assert counterparties({}) == [(3, 2), (77, bala_inr), (78, chandra_inr)]  # the admin
+    assert log(bala) == [("admin:settings-operator-token", named)]
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["StatementLineOut"]
+    assert "null" in schema["properties"]["counterparty"]["description"]

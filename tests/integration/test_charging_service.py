@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import text
 
-from cityshare.access.policy import Domain, Purpose, Relationship, Role
+from cityshare.access.policy import Domain, Purpose, Role
 from cityshare.access.tokens import Principal
 from cityshare.bootstrap import Platform, bootstrap
 from cityshare.clock import ManualClock
@@ -27,13 +27,15 @@ from cityshare.domain.charging import (
     hash_password,
 )
 from cityshare.domain.devices import parse_public_key
+from cityshare.domain.ledger import Ledger
+from cityshare.domain.residents import wallet_account_id
 from cityshare.ingest.ocpp.door import ChargerRevokedError, ChargingDoor, HandshakeError
-from cityshare.services import access, audit, charging, identity
+from cityshare.services import access, audit, charging, energy, identity
 from cityshare.services.access import ReadRefused
 from cityshare.services.charging import Charger
 from cityshare.services.energy import IngestOutcome
 from cityshare.store.charging_repo import SessionRow
-from energy_helpers import add_device, enrol, wallets
+from energy_helpers import add_device, enrol, ingest, wallets
 from identity_helpers import new_key
 
 PASSWORD = "s3cret-charger-pass"
@@ -478,11 +480,14 @@ def test_a_chain_from_before_planned_readings_were_recorded_carries_on(
     assert report.ok, [str(p) for p in report.problems]
 
 
-def test_an_operators_staff_reach_for_grid_operations_the_owners_who_charged_there(
-    platform: Platform,
+def test_a_charging_operators_staff_do_not_reach_the_owners_who_charged_there(
+    platform: Platform, clock: ManualClock
 ) -> None:
-    """Access scoping (`cityshare.access.policy`): an accepted session at the operator's
-    chargers relates the vehicle's owner to it; an unknown token relates nobody."""
+    """Access scoping (`cityshare.access.policy`): a vehicle's sessions at an operator's
+    chargers relate its owner to nothing there. The operator reads its own sessions, with the
+    vehicle as its pseudonym (DESIGN §3: no organisation tracks a vehicle across the city);
+    the owner's profile, home meters awaiting review and wallets stay out of reach (404
+    not_related, as before the car charged), and nothing is read of them."""
     w = world(platform)
     bala = enrol(platform, "bala")
     staff = Principal(
@@ -492,16 +497,32 @@ def test_an_operators_staff_reach_for_grid_operations_the_owners_who_charged_the
     with platform.uow() as uow:
         vid = uow.identity.latest_enrolment(w.resident_id)
     assert vid is not None
-    with pytest.raises(ReadRefused) as before:
-        platform.personal_data.profile(staff, vid.vid, Purpose.GRID_OPERATIONS)
-    assert (before.value.status, before.value.code) == (404, "not_related")
+    home = add_device(platform, w.resident_id, "meter")  # a meter reset awaits review
+    clock.advance(3600)
+    t0 = home.registered_at
+    readings = [home.reading(0, t0, 5000), home.reading(1, t0 + 900, 5100),
+                home.reading(2, t0 + 1800, 3)]  # fmt: skip
+    ingested = [r.result for r in ingest(platform, readings).results]
+    assert ingested == ["accepted", "accepted", "anomaly:meter_reset"]
+    assert energy.awaiting_review(platform.uow(), after_id=0, limit=10)
 
-    start(w, "10:00", token="NOBODY")
-    start(w, "11:00")
+    session = start(w, "11:00")
+    assert session.status == SessionStatus.ACCEPTED
+    seen = charging.operator_sessions(platform.uow(), w.org_id, platform.pseudonym_secret)
+    assert [s.session.id for s in seen] == [session.id]
+    assert seen[0].vehicle not in (None, w.vehicle)  # its pseudonym, not the device id
     assert access.relationships(
         platform.uow(), w.org_id, [w.resident_id, bala], default_provider=None
-    ) == {w.resident_id: {Relationship.CHARGING}, bala: set()}
-    seen = platform.personal_data.profile(staff, vid.vid, Purpose.GRID_OPERATIONS)
-    assert seen.resident.id == w.resident_id
-    log = identity.access_log(platform.uow(), w.resident_id)
-    assert [(r.principal, r.purpose) for r in log] == [("operator:volt-desk", "grid_operations")]
+    ) == {w.resident_id: set(), bala: set()}
+    with pytest.raises(ReadRefused) as profile:
+        platform.personal_data.profile(staff, vid.vid, Purpose.GRID_OPERATIONS)
+    assert (profile.value.status, profile.value.code) == (404, "not_related")
+    wallet = wallet_account_id(w.resident_id, Ledger.CREDIT)
+    with pytest.raises(ReadRefused) as account:
+        platform.personal_data.account(staff, wallet, Purpose.GRID_OPERATIONS)
+    assert (account.value.status, account.value.code) == (404, "not_related")
+    review = platform.personal_data.awaiting_review(
+        staff, Purpose.GRID_OPERATIONS, after=0, limit=10
+    )
+    assert review == []
+    assert identity.access_log(platform.uow(), w.resident_id) == []

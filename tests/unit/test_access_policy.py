@@ -34,9 +34,7 @@ def code(refusal: object) -> str | None:
     [
         (BILLING, {Relationship.CUSTOMER}, True),
         (BILLING, {Relationship.SHAREHOLDER}, True),
-        (BILLING, {Relationship.CHARGING}, False),
         (GRID, {Relationship.CUSTOMER}, True),
-        (GRID, {Relationship.CHARGING}, True),
         (GRID, {Relationship.SHAREHOLDER}, False),
         (BILLING, set(), False),
     ],

@@ -14,14 +14,22 @@ relationship with that the purpose needs (`PURPOSE_RELATIONSHIPS`):
 
 - billing: the provider's customers (chosen now or before, billed by it, or the default
   provider of one who never chose) and the community asset's shareholders (now or before);
-- grid operations: the provider's customers, and the owners of vehicles that charged at the
-  operator's chargers;
+- grid operations: the provider's customers;
 - every other purpose: nobody (those reads stay with platform roles).
+
+A charging operator is related to no resident through its chargers: a vehicle that charged
+there opens none of its owner's data (profile, home meters awaiting review, wallets). The
+operator's relationship is with its own sessions, which it reads with the vehicle as the
+operator's own pseudonym (`services.charging.operator_sessions`), so that no organisation can
+track a vehicle, or its owner, across the city (DESIGN §3).
 
 A ledger read by such staff reaches the organisation's own accounts and its related residents'
 accounts; a transfer names two accounts, so it is readable when one of them is, and neither is
 the account of a resident the organisation is not related to (a payment from a customer to
-someone else is that someone's business too).
+someone else is that someone's business too). For the same reason a statement of an account
+within reach names a line's counterparty account only where that line's transfer is readable:
+an unrelated resident's account shows as null (a wallet id names its resident), and each
+resident a statement names is recorded as read.
 
 **Denials.** A credential that lacks the purpose, or names one the read does not serve, is
 refused with 403 (`purpose_not_granted`, `wrong_purpose`): that says nothing about the resident.
@@ -155,8 +163,6 @@ class Relationship(StrEnum):
     CUSTOMER = "customer"
     #: They hold, or held, shares of the organisation (a community asset).
     SHAREHOLDER = "shareholder"
-    #: A vehicle of theirs charged at the organisation's chargers (an accepted session).
-    CHARGING = "charging"
 
 
 R = Relationship
@@ -165,7 +171,7 @@ R = Relationship
 #: A purpose missing here reaches nobody through an organisation: only platform roles.
 PURPOSE_RELATIONSHIPS: dict[Purpose, frozenset[Relationship]] = {
     P.BILLING: frozenset({R.CUSTOMER, R.SHAREHOLDER}),
-    P.GRID_OPERATIONS: frozenset({R.CUSTOMER, R.CHARGING}),
+    P.GRID_OPERATIONS: frozenset({R.CUSTOMER}),
 }
 
 
@@ -202,8 +208,7 @@ class Refusal:
 
 
 #: How a denial names the residents an organisation reaches through each relationship.
-_REACH = {R.CUSTOMER: "its customers", R.SHAREHOLDER: "its shareholders",
-          R.CHARGING: "owners of vehicles that charged at its chargers"}  # fmt: skip
+_REACH = {R.CUSTOMER: "its customers", R.SHAREHOLDER: "its shareholders"}
 
 
 def _not_related(principal: Principal, purpose: Purpose, what: str) -> Refusal:

@@ -296,7 +296,10 @@ class StatementLineOut(BaseModel):
     timestamp: int
     kind: Literal["transfer", "pending", "post", "void"]
     direction: Literal["debit", "credit"]
-    counterparty: int
+    counterparty: int | None = Field(
+        description="The transfer's other account; null when it is the account of a resident "
+        "the reader's organisation is not related to for the purpose (whom a wallet id names)."
+    )
     amount: int
     change: int
     balance: int

@@ -144,7 +144,7 @@ def statement(
         table.add_row(
             str(line.transfer_id),
             line.kind,
-            str(line.counterparty),
+            "-" if line.counterparty is None else str(line.counterparty),
             f"{line.change:+d}"
             if line.change
             else f"({line.amount} held)"

@@ -20,7 +20,7 @@ see the policy's docstring) and records nothing.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cityshare.access.policy import (
     PURPOSE_FIELDS,
@@ -90,12 +90,7 @@ def relationships(
             chosen = {c.resident_id for c in choices if c.effective_from <= now_s}
             customers |= ids - chosen
         holders = uow.community.holders_among(org_id, ids)
-        charged = uow.charging.charged_among(org_id, ids)
-    for kind, members in (
-        (Relationship.CUSTOMER, customers),
-        (Relationship.SHAREHOLDER, holders),
-        (Relationship.CHARGING, charged),
-    ):
+    for kind, members in ((Relationship.CUSTOMER, customers), (Relationship.SHAREHOLDER, holders)):
         for r in members:
             found[r].add(kind)
     return {r: frozenset(kinds) for r, kinds in found.items()}
@@ -256,15 +251,39 @@ class PersonalData:
     def account_statement(
         self, principal: Principal, account_id: int, purpose: Purpose, *, after: int, limit: int
     ) -> ledger_service.Statement:
+        """An account's statement, a page of it. Each line names its counterparty account, and
+        a resident's wallet id names the resident: so an organisation's staff see the
+        counterparty only where it is not the account of a resident unrelated to the
+        organisation for the purpose (None there, as `transfer` of that line is refused), and
+        every resident named, the account's owner and each counterparty's, is recorded as
+        read (platform-wide staff see every counterparty). One owner lookup per page."""
         account = ledger_service.get_account(self.uow(), account_id)
         owners = [account.owner] if account is not None else []
         self._check_ledger(principal, purpose, owners, f"account {account_id}")
         found = ledger_service.statement(self.uow(), account_id, after=after, limit=limit)
         if found is None:
             raise _not_found("account_not_found", f"no account {account_id}")
-        self._record_accounts(
-            principal, purpose, [(found.account.owner, f"statement of account {account_id}")]
-        )
+        others = sorted({x.counterparty for x in found.lines if x.counterparty is not None})
+        owned = zip(others, ledger_service.account_owners(self.uow(), others), strict=True)
+        residents = {a: r for a, r in ((a, resident_of(o)) for a, o in owned) if r is not None}
+        hidden: set[int] = set()
+        if principal.org_id is not None:
+            related = self.related(principal, residents.values())
+            through = PURPOSE_RELATIONSHIPS.get(purpose, frozenset())
+            hidden = {a for a, r in residents.items() if not related.get(r, frozenset()) & through}
+            found = replace(
+                found,
+                lines=[
+                    replace(line, counterparty=None) if line.counterparty in hidden else line
+                    for line in found.lines
+                ],
+            )
+        owner = resident_of(found.account.owner)
+        reads = [(owner, f"statement of account {account_id}")] if owner is not None else []
+        named = f"counterparty in statement of account {account_id}"
+        shown = sorted(r for a, r in residents.items() if a not in hidden and r != owner)
+        reads += [(r, named) for r in shown]
+        self.record(principal, purpose, reads)
         return found
 
     def transfer(
@@ -308,9 +327,9 @@ class PersonalData:
         """Intervals awaiting review (`energy.awaiting_review`), oldest first after `after`.
 
         Platform-wide staff see every meter's; an organisation's staff see their own meters'
-        and those of residents related to them for the purpose (a provider's customers, an
-        operator's charging customers): the others are skipped, not refused, since a queue
-        names many residents. Each resident named is recorded as read."""
+        and those of residents related to them for the purpose (a provider's customers; a
+        charging operator's chargers relate it to nobody): the others are skipped, not
+        refused, since a queue names many residents. Each resident named is recorded as read."""
         _allow(refuse_read(principal, Read.REVIEW, purpose))
         if principal.org_id is None:
             found = energy.awaiting_review(self.uow(), after_id=after, limit=limit)

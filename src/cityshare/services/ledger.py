@@ -253,7 +253,9 @@ class StatementLine:
     timestamp: int
     kind: str  # transfer, pending, post, void
     direction: str  # debit (out of the account) or credit (into it)
-    counterparty: int
+    #: The transfer's other account; None where the reader may not know it (a resident's
+    #: account outside an organisation's reach: `access.PersonalData.account_statement`).
+    counterparty: int | None
     amount: int
     #: Change to the account's posted balance (0 for holds and voids).
     change: int

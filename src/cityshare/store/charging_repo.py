@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Column, Connection, func, select
 
-from cityshare.domain.charging import Planned, SessionStatus
+from cityshare.domain.charging import Planned
 from cityshare.store import seals
 from cityshare.store.tables import (
     charger_secrets,
@@ -216,23 +216,6 @@ class ChargingRepository:
         ]
         totals = self.chain_totals([session.chain_id for session, _ in found])
         return [(a, b, totals.get(a.chain_id, ChainTotals())) for a, b in found]
-
-    def charged_among(self, operator_id: int, resident_ids: Collection[int]) -> set[int]:
-        """Those of `resident_ids` whose vehicle had an accepted session at the operator's
-        chargers."""
-        if not resident_ids:
-            return set()
-        s = charging_sessions.c
-        rows = self.conn.execute(
-            select(s.owner_id)
-            .where(
-                s.operator_id == operator_id,
-                s.owner_id.in_(list(resident_ids)),
-                s.status == SessionStatus.ACCEPTED.value,
-            )
-            .distinct()
-        ).all()
-        return {int(r[0]) for r in rows}
 
     # -- the readings planned for each session's chain -----------------------------------------
 
