@@ -8,6 +8,9 @@ from fastapi.testclient import TestClient
 
 from cityshare.bootstrap import Platform
 from cityshare.clock import ManualClock
+from cityshare.domain.ledger import Ledger, NewAccount
+from cityshare.services import ledger as ledger_service
+from cityshare.services.unit_of_work import SqlUnitOfWork
 from energy_helpers import sign
 from identity_helpers import assertion, device_statement, new_key
 
@@ -253,3 +256,32 @@ def test_the_review_queue_shows_an_organisation_only_its_related_residents_and_i
     log = client.get("/api/v1/me/access-log", headers=world["resident"]).json()["records"]
     reads = [(e["who"], e["purpose"], e["what"]) for e in log]
     assert reads == [(f"operator:grid-{ours}", "grid_operations", "meters awaiting review")]
+
+
+def test_readings_are_refused_with_a_503_while_the_platforms_energy_accounts_are_unusable(
+    client: TestClient, platform: Platform, clock: ManualClock
+) -> None:
+    """Account 901 opened with other fields (by a client, before 901-904 were reserved) stops
+    crediting: a reading is answered 503 `ingestion_unavailable` and nothing is written, so the
+    meter's retry is safe once an operator mends it; never a 500."""
+    world = enrol_with_meter(client, platform)
+    with SqlUnitOfWork(platform.engine, platform.clock, log_signer=platform.log_signer) as uow:
+        last = uow.ledger.lock_ledger()
+        ledger_service.open_accounts(
+            uow, [NewAccount(901, Ledger.CREDIT, 1, 0, "someone")], last_timestamp=last,
+            atomic=True,
+        )  # fmt: skip
+        uow.commit()
+        before = uow.log.size()
+    clock.advance(900)
+    now = clock.now_ns() // 10**9
+    readings = [
+        sign(world["key"], world["meter"], seq=i, ts=now - 900 + 900 * i, import_wh=0,
+             export_wh=500 * i)
+        for i in range(2)
+    ]  # fmt: skip
+    answer = client.post("/api/v1/readings", json=readings, headers=NO_AUTH)
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["error"]["code"] == "ingestion_unavailable"
+    with platform.uow() as uow:
+        assert uow.log.size() == before

@@ -26,7 +26,7 @@ from cityshare.ingest.mqtt import (
     screen,
     shared_subscription,
 )
-from cityshare.services.energy import IngestOutcome, ItemResult
+from cityshare.services.energy import EnergyError, IngestOutcome, ItemResult
 from energy_helpers import sign
 
 DEVICE = "dev-aaaaaaaaaaaaaaaa"
@@ -250,3 +250,20 @@ def test_acknowledgements_go_back_only_on_the_connection_the_messages_came_on() 
     worker.ack([Delivery("t", b"", 0.0, mid=4, session=2)])
     assert sent == [2]
     assert config.in_flight == 100  # four batches, at least 100
+
+
+def test_a_platform_fault_is_retried_and_its_readings_are_never_dead_lettered() -> None:
+    """The platform's energy accounts being wrong is no fault of the readings: the worker waits
+    (unacknowledged, at the broker) instead of halving the batch into dead letters."""
+    rec = Recorder()
+    failures = [EnergyError("account 901 is not the platform's CREDIT account")] * 4
+
+    def handle(cmd: commands.IngestReadings) -> IngestOutcome:
+        if failures:
+            rec.events.append(("failed", len(cmd.readings)))
+            raise failures.pop()
+        return rec.handle(cmd)
+
+    p = BatchProcessor(handle, rec, first_delay_s=0.001, max_delay_s=0.002)
+    assert p.process([delivery(reading(0), mid=1), delivery(reading(1), mid=2)])
+    assert rec.kinds() == ["failed"] * 4 + ["committed", "ack"]

@@ -74,7 +74,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from sqlalchemy import exc as sa_exc
 
 from cityshare.domain import commands
-from cityshare.services.energy import IngestOutcome
+from cityshare.services.energy import EnergyError, IngestOutcome
 from cityshare.services.unit_of_work import ConflictError
 from cityshare.trust.readings import MAX_BYTES, ReadingError, parse
 
@@ -281,10 +281,13 @@ class Transport(Protocol):
 
 
 def transient(exc: BaseException) -> bool:
-    """A failure that goes away by itself (the database is down, busy or lost a race)."""
+    """A failure that goes away by itself (the database is down, busy or lost a race), or once
+    an operator mends the platform (`EnergyError`: its energy accounts or tariffs are wrong):
+    either way the readings are sound, so they are retried, never dead-lettered."""
     return isinstance(
         exc,
         ConflictError
+        | EnergyError
         | sa_exc.OperationalError
         | sa_exc.InterfaceError
         | sa_exc.TimeoutError

@@ -830,19 +830,21 @@ class _Batch:
         """
         ledger = self.uow.ledger
         have = ledger.load_accounts([a.id for a in PLATFORM_ACCOUNTS])
+        # Those that exist are checked whether or not others are still to be opened: an
+        # account a client opened before 901-904 were reserved must never stand in for one.
+        for account in PLATFORM_ACCOUNTS:
+            found = have.get(account.id)
+            if found is not None and not same_account(found, account):
+                raise EnergyError(
+                    f"account {account.id} is not the platform's {Ledger(account.ledger).name} "
+                    "account (901-904 are the platform's; see domain/ids.py)"
+                )
         missing = [a for a in PLATFORM_ACCOUNTS if a.id not in have]
         if missing:
             opened = open_accounts(self.uow, missing, last_timestamp=last_timestamp, atomic=True)
             if any(r != CreateAccountResult.CREATED for r in opened):
                 raise EnergyError(f"cannot open the platform's energy accounts: {opened}")
             last_timestamp = ledger.lock_ledger()
-        else:
-            for account in PLATFORM_ACCOUNTS:
-                if not same_account(have[account.id], account):
-                    raise EnergyError(
-                        f"account {account.id} is not the platform's {Ledger(account.ledger).name} "
-                        "account (901-904 are the platform's; see domain/ids.py)"
-                    )
         refused: list[Transfer] = []
         while transfers:
             result = post_transfers(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Query
@@ -16,6 +17,8 @@ from cityshare.domain import commands
 from cityshare.services import energy
 from cityshare.services.access import ReadRefused
 
+log = logging.getLogger(__name__)
+
 router = APIRouter(prefix="/api/v1", tags=["energy"])
 
 
@@ -28,7 +31,7 @@ router = APIRouter(prefix="/api/v1", tags=["energy"])
     "`cityshare.trust.readings`). The signatures are the credential: no bearer token is "
     "needed (a device's is accepted and ignored). The answer is 200 with one result per item "
     "even when some are rejected; a replayed or duplicated reading changes nothing.",
-    responses=error_responses(400, 413, 422),
+    responses=error_responses(400, 413, 422, 503),
 )
 def post_readings(
     platform: PlatformDep,
@@ -45,7 +48,13 @@ def post_readings(
         raise ApiError(422, "empty_batch", "send at least one reading")
     if len(readings) > limit:
         raise ApiError(413, "batch_too_large", f"{len(readings)} readings; at most {limit}")
-    outcome = platform.bus.handle(commands.IngestReadings(readings, "http"))
+    try:
+        outcome = platform.bus.handle(commands.IngestReadings(readings, "http"))
+    except energy.EnergyError as exc:
+        # The platform, not the reading, is wrong (its energy accounts or tariffs): nothing
+        # was written, so the meter's retry is safe once an operator has mended it.
+        log.error("ALARM: ingestion cannot run: %s", exc)
+        raise ApiError(503, "ingestion_unavailable", str(exc)) from exc
     return ReadingsOut.of(outcome)
 
 
