@@ -20,8 +20,8 @@ from services import (
     MosquittoServer,
     PostgresServer,
     mosquitto_unavailable_reason,
+    needs,
     postgres_unavailable_reason,
-    require_services,
 )
 
 OPERATOR_TOKEN = "test-operator-token"
@@ -31,11 +31,7 @@ _db_counter = itertools.count()
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PostgresServer]:
-    reason = postgres_unavailable_reason()
-    if reason is not None:
-        if require_services():
-            pytest.fail(f"PostgreSQL is required (CITYSHARE_REQUIRE_SERVICES=1): {reason}")
-        pytest.skip(reason)
+    needs("PostgreSQL", postgres_unavailable_reason())
     with PostgresServer() as server:
         yield server
 
@@ -43,11 +39,15 @@ def pg_server() -> Iterator[PostgresServer]:
 @pytest.fixture(scope="session")
 def mqtt_broker() -> Iterator[MosquittoServer]:
     """A Mosquitto broker for the session; tests keep apart by their own devices and groups."""
-    reason = mosquitto_unavailable_reason()
-    if reason is not None:
-        if require_services():
-            pytest.fail(f"Mosquitto is required (CITYSHARE_REQUIRE_SERVICES=1): {reason}")
-        pytest.skip(reason)
+    needs("Mosquitto", mosquitto_unavailable_reason())
+    with MosquittoServer() as server:
+        yield server
+
+
+@pytest.fixture
+def own_mqtt_broker() -> Iterator[MosquittoServer]:
+    """A Mosquitto broker of one test's own: to restart it, or so its groups meet no other's."""
+    needs("Mosquitto", mosquitto_unavailable_reason())
     with MosquittoServer() as server:
         yield server
 

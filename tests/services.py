@@ -35,6 +35,7 @@ from types import TracebackType
 from typing import Final
 
 import psycopg
+import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
@@ -64,6 +65,16 @@ _START_ATTEMPTS: Final = 3
 def require_services() -> bool:
     """True when missing services must fail tests instead of skipping them."""
     return os.environ.get(REQUIRE_SERVICES_ENV) == "1"
+
+
+def needs(service: str, unavailable: str | None) -> None:
+    """Go on when `service` is here (`unavailable` is None); else skip with the reason, or fail
+    when CITYSHARE_REQUIRE_SERVICES=1 (CI), where a missing service is a failure."""
+    if unavailable is None:
+        return
+    if require_services():
+        pytest.fail(f"{service} is required ({REQUIRE_SERVICES_ENV}=1): {unavailable}")
+    pytest.skip(unavailable)
 
 
 def _version_key(bin_dir: str) -> tuple[int, ...]:

@@ -10,9 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from services import MosquittoServer, mosquitto_unavailable_reason, require_services
+from services import MosquittoServer, mosquitto_unavailable_reason, needs
 
 
 def bench(*args: str, cwd: Path) -> dict[str, Any]:
@@ -51,11 +49,7 @@ def test_bench_ingest_via_mqtt_stores_every_reading_once_with_two_workers(
 
 
 def test_bench_ingest_via_mqtt_starts_its_own_broker(tmp_path: Path) -> None:
-    reason = mosquitto_unavailable_reason()
-    if reason is not None:
-        if require_services():
-            pytest.fail(f"Mosquitto is required (CITYSHARE_REQUIRE_SERVICES=1): {reason}")
-        pytest.skip(reason)
+    needs("Mosquitto", mosquitto_unavailable_reason())
     result = bench("--devices", "5", "--intervals", "4", "--batch", "8", cwd=tmp_path)
     assert result["stored"] == 20
     assert result["broker"].startswith("mosquitto on loopback")

@@ -43,8 +43,6 @@ from processes import cityshare
 from services import (
     MosquittoServer,
     PostgresServer,
-    mosquitto_unavailable_reason,
-    require_services,
 )
 
 #: Five-minute readings, so no meter's readings here span the tariff's gap horizon (6 h): two
@@ -488,33 +486,21 @@ def test_two_workers_in_a_shared_subscription_split_the_readings_and_the_total_i
     world.assert_same_wallets_as_reference()
 
 
-@pytest.fixture
-def own_broker() -> Iterator[MosquittoServer]:
-    """A broker of this test's own, as it restarts it."""
-    reason = mosquitto_unavailable_reason()
-    if reason is not None:
-        if require_services():
-            pytest.fail(f"Mosquitto is required (CITYSHARE_REQUIRE_SERVICES=1): {reason}")
-        pytest.skip(reason)
-    with MosquittoServer() as server:
-        yield server
-
-
 def test_a_worker_reconnects_when_the_broker_comes_back(
-    own_broker: MosquittoServer,
+    own_mqtt_broker: MosquittoServer,
     make_world: Callable[..., World],
     workers: Callable[..., Worker],
 ) -> None:
     world = make_world(2)
-    worker = workers(own_broker.url, world)
+    worker = workers(own_mqtt_broker.url, world)
     for m in range(2):
         world.expect(m, range(30))
-    publish(own_broker.url, as_messages(world.readings(0, range(30))))
+    publish(own_mqtt_broker.url, as_messages(world.readings(0, range(30))))
     wait_until(lambda: world.stored() == 30, "the first meter's readings stored", worker)
-    own_broker.restart()
+    own_mqtt_broker.restart()
     worker.wait_subscribed(times=2)
     assert "lost the broker" in worker.run_log()
-    publish(own_broker.url, as_messages(world.readings(1, range(30))))
+    publish(own_mqtt_broker.url, as_messages(world.readings(1, range(30))))
     wait_until(lambda: world.stored() == 60, "every reading stored", worker)
     world.assert_every_reading_stored_once(60)
     world.assert_same_wallets_as_reference()

@@ -30,7 +30,6 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ from typing import Any
 import pytest
 
 from processes import free_port
-from services import MosquittoServer, mosquitto_unavailable_reason, require_services
+from services import MosquittoServer
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 SHELLS = ("sh", "bash")
@@ -109,18 +108,6 @@ def walkthrough_script(steps: list[Block]) -> tuple[str, list[int]]:
     return "\n".join(lines) + "\n", origin
 
 
-@pytest.fixture
-def broker() -> Iterator[MosquittoServer]:
-    """A broker of the walkthrough's own: its worker's group meets no other test's."""
-    reason = mosquitto_unavailable_reason()
-    if reason is not None:
-        if require_services():
-            pytest.fail(f"Mosquitto is required (CITYSHARE_REQUIRE_SERVICES=1): {reason}")
-        pytest.skip(reason)
-    with MosquittoServer() as server:
-        yield server
-
-
 def test_every_shell_block_runs_or_says_why_not() -> None:
     blocks = readme_blocks(README.read_text(encoding="utf-8"))
     shells = [b for b in blocks if b.lang in SHELLS]
@@ -136,7 +123,9 @@ def _json(path: Path) -> Any:
 
 
 @pytest.mark.slow
-def test_the_readme_walkthroughs_run_as_written(tmp_path: Path, broker: MosquittoServer) -> None:
+def test_the_readme_walkthroughs_run_as_written(
+    tmp_path: Path, own_mqtt_broker: MosquittoServer
+) -> None:
     script, origin = walkthrough_script(walkthrough_steps(README.read_text(encoding="utf-8")))
     scratch = tmp_path / "scratch"
     scratch.mkdir()
@@ -149,7 +138,7 @@ def test_the_readme_walkthroughs_run_as_written(tmp_path: Path, broker: Mosquitt
         "LANG": "C.UTF-8",
         "CITYSHARE_PORT": str(free_port()),
         "OCPP_PORT": str(free_port()),
-        "MQTT_URL": broker.url,
+        "MQTT_URL": own_mqtt_broker.url,
     }
     if "PYTHONPATH" in os.environ:  # the code under test, when it is not the installed one
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
