@@ -87,7 +87,9 @@ def my_energy(
 def review(
     platform: PlatformDep,
     principal: StaffDep,
-    after: Annotated[int, Query(ge=0, le=(1 << 58) - 1, description="Last interval seen.")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=energy.MAX_INTERVAL_ID, description="Last interval seen.")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[ReviewOut]:
     try:
