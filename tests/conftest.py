@@ -12,9 +12,9 @@ from pydantic import SecretStr
 
 from cityshare.api.app import create_app
 from cityshare.bootstrap import Platform, bootstrap
-from cityshare.clock import ManualClock
-from cityshare.config import Settings
-from cityshare.trust import note
+from cityshare.kernel.clock import ManualClock
+from cityshare.kernel.settings import Settings
+from cityshare.tlog import note
 from identity_helpers import ISSUER_KEY
 from services import (
     MosquittoServer,

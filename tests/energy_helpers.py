@@ -8,12 +8,12 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cityshare.bootstrap import Platform
-from cityshare.domain import commands
-from cityshare.domain.devices import parse_public_key
-from cityshare.domain.ledger import Ledger
-from cityshare.domain.residents import wallet_account_id
-from cityshare.services import ledger as ledger_service
-from cityshare.services.energy import IngestOutcome
+from cityshare.energy.handlers import IngestOutcome
+from cityshare.identity.devices import parse_public_key
+from cityshare.identity.residents import wallet_account_id
+from cityshare.kernel import commands
+from cityshare.ledger import handlers as ledger_service
+from cityshare.ledger.model import Ledger
 from identity_helpers import assertion, new_key
 
 

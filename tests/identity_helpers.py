@@ -11,9 +11,9 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cityshare.bootstrap import Platform
-from cityshare.domain.identity import new_vid
-from cityshare.trust import note
-from cityshare.trust.assertion import issue_assertion
+from cityshare.identity.assertion import issue_assertion
+from cityshare.identity.model import new_vid
+from cityshare.tlog import note
 
 #: The identity issuer the test platforms trust (conftest puts its vkey in the settings).
 ISSUER_KEY = note.Signer.generate("issuer.test.example")

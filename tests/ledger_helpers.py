@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from cityshare.bootstrap import Platform
-from cityshare.domain import commands
-from cityshare.domain.ledger import (
+from cityshare.kernel import commands
+from cityshare.ledger import handlers as ledger_service
+from cityshare.ledger.model import (
     AccountFlags,
     AccountState,
     CreateTransferResult,
@@ -12,7 +13,6 @@ from cityshare.domain.ledger import (
     NewAccount,
     Transfer,
 )
-from cityshare.services import ledger as ledger_service
 
 WALLET = int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS)
 ISSUER = 1

@@ -1,6 +1,6 @@
 """cityshare: residents earn smart credit points by sharing, and spend them in the city."""
 
-from cityshare.domain.ledger import (
+from cityshare.ledger.model import (
     AccountFlags,
     CreateAccountResult,
     CreateTransferResult,

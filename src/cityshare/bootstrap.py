@@ -8,29 +8,25 @@ from pathlib import Path
 
 from sqlalchemy import Engine, make_url
 
-from cityshare.access.tokens import TokenService
-from cityshare.clock import Clock, SystemClock
-from cityshare.config import Settings, get_settings
-from cityshare.domain import commands
-from cityshare.domain.energy import Tariff, load_tariff
-from cityshare.domain.identity import check_sector
-from cityshare.services import (
-    access,
-    audit_log,
-    billing,
-    charging,
-    community,
-    energy,
-    idempotency,
-    identity,
-    ledger,
-)
-from cityshare.services.messagebus import MessageBus
-from cityshare.services.unit_of_work import SqlUnitOfWork
-from cityshare.store import migrate
-from cityshare.store.db import make_engine
-from cityshare.trust import cosignature, keys, note
-from cityshare.trust.seal import Sealer
+from cityshare.billing import handlers as billing
+from cityshare.charging import handlers as charging
+from cityshare.community import handlers as community
+from cityshare.energy import handlers as energy
+from cityshare.energy.model import Tariff, load_tariff
+from cityshare.identity import access
+from cityshare.identity import handlers as identity
+from cityshare.identity.model import check_sector
+from cityshare.identity.tokens import TokenService
+from cityshare.kernel import commands, idempotency, keys, migrate
+from cityshare.kernel.bus import MessageBus
+from cityshare.kernel.clock import Clock, SystemClock
+from cityshare.kernel.db import make_engine
+from cityshare.kernel.seal import Sealer
+from cityshare.kernel.settings import Settings, get_settings
+from cityshare.kernel.uow import SqlUnitOfWork
+from cityshare.ledger import handlers as ledger
+from cityshare.tlog import cosignature, note
+from cityshare.tlog import handlers as audit_log
 
 TOKEN_KEY_NAME = "cityshare.local/tokens"
 
@@ -51,7 +47,7 @@ class Platform:
     reading_verifier: energy.ReadingVerifier
     #: Witnesses (e.g. digital twins) whose cosignatures of checkpoints the log keeps.
     witnesses: list[cosignature.CosignatureVerifier] = field(default_factory=list)
-    #: Seals the stored rows the public log does not cover (store/seals.py); never leaves the
+    #: Seals the stored rows the public log does not cover (kernel/seals.py); never leaves the
     #: platform (not in the database, not in the log).
     sealer: Sealer | None = None
 

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from cityshare.access.policy import Purpose
 from cityshare.bootstrap import Platform
+from cityshare.identity.policy import Purpose
 from identity_helpers import a_vid, assertion, device_statement, new_key, pseudonym_of
 
 NO_AUTH = {"Authorization": ""}
@@ -303,7 +303,7 @@ def test_an_organisations_staff_read_only_the_residents_related_to_it(
     client: TestClient, platform: Platform, world: dict[str, Any]
 ) -> None:
     """A purpose reaches, through an organisation, only the residents it has that purpose's
-    relationship with (`cityshare.access.policy`): a community asset's billing desk reads its
+    relationship with (`cityshare.identity.policy`): a community asset's billing desk reads its
     shareholders, a provider's its customers; platform-wide roles read everyone."""
     params = world["params"]
     holder_vid, holder_credit = params["vid"], params["account_id"]

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from cityshare.audit import verify as audit
 from cityshare.bootstrap import bootstrap
-from cityshare.clock import ManualClock
-from cityshare.config import Settings
-from cityshare.domain import commands
-from cityshare.domain.devices import parse_public_key
-from cityshare.domain.ledger import Ledger, Transfer, TransferFlags
-from cityshare.services import audit
-from cityshare.trust import entries, note
+from cityshare.identity.devices import parse_public_key
+from cityshare.kernel import commands
+from cityshare.kernel.clock import ManualClock
+from cityshare.kernel.settings import Settings
+from cityshare.ledger.model import Ledger, Transfer, TransferFlags
+from cityshare.tlog import entries, note
 from identity_helpers import new_key
 from ledger_helpers import fund, open_accounts, post
 

@@ -10,8 +10,8 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from cityshare.bootstrap import Platform
-from cityshare.clock import ManualClock
-from cityshare.domain import commands
+from cityshare.kernel import commands
+from cityshare.kernel.clock import ManualClock
 from energy_helpers import sign
 from identity_helpers import a_vid, assertion, new_key
 

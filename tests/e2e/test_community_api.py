@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 
 from cityshare.bootstrap import Platform
-from cityshare.clock import ManualClock
+from cityshare.kernel.clock import ManualClock
 from energy_helpers import sign
 from identity_helpers import a_vid, assertion, new_key
 

@@ -7,10 +7,10 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from cityshare.bootstrap import Platform
-from cityshare.clock import ManualClock
-from cityshare.domain.ledger import Ledger, NewAccount
-from cityshare.services import ledger as ledger_service
-from cityshare.services.unit_of_work import SqlUnitOfWork
+from cityshare.kernel.clock import ManualClock
+from cityshare.kernel.uow import SqlUnitOfWork
+from cityshare.ledger import handlers as ledger_service
+from cityshare.ledger.model import Ledger, NewAccount
 from energy_helpers import sign
 from identity_helpers import assertion, device_statement, new_key
 

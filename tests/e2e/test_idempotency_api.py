@@ -15,8 +15,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from cityshare.audit import verify as audit
 from cityshare.bootstrap import Platform
-from cityshare.services import audit
 from identity_helpers import a_vid, assertion, new_key
 
 KEY = "Idempotency-Key"

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from cityshare.domain.identity import is_valid_vid, verhoeff_check_digit
-from cityshare.trust import note
-from cityshare.trust.assertion import verify_assertion
+from cityshare.identity.assertion import verify_assertion
+from cityshare.identity.model import is_valid_vid, verhoeff_check_digit
+from cityshare.tlog import note
 
 CITYSHARE = Path(sys.executable).parent / "cityshare"
 ALICE = "23456789012" + verhoeff_check_digit("23456789012")

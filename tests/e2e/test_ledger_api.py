@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from cityshare.domain.residents import MAX_RESIDENT_ID, resident_of
+from cityshare.identity.residents import MAX_RESIDENT_ID, resident_of
 
 WALLET = ["debits_must_not_exceed_credits"]
 

@@ -7,7 +7,7 @@ import base64
 
 from fastapi.testclient import TestClient
 
-from cityshare.trust import merkle, note
+from cityshare.tlog import merkle, note
 
 
 def seed(client: TestClient) -> None:

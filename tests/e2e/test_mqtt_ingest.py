@@ -29,14 +29,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from sqlalchemy import func, select
 
+from cityshare.audit import verify as audit
 from cityshare.bootstrap import Platform, bootstrap
-from cityshare.clock import ManualClock
-from cityshare.config import Settings
-from cityshare.domain import commands
-from cityshare.ingest import mqtt
-from cityshare.services import audit
-from cityshare.services import ledger as ledger_service
-from cityshare.store import tables
+from cityshare.energy import mqtt
+from cityshare.kernel import commands, tables
+from cityshare.kernel.clock import ManualClock
+from cityshare.kernel.settings import Settings
+from cityshare.ledger import handlers as ledger_service
 from energy_helpers import Meter, add_device, ingest, resident_with_meter, sign, wallets
 from identity_helpers import ISSUER_KEY
 from processes import cityshare

@@ -22,9 +22,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from cityshare.bootstrap import Platform
-from cityshare.ingest.ocpp.door import ChargingDoor
-from cityshare.ingest.ocpp.server import ServerThread
-from cityshare.services.energy import CREDIT_ISSUANCE
+from cityshare.charging.ocpp.door import ChargingDoor
+from cityshare.charging.ocpp.server import ServerThread
+from cityshare.energy.handlers import CREDIT_ISSUANCE
 from ocpp_helpers import (
     EXPORT,
     IMPORT,
@@ -553,7 +553,7 @@ def test_the_log_names_no_token_and_no_vehicle(
     # The central system's lines (the charger's own, the client here, log what they like).
     ours = [r for r in caplog.records if r.name.startswith("cityshare")]
     logged = [r.getMessage() + (r.exc_text or "") for r in ours]
-    assert any(r.name == "cityshare.ingest.ocpp.package" for r in ours)
+    assert any(r.name == "cityshare.charging.ocpp.package" for r in ours)
     assert any("[redacted]" in m for m in logged)
     for secret in (TOKEN, TOKEN.lower(), too_long, s.vehicle, PASSWORD):
         assert not [m for m in logged if secret in m], secret

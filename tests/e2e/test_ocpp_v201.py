@@ -17,7 +17,7 @@ from ocpp.v201 import ChargePoint, call
 from sqlalchemy import text
 
 from cityshare.bootstrap import Platform
-from cityshare.ingest.ocpp.server import ServerThread
+from cityshare.charging.ocpp.server import ServerThread
 from ocpp_helpers import (
     EXPORT,
     IMPORT,

@@ -30,8 +30,8 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from cityshare.api.app import create_app
 from cityshare.bootstrap import bootstrap
-from cityshare.clock import ManualClock
-from cityshare.config import Settings
+from cityshare.kernel.clock import ManualClock
+from cityshare.kernel.settings import Settings
 from conftest import LOG_KEY, OPERATOR_TOKEN
 from identity_helpers import ISSUER_KEY, assertion, new_key
 

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from cityshare.audit import verify as audit
 from cityshare.bootstrap import Platform
-from cityshare.domain.ledger import Ledger, NewAccount
-from cityshare.services import audit
-from cityshare.services import ledger as ledger_service
-from cityshare.services.unit_of_work import SqlUnitOfWork
+from cityshare.kernel.uow import SqlUnitOfWork
+from cityshare.ledger import handlers as ledger_service
+from cityshare.ledger.model import Ledger, NewAccount
 from identity_helpers import a_vid, assertion
 from processes import cityshare, ok
 
@@ -152,7 +152,7 @@ def test_a_settlement_account_a_client_opened_first_refuses_top_ups_with_a_503_a
         uow.commit()
         before = uow.log.size()
 
-    with caplog.at_level(logging.ERROR, logger="cityshare.services.billing"):
+    with caplog.at_level(logging.ERROR, logger="cityshare.billing.handlers"):
         r = client.post(f"/api/v1/residents/{vid}/top-ups", json={"amount": 1, "reference": "R1"})
 
     assert r.status_code == 503, r.text

@@ -19,10 +19,10 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from cityshare.store.db import make_engine
-from cityshare.store.log_repo import LogRepository
-from cityshare.trust import entries, merkle, note
-from cityshare.trust.cosignature import CosignatureVerifier
+from cityshare.kernel.db import make_engine
+from cityshare.tlog import entries, merkle, note
+from cityshare.tlog.cosignature import CosignatureVerifier
+from cityshare.tlog.repo import LogRepository
 from processes import Server, cityshare, free_port, ok
 
 TOKEN = "twin-e2e-token"

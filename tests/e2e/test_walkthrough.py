@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from cityshare.domain.identity import verhoeff_check_digit
+from cityshare.identity.model import verhoeff_check_digit
 from processes import Server, cityshare, ok
 
 NATIONAL_ID = "49731" + "852064" + verhoeff_check_digit("49731852064")  # Aadhaar-shaped

@@ -7,11 +7,11 @@ import pytest
 from sqlalchemy import text
 
 from cityshare.bootstrap import Platform
-from cityshare.clock import ManualClock
-from cityshare.domain import commands
-from cityshare.domain.ledger import Ledger, NewAccount, Transfer, TransferFlags, TransferRecord
-from cityshare.services import audit_log
-from cityshare.trust import entries, merkle, note
+from cityshare.kernel import commands
+from cityshare.kernel.clock import ManualClock
+from cityshare.ledger.model import Ledger, NewAccount, Transfer, TransferFlags, TransferRecord
+from cityshare.tlog import entries, merkle, note
+from cityshare.tlog import handlers as audit_log
 from ledger_helpers import ISSUER, fund, open_accounts, post
 
 CREDIT = int(Ledger.CREDIT)

@@ -34,22 +34,21 @@ from sqlalchemy import (
     update,
 )
 
+from cityshare.audit import verify as audit
 from cityshare.bootstrap import Platform
-from cityshare.clock import ManualClock
-from cityshare.domain import commands
-from cityshare.domain.charging import OcppVersion, Sample
-from cityshare.domain.devices import parse_public_key
-from cityshare.domain.ledger import Ledger, NewAccount, Transfer, TransferFlags, TransferRecord
-from cityshare.domain.residents import wallet_account_id
-from cityshare.ingest.ocpp.door import ChargingDoor
-from cityshare.services import audit, idempotency
-from cityshare.services.unit_of_work import SqlUnitOfWork
-from cityshare.store import tables
-from cityshare.store.db import make_engine
-from cityshare.store.log_repo import LogRepository
-from cityshare.trust import entries, merkle, note
-from cityshare.trust.cosignature import Cosigner
-from cityshare.trust.seal import Sealer
+from cityshare.charging.model import OcppVersion, Sample
+from cityshare.charging.ocpp.door import ChargingDoor
+from cityshare.identity.devices import parse_public_key
+from cityshare.identity.residents import wallet_account_id
+from cityshare.kernel import commands, idempotency, tables
+from cityshare.kernel.clock import ManualClock
+from cityshare.kernel.db import make_engine
+from cityshare.kernel.seal import Sealer
+from cityshare.kernel.uow import SqlUnitOfWork
+from cityshare.ledger.model import Ledger, NewAccount, Transfer, TransferFlags, TransferRecord
+from cityshare.tlog import entries, merkle, note
+from cityshare.tlog.cosignature import Cosigner
+from cityshare.tlog.repo import LogRepository
 from energy_helpers import add_device, enrol, ingest, sign
 from identity_helpers import assertion, new_key
 from ledger_helpers import ISSUER, fund, open_accounts, post
@@ -633,7 +632,7 @@ def test_cosignatures_of_a_configured_witness_must_verify_with_its_key(seeded: P
 def test_sealed_rows_are_checked_with_the_seal_key_and_only_counted_without_it(
     platform: Platform,
 ) -> None:
-    """A charger's password hash is not logged; its row's seal (store/seals.py) covers every
+    """A charger's password hash is not logged; its row's seal (kernel/seals.py) covers every
     field of it, its key included, and only the platform's seal key checks it."""
     org = platform.bus.handle(commands.CreateOrganisation("operator", "Volt Bays", "energy"))
     for _ in range(3):
@@ -734,12 +733,12 @@ def test_json_record_types_plug_in_with_one_registration() -> None:
 WITNESS = Cosigner.generate("twin.example/witness")
 
 #: The stored fields `audit verify` is NOT expected to catch a change of, each with the reason.
-#: Every other column of every table in `store/tables.py` is tampered with below (at least once)
+#: Every other column of every table in `kernel/tables.py` is tampered with below (at least once)
 #: and must be reported: so a new column that is neither caught nor listed here fails the test
 #: (the "every stored field" rule made executable: covered by a signature or a leaf,
 #: re-derived by `audit verify`, or shown by a test to change no answer).
-#: (None left: the rows no log entry covers are sealed, store/seals.py, or re-derived, like the
-#: OCPP plan of a session's samples, services/audit.planned_chain_problems.)
+#: (None left: the rows no log entry covers are sealed, kernel/seals.py, or re-derived, like the
+#: OCPP plan of a session's samples, audit/verify.planned_chain_problems.)
 EXEMPT: dict[tuple[str, str], str] = {}
 
 #: The columns tampered with: every column of every table, less EXEMPT.

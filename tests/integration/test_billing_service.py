@@ -12,16 +12,17 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from cityshare.audit import verify as audit
+from cityshare.billing import handlers as billing
+from cityshare.billing.model import BillingError, month_of
 from cityshare.bootstrap import Platform
-from cityshare.clock import ManualClock
-from cityshare.domain import commands
-from cityshare.domain.billing import BillingError, month_of
-from cityshare.domain.ledger import CreateTransferResult, Ledger, NewAccount, Transfer
-from cityshare.domain.residents import wallet_account_id
-from cityshare.services import audit, billing
-from cityshare.services import ledger as ledger_service
-from cityshare.services.unit_of_work import SqlUnitOfWork
-from cityshare.store.tables import energy_bills, meter_intervals
+from cityshare.identity.residents import wallet_account_id
+from cityshare.kernel import commands
+from cityshare.kernel.clock import ManualClock
+from cityshare.kernel.tables import energy_bills, meter_intervals
+from cityshare.kernel.uow import SqlUnitOfWork
+from cityshare.ledger import handlers as ledger_service
+from cityshare.ledger.model import CreateTransferResult, Ledger, NewAccount, Transfer
 from energy_helpers import Meter, ingest, resident_with_meter
 
 IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
@@ -411,7 +412,7 @@ def test_a_planted_collision_with_a_payment_id_leaves_that_bill_in_arrears_and_p
         ).failed
         uow.commit()
 
-    with caplog.at_level(logging.ERROR, logger="cityshare.services.billing"):
+    with caplog.at_level(logging.ERROR, logger="cityshare.billing.handlers"):
         outcome = bill(platform)
 
     assert (outcome.bills, outcome.paid_bills, outcome.unpaid_bills) == (2, 1, 1)
@@ -448,7 +449,7 @@ def test_a_taken_top_up_transfer_id_is_an_alarm_and_later_top_ups_go_on(
         ).failed
         uow.commit()
 
-    with caplog.at_level(logging.ERROR, logger="cityshare.services.billing"):
+    with caplog.at_level(logging.ERROR, logger="cityshare.billing.handlers"):
         first = platform.bus.handle(commands.TopUpWallet(asha, 500, "UTR-A", "op"))
         second = platform.bus.handle(commands.TopUpWallet(bala, 700, "UTR-B", "op"))
 

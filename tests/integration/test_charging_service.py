@@ -14,27 +14,31 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import text
 
-from cityshare.access.policy import Domain, Purpose, Role
-from cityshare.access.tokens import Principal
+from cityshare.audit import verify as audit
 from cityshare.bootstrap import Platform, bootstrap
-from cityshare.clock import ManualClock
-from cityshare.domain import commands
-from cityshare.domain.charging import (
+from cityshare.charging import handlers as charging
+from cityshare.charging.handlers import Charger
+from cityshare.charging.model import (
     ChargingError,
     OcppVersion,
     Sample,
     SessionStatus,
     hash_password,
 )
-from cityshare.domain.devices import parse_public_key
-from cityshare.domain.ledger import Ledger
-from cityshare.domain.residents import wallet_account_id
-from cityshare.ingest.ocpp.door import ChargerRevokedError, ChargingDoor, HandshakeError
-from cityshare.services import access, audit, charging, energy, identity
-from cityshare.services.access import ReadRefused
-from cityshare.services.charging import Charger
-from cityshare.services.energy import IngestOutcome
-from cityshare.store.charging_repo import SessionRow
+from cityshare.charging.ocpp.door import ChargerRevokedError, ChargingDoor, HandshakeError
+from cityshare.charging.repo import SessionRow
+from cityshare.energy import handlers as energy
+from cityshare.energy.handlers import IngestOutcome
+from cityshare.identity import access
+from cityshare.identity import handlers as identity
+from cityshare.identity.access import ReadRefused
+from cityshare.identity.devices import parse_public_key
+from cityshare.identity.policy import Domain, Purpose, Role
+from cityshare.identity.residents import wallet_account_id
+from cityshare.identity.tokens import Principal
+from cityshare.kernel import commands
+from cityshare.kernel.clock import ManualClock
+from cityshare.ledger.model import Ledger
 from energy_helpers import add_device, enrol, ingest, wallets
 from identity_helpers import new_key
 
@@ -165,7 +169,7 @@ def test_a_password_hash_changed_in_the_database_admits_no_charger(
             text("UPDATE charger_secrets SET secret_hash = :h"),
             {"h": hash_password("an-attackers-password")},
         )
-    with caplog.at_level(logging.ERROR, logger="cityshare.store.seals"):
+    with caplog.at_level(logging.ERROR, logger="cityshare.kernel.seals"):
         for password in ("an-attackers-password", PASSWORD):
             with pytest.raises(HandshakeError) as refused:
                 w.door.authenticate(charger, _basic(charger, password))
@@ -483,7 +487,7 @@ def test_a_chain_from_before_planned_readings_were_recorded_carries_on(
 def test_a_charging_operators_staff_do_not_reach_the_owners_who_charged_there(
     platform: Platform, clock: ManualClock
 ) -> None:
-    """Access scoping (`cityshare.access.policy`): a vehicle's sessions at an operator's
+    """Access scoping (`cityshare.identity.policy`): a vehicle's sessions at an operator's
     chargers relate its owner to nothing there. The operator reads its own sessions, with the
     vehicle as its pseudonym (DESIGN §3: no organisation tracks a vehicle across the city);
     the owner's profile, home meters awaiting review and wallets stay out of reach (404

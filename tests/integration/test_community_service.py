@@ -12,21 +12,16 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
+from cityshare.audit import verify as audit
 from cityshare.bootstrap import Platform
-from cityshare.clock import ManualClock
-from cityshare.domain import commands
-from cityshare.domain.ledger import Ledger, NewAccount, Transfer, TransferFlags
-from cityshare.domain.residents import wallet_account_id
-from cityshare.services import audit, community
-from cityshare.services import ledger as ledger_service
-from cityshare.services.community import (
-    CommunityCode,
-    CommunityError,
-    Status,
-    payout_transfer_id,
-)
-from cityshare.services.unit_of_work import SqlUnitOfWork
-from cityshare.store import tables
+from cityshare.community import handlers as community
+from cityshare.community.handlers import CommunityCode, CommunityError, Status, payout_transfer_id
+from cityshare.identity.residents import wallet_account_id
+from cityshare.kernel import commands, tables
+from cityshare.kernel.clock import ManualClock
+from cityshare.kernel.uow import SqlUnitOfWork
+from cityshare.ledger import handlers as ledger_service
+from cityshare.ledger.model import Ledger, NewAccount, Transfer, TransferFlags
 from energy_helpers import Meter, add_device, ingest
 from identity_helpers import a_vid, assertion
 
@@ -433,7 +428,7 @@ def test_a_planted_collision_with_a_payout_id_is_an_alarm_and_the_payouts_go_ahe
         ).failed
         uow.commit()
 
-    with caplog.at_level(logging.ERROR, logger="cityshare.services.community"):
+    with caplog.at_level(logging.ERROR, logger="cityshare.community.handlers"):
         [outcome] = settle(platform)
 
     assert outcome.status == Status.DISTRIBUTED

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import pytest
 
 from cityshare.bootstrap import Platform
-from cityshare.domain import commands
-from cityshare.domain.ledger import CreateTransferResult, Ledger, Transfer
-from cityshare.services import ledger as ledger_service
+from cityshare.kernel import commands
+from cityshare.ledger import handlers as ledger_service
+from cityshare.ledger.model import CreateTransferResult, Ledger, Transfer
 from ledger_helpers import account, fund, open_accounts
 
 pytestmark = pytest.mark.slow

@@ -12,11 +12,11 @@ from sqlalchemy import text
 
 from cityshare.api.app import create_app
 from cityshare.bootstrap import Platform, bootstrap
-from cityshare.clock import ManualClock
-from cityshare.domain import commands
-from cityshare.services import audit_log
-from cityshare.trust import keys, merkle, note
-from cityshare.trust.cosignature import Cosigner
+from cityshare.kernel import commands, keys
+from cityshare.kernel.clock import ManualClock
+from cityshare.tlog import handlers as audit_log
+from cityshare.tlog import merkle, note
+from cityshare.tlog.cosignature import Cosigner
 from conftest import OPERATOR_TOKEN
 from ledger_helpers import fund, open_accounts
 

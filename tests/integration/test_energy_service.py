@@ -15,13 +15,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, select
 
+from cityshare.audit import verify as audit
 from cityshare.bootstrap import Platform, bootstrap
-from cityshare.clock import ManualClock
-from cityshare.domain import commands
-from cityshare.domain.ledger import Ledger, NewAccount, Transfer
-from cityshare.services import audit, energy
-from cityshare.services import ledger as ledger_service
-from cityshare.services.energy import (
+from cityshare.energy import handlers as energy
+from cityshare.energy.handlers import (
     CARBON_ISSUANCE,
     CREDIT_ISSUANCE,
     GRID_ENERGY,
@@ -29,9 +26,12 @@ from cityshare.services.energy import (
     ReadingVerifier,
     transfer_id,
 )
-from cityshare.services.unit_of_work import SqlUnitOfWork
-from cityshare.store import tables
-from cityshare.trust import entries
+from cityshare.kernel import commands, tables
+from cityshare.kernel.clock import ManualClock
+from cityshare.kernel.uow import SqlUnitOfWork
+from cityshare.ledger import handlers as ledger_service
+from cityshare.ledger.model import Ledger, NewAccount, Transfer
+from cityshare.tlog import entries
 from energy_helpers import Meter, add_device, enrol, ingest, resident_with_meter, sign, wallets
 
 IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
@@ -263,7 +263,7 @@ def test_every_bad_item_is_refused_with_its_reason_and_the_good_ones_go_through(
         good[3],
         good[3],
     ]  # fmt: skip
-    with caplog.at_level(logging.INFO, logger="cityshare.services.energy"):
+    with caplog.at_level(logging.INFO, logger="cityshare.energy.handlers"):
         outcome = ingest(platform, batch)
     assert [(r.index, r.result) for r in outcome.results] == [
         (0, "accepted"),
@@ -747,7 +747,7 @@ def test_a_planted_collision_leaves_one_interval_uncredited_and_every_other_mete
     collides = next_interval_id(platform)  # asha's next interval: first in the next batch
     plant_transfer(platform, transfer_id(collides, EnergyCode.EXPORT_CREDIT))
 
-    with caplog.at_level(logging.ERROR, logger="cityshare.services.energy"):
+    with caplog.at_level(logging.ERROR, logger="cityshare.energy.handlers"):
         outcome = ingest(
             platform, [asha.reading(1, ist(10, 15), 0, 1000), ravi.reading(1, ist(10, 15), 0, 1000)]
         )

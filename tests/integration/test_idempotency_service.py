@@ -15,17 +15,16 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text
 
+from cityshare.audit import verify as audit
 from cityshare.bootstrap import Platform
-from cityshare.clock import ManualClock
-from cityshare.domain import commands
-from cityshare.domain.devices import parse_public_key
-from cityshare.services import audit, idempotency
-from cityshare.services.community import CommunityError
-from cityshare.services.idempotency import Answer, IdempotencyError, KeyedRequest
-from cityshare.services.messagebus import MessageBus
-from cityshare.services.unit_of_work import AbstractUnitOfWork
-from cityshare.store import tables
-from cityshare.store.community_repo import ShareEventRow
+from cityshare.community.handlers import CommunityError
+from cityshare.community.repo import ShareEventRow
+from cityshare.identity.devices import parse_public_key
+from cityshare.kernel import commands, idempotency, tables
+from cityshare.kernel.bus import MessageBus
+from cityshare.kernel.clock import ManualClock
+from cityshare.kernel.idempotency import Answer, IdempotencyError, KeyedRequest
+from cityshare.kernel.uow import AbstractUnitOfWork
 from identity_helpers import a_vid, assertion, new_key
 
 DAY = 86_400
@@ -229,7 +228,7 @@ def test_a_stored_answer_changed_in_the_database_is_neither_replayed_nor_run_aga
         assert conn.execute(text(forgery)).rowcount == 1
     events, leaves = count(platform, tables.share_events), log_size(platform)
     with (
-        caplog.at_level(logging.ERROR, logger="cityshare.store.seals"),
+        caplog.at_level(logging.ERROR, logger="cityshare.kernel.seals"),
         pytest.raises(IdempotencyError, match="fails its integrity check") as refused,
     ):
         issue(platform, STAFF, "issue-1", asset, asha.vid, 5)

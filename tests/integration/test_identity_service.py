@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 
 from cityshare.bootstrap import Platform
-from cityshare.clock import ManualClock
-from cityshare.domain import commands
-from cityshare.domain.devices import parse_public_key
-from cityshare.domain.ledger import Ledger
-from cityshare.domain.residents import wallet_account_id
-from cityshare.services import identity
-from cityshare.services.identity import IdentityError
-from cityshare.trust import entries
+from cityshare.identity import handlers as identity
+from cityshare.identity.devices import parse_public_key
+from cityshare.identity.handlers import IdentityError
+from cityshare.identity.residents import wallet_account_id
+from cityshare.kernel import commands
+from cityshare.kernel.clock import ManualClock
+from cityshare.ledger.model import Ledger
+from cityshare.tlog import entries
 from identity_helpers import a_vid, assertion, new_key
 
 

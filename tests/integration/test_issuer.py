@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from cityshare.clock import ManualClock
-from cityshare.domain.identity import derive_pseudonym, is_valid_vid, verhoeff_check_digit
+from cityshare.identity.assertion import AssertionInvalid, verify_assertion
+from cityshare.identity.model import derive_pseudonym, is_valid_vid, verhoeff_check_digit
 from cityshare.issuer import Issuer, IssuerError
 from cityshare.issuer.store import DB_FILE, DIR_ENV, KEY_FILE, SECRET_FILE
-from cityshare.trust import note
-from cityshare.trust.assertion import AssertionInvalid, verify_assertion
+from cityshare.kernel.clock import ManualClock
+from cityshare.tlog import note
 
 
 def national_id(body: str) -> str:

@@ -28,9 +28,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cityshare.bootstrap import Platform
-from cityshare.clock import ManualClock
-from cityshare.domain import commands
-from cityshare.domain.ledger import (
+from cityshare.kernel import commands
+from cityshare.kernel.clock import ManualClock
+from cityshare.ledger import handlers as ledger_service
+from cityshare.ledger.model import (
     NANOSECONDS,
     AccountFlags,
     AccountState,
@@ -42,7 +43,6 @@ from cityshare.domain.ledger import (
     Transfer,
     TransferFlags,
 )
-from cityshare.services import ledger as ledger_service
 from ledger_helpers import ISSUER, account, fund, open_accounts, post
 
 pytestmark = pytest.mark.slow

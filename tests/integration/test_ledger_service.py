@@ -5,12 +5,12 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from cityshare.bootstrap import Platform
-from cityshare.clock import ManualClock
-from cityshare.domain import commands
-from cityshare.domain.ledger import Ledger, NewAccount, PendingState, Transfer, TransferFlags
-from cityshare.services import energy
-from cityshare.services import ledger as ledger_service
-from cityshare.services.unit_of_work import SqlUnitOfWork
+from cityshare.energy import handlers as energy
+from cityshare.kernel import commands
+from cityshare.kernel.clock import ManualClock
+from cityshare.kernel.uow import SqlUnitOfWork
+from cityshare.ledger import handlers as ledger_service
+from cityshare.ledger.model import Ledger, NewAccount, PendingState, Transfer, TransferFlags
 from ledger_helpers import ISSUER, account, fund, open_accounts, post
 
 CREDIT = int(Ledger.CREDIT)

@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from cityshare.bootstrap import Platform
-from cityshare.store import log_repo
-from cityshare.store.log_repo import (
+from cityshare.tlog import merkle
+from cityshare.tlog import repo as log_repo
+from cityshare.tlog.repo import (
     FIRST_NODE_LEVEL,
     LEVEL_SHIFT,
     LogRepository,
@@ -19,7 +20,6 @@ from cityshare.store.log_repo import (
     node_key,
     stored_level,
 )
-from cityshare.trust import merkle
 
 
 def append(platform: Platform, entries: list[bytes]) -> tuple[int, int]:

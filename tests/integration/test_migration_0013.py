@@ -8,8 +8,8 @@ from pathlib import Path
 
 from sqlalchemy import inspect, text
 
-from cityshare.store import migrate
-from cityshare.store.db import make_engine
+from cityshare.kernel import migrate
+from cityshare.kernel.db import make_engine
 
 
 def test_0013_sets_the_clock_to_the_newest_record_and_drops_the_signing_times(

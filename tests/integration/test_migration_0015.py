@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, inspect, text
 
-from cityshare.store import migrate, seals
-from cityshare.store.db import make_engine
-from cityshare.trust.seal import Sealer
+from cityshare.kernel import migrate, seals
+from cityshare.kernel.db import make_engine
+from cityshare.kernel.seal import Sealer
 
 OLD_ROWS = {
     "charger_secrets": "INSERT INTO charger_secrets VALUES (1, 'dev-1', 'scrypt$x', 5)",

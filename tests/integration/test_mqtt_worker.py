@@ -13,11 +13,10 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from cityshare.bootstrap import Platform
-from cityshare.clock import ManualClock
-from cityshare.domain import commands
-from cityshare.ingest import mqtt
-from cityshare.services.energy import IngestOutcome
-from cityshare.store import tables
+from cityshare.energy import mqtt
+from cityshare.energy.handlers import IngestOutcome
+from cityshare.kernel import commands, tables
+from cityshare.kernel.clock import ManualClock
 from energy_helpers import Meter, resident_with_meter, wallets
 from services import MosquittoServer
 

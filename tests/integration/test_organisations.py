@@ -6,15 +6,15 @@ from __future__ import annotations
 import pytest
 
 from cityshare.bootstrap import Platform
-from cityshare.domain import commands
-from cityshare.domain.devices import parse_public_key
-from cityshare.domain.ledger import Ledger
-from cityshare.domain.organisations import ORG_ID_BASE
-from cityshare.domain.residents import wallet_account_id
-from cityshare.services import identity
-from cityshare.services import ledger as ledger_service
-from cityshare.services.identity import IdentityError
-from cityshare.store.identity_repo import OrganisationRow
+from cityshare.identity import handlers as identity
+from cityshare.identity.devices import parse_public_key
+from cityshare.identity.handlers import IdentityError
+from cityshare.identity.organisations import ORG_ID_BASE
+from cityshare.identity.repo import OrganisationRow
+from cityshare.identity.residents import wallet_account_id
+from cityshare.kernel import commands
+from cityshare.ledger import handlers as ledger_service
+from cityshare.ledger.model import Ledger
 from identity_helpers import assertion, new_key
 
 

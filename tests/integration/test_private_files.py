@@ -13,12 +13,12 @@ from pydantic import SecretStr
 from sqlalchemy import text
 
 from cityshare.bootstrap import bootstrap
-from cityshare.config import Settings
-from cityshare.domain.identity import verhoeff_check_digit
+from cityshare.identity.model import verhoeff_check_digit
 from cityshare.issuer import Issuer
 from cityshare.issuer.store import DB_FILE, KEY_FILE, SECRET_FILE
-from cityshare.store.db import make_engine
-from cityshare.trust import twin
+from cityshare.kernel.db import make_engine
+from cityshare.kernel.settings import Settings
+from cityshare.twin import replica as twin
 
 
 def mode(path: Path) -> int:
@@ -62,7 +62,7 @@ def test_an_existing_database_readable_by_others_is_made_owner_only_with_a_warni
     db = tmp_path / "old.db"
     make_engine(f"sqlite:///{db}").dispose()
     db.chmod(0o644)
-    with caplog.at_level(logging.WARNING, logger="cityshare.files"):
+    with caplog.at_level(logging.WARNING, logger="cityshare.kernel.files"):
         engine = make_engine(f"sqlite:///{db}")
     engine.dispose()
     assert mode(db) == 0o600

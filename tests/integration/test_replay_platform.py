@@ -4,10 +4,10 @@ gives every stored balance (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 from cityshare.bootstrap import Platform
-from cityshare.clock import ManualClock
-from cityshare.domain import commands
-from cityshare.domain.ledger import AccountFlags, Ledger, NewAccount, Transfer, TransferFlags
-from cityshare.domain.replay import replay
+from cityshare.kernel import commands
+from cityshare.kernel.clock import ManualClock
+from cityshare.ledger.model import AccountFlags, Ledger, NewAccount, Transfer, TransferFlags
+from cityshare.twin.replay import replay
 from ledger_helpers import ISSUER, fund, open_accounts, post
 
 CREDIT = int(Ledger.CREDIT)

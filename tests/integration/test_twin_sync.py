@@ -14,9 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cityshare.bootstrap import Platform
-from cityshare.domain import commands
-from cityshare.domain.ledger import Ledger, NewAccount
-from cityshare.trust import note, twin
+from cityshare.kernel import commands
+from cityshare.ledger.model import Ledger, NewAccount
+from cityshare.tlog import note
+from cityshare.twin import replica as twin
 from conftest import OPERATOR_TOKEN
 from ledger_helpers import fund, open_accounts
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cityshare.access.policy import (
+from cityshare.identity.policy import (
     Domain,
     Purpose,
     Read,
@@ -14,8 +14,8 @@ from cityshare.access.policy import (
     refuse_ledger_read,
     refuse_read,
 )
-from cityshare.access.tokens import Principal
-from cityshare.domain.residents import ORG_ID_BASE, owner_of
+from cityshare.identity.residents import ORG_ID_BASE, owner_of
+from cityshare.identity.tokens import Principal
 
 ORG = ORG_ID_BASE + 7
 OTHER_ORG = ORG_ID_BASE + 8

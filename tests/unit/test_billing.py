@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cityshare.domain.billing import (
+from cityshare.billing.handlers import BILL_FIELDS, bill_entry
+from cityshare.billing.model import (
     MAX_PAISE_PER_KWH,
     BillingError,
     Choices,
@@ -23,8 +24,7 @@ from cityshare.domain.billing import (
     price_windows,
     window_price,
 )
-from cityshare.services.billing import BILL_FIELDS, bill_entry
-from cityshare.trust.entries import encode_record
+from cityshare.tlog.entries import encode_record
 
 WINDOWS = price_windows(["solar", "peak"])
 NOW = 1_800_000_000

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cityshare.domain.community import (
+from cityshare.community.model import (
     NANOSECONDS,
     SettlementPeriod,
     boundaries,

@@ -9,8 +9,8 @@ import struct
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from cityshare.trust import note
-from cityshare.trust.cosignature import (
+from cityshare.tlog import note
+from cityshare.tlog.cosignature import (
     CosignatureError,
     CosignatureVerifier,
     Cosigner,

@@ -1,4 +1,4 @@
-"""Energy rules (domain/energy.py): tariffs as data, integer credits with carried remainders,
+"""Energy rules (energy/model.py): tariffs as data, integer credits with carried remainders,
 every anomaly, resets, and a chain that credits the same whatever order readings arrive in."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from cityshare.domain.energy import (
+from cityshare.energy.model import (
     BASELINE,
     NORMAL,
     OK,

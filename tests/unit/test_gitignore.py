@@ -29,7 +29,7 @@ MADE_BY_WALKTHROUGHS = [
     "array.key",
 ]
 #: The code and documentation that share those names.
-KEPT = ["src/cityshare/issuer/store.py", "src/cityshare/trust/twin.py", "README.md"]
+KEPT = ["src/cityshare/issuer/store.py", "src/cityshare/twin/replica.py", "README.md"]
 
 
 def ignored(repo: Path, paths: list[str]) -> set[str]:

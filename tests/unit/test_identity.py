@@ -14,7 +14,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cityshare.domain.identity import (
+from cityshare.identity.assertion import (
+    ASSERTION_TYPE,
+    MAX_ASSERTION_BYTES,
+    AssertionInvalid,
+    issue_assertion,
+    verify_assertion,
+)
+from cityshare.identity.model import (
     AGE_BANDS,
     ALLOWED_ATTRIBUTES,
     SECTOR_RE,
@@ -30,14 +37,7 @@ from cityshare.domain.identity import (
     verhoeff_check_digit,
     verhoeff_valid,
 )
-from cityshare.trust import note
-from cityshare.trust.assertion import (
-    ASSERTION_TYPE,
-    MAX_ASSERTION_BYTES,
-    AssertionInvalid,
-    issue_assertion,
-    verify_assertion,
-)
+from cityshare.tlog import note
 
 SECRET = b"s" * 32
 NOW = 1_700_000_000

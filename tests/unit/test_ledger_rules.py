@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from cityshare.domain.ledger import (
+from cityshare.ledger.model import (
     MAX_INT,
     NANOSECONDS,
     AccountFlags,

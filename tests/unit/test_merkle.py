@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cityshare.trust.merkle import (
+from cityshare.tlog.merkle import (
     EMPTY_ROOT,
     Frontier,
     MemoryTree,

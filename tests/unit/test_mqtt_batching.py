@@ -10,8 +10,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.exc import OperationalError
 
-from cityshare.domain import commands
-from cityshare.ingest.mqtt import (
+from cityshare.energy.handlers import EnergyError, IngestOutcome, ItemResult
+from cityshare.energy.mqtt import (
     BatchProcessor,
     Broker,
     Delivery,
@@ -26,7 +26,7 @@ from cityshare.ingest.mqtt import (
     screen,
     shared_subscription,
 )
-from cityshare.services.energy import EnergyError, IngestOutcome, ItemResult
+from cityshare.kernel import commands
 from energy_helpers import sign
 
 DEVICE = "dev-aaaaaaaaaaaaaaaa"

@@ -4,14 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cityshare.trust.note import (
-    Checkpoint,
-    NoteError,
-    Signer,
-    Verifier,
-    open_note,
-    sign_note,
-)
+from cityshare.tlog.note import Checkpoint, NoteError, Signer, Verifier, open_note, sign_note
 
 # The example key and note of golang.org/x/mod/sumdb/note (its documentation and tests).
 GO_VKEY = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"

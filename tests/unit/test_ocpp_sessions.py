@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from ocpp.messages import Call
 from websockets.frames import Frame, Opcode
 
-from cityshare.domain.charging import (
+from cityshare.charging.model import (
     Planned,
     Progress,
     Sample,
@@ -22,8 +22,8 @@ from cityshare.domain.charging import (
     plan,
     verify_password,
 )
-from cityshare.ingest.ocpp.frames import FrameError, RedactTokens, read_frame, redact_text
-from cityshare.ingest.ocpp.sessions import (
+from cityshare.charging.ocpp.frames import FrameError, RedactTokens, read_frame, redact_text
+from cityshare.charging.ocpp.sessions import (
     EXPORT,
     IMPORT,
     SampleError,
@@ -220,7 +220,7 @@ def test_log_records_carry_no_token() -> None:
         "seqNo": 4,
     }  # fmt: skip
     record = logging.LogRecord(
-        "cityshare.ingest.ocpp", logging.DEBUG, __file__, 1, "%s %s %s %s", (
+        "cityshare.charging.ocpp", logging.DEBUG, __file__, 1, "%s %s %s %s", (
             Call("m3", "StartTransaction", {"idTag": "04A2B3C4", "connectorId": 1}),
             v16.encode(),
             Frame(Opcode.TEXT, v16.encode()),

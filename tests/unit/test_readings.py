@@ -1,4 +1,4 @@
-"""The signed-reading contract (trust/readings.py): what is accepted and why the rest is not."""
+"""The signed-reading contract (energy/readings.py): what is accepted and why the rest is not."""
 
 from __future__ import annotations
 
@@ -9,13 +9,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from cityshare.trust.readings import (
-    MAX_BYTES,
-    ReadingError,
-    parse,
-    signature_valid,
-    which_key,
-)
+from cityshare.energy.readings import MAX_BYTES, ReadingError, parse, signature_valid, which_key
 
 DEVICE = "dev-abcdefghijklmnop"
 KEY = Ed25519PrivateKey.generate()

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from cityshare.domain.ledger import (
+from cityshare.ledger.model import (
     AccountFlags,
     AccountState,
     Ledger,
@@ -20,8 +20,8 @@ from cityshare.domain.ledger import (
     apply_transfers,
     expire_holds,
 )
-from cityshare.domain.replay import MAX_PROBLEMS, Replayer, replay
-from cityshare.trust import entries
+from cityshare.tlog import entries
+from cityshare.twin.replay import MAX_PROBLEMS, Replayer, replay
 
 CREDIT = int(Ledger.CREDIT)
 ENERGY = int(Ledger.ENERGY)

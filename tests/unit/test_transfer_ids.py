@@ -9,23 +9,18 @@ import itertools
 
 import pytest
 
-from cityshare.domain import ids
-from cityshare.domain.ledger import MAX_INT, Ledger
-from cityshare.domain.residents import MAX_PARTY_ID, wallet_account_id
-from cityshare.services.billing import (
+from cityshare.billing.handlers import (
     MAX_BILL_ID,
     MAX_TOP_UP_ID,
     SETTLEMENT_ACCOUNT,
     payment_transfer_id,
     top_up_transfer_id,
 )
-from cityshare.services.community import MAX_PAYOUT_ID, payout_transfer_id
-from cityshare.services.energy import (
-    MAX_INTERVAL_ID,
-    PLATFORM_ACCOUNTS,
-    EnergyCode,
-    transfer_id,
-)
+from cityshare.community.handlers import MAX_PAYOUT_ID, payout_transfer_id
+from cityshare.energy.handlers import MAX_INTERVAL_ID, PLATFORM_ACCOUNTS, EnergyCode, transfer_id
+from cityshare.identity.residents import MAX_PARTY_ID, wallet_account_id
+from cityshare.ledger import ids
+from cityshare.ledger.model import MAX_INT, Ledger
 
 
 def test_clients_choose_below_2_61_and_the_platform_keeps_the_rest() -> None:

@@ -15,14 +15,18 @@ from cityshare.api import openapi
 from cityshare.api.body_limit import BodyLimit
 from cityshare.api.deps import PlatformDep
 from cityshare.api.errors import ApiError, install_error_handlers
-from cityshare.api.routers import billing, energy, identity, ledger, organisations
-from cityshare.api.routers import charging as charging_router
-from cityshare.api.routers import community as community_router
-from cityshare.api.routers import log as log_router
-from cityshare.api.schemas import Health, error_responses
+from cityshare.billing import api as billing
+from cityshare.billing.handlers import tariff_windows
 from cityshare.bootstrap import Platform
-from cityshare.domain import commands
-from cityshare.services.billing import tariff_windows
+from cityshare.charging import api as charging_router
+from cityshare.community import api as community_router
+from cityshare.energy import api as energy
+from cityshare.identity import api as identity
+from cityshare.identity import organisations_api as organisations
+from cityshare.kernel import commands
+from cityshare.ledger import api as ledger
+from cityshare.ledger.schemas import Health, error_responses
+from cityshare.tlog import api as log_router
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from cityshare.access.policy import Domain, Purpose, Role
-from cityshare.access.tokens import CredentialError, Principal
 from cityshare.api.errors import ApiError
 from cityshare.bootstrap import Platform
+from cityshare.identity.policy import Domain, Purpose, Role
+from cityshare.identity.tokens import CredentialError, Principal
 
 _bearer = HTTPBearer(
     auto_error=False,

@@ -4,7 +4,7 @@ devices).
 
 A route takes `idempotency: IdempotencyDep` and answers with `idempotency.run(platform,
 command, body, answer)`: without the header that is the usual bus call and answer; with it,
-services/idempotency.py runs the command at most once for that key and principal, and a
+kernel/idempotency.py runs the command at most once for that key and principal, and a
 retry gets the first answer again, byte for byte, with `Idempotent-Replayed: true`. A key
 that is not 1-255 printable ASCII is a 400; one used before for another request a 422.
 """
@@ -20,11 +20,11 @@ from pydantic import BaseModel
 
 from cityshare.api.deps import PrincipalDep
 from cityshare.api.errors import ApiError
-from cityshare.api.schemas import ErrorOut, error_responses
 from cityshare.bootstrap import Platform
-from cityshare.domain.commands import Command
-from cityshare.services import idempotency as service
-from cityshare.services.unit_of_work import AbstractUnitOfWork
+from cityshare.kernel import idempotency as service
+from cityshare.kernel.commands import Command
+from cityshare.kernel.uow import AbstractUnitOfWork
+from cityshare.ledger.schemas import ErrorOut, error_responses
 
 HEADER = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"

@@ -21,10 +21,10 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from cityshare.domain.billing import MAX_PAISE_PER_KWH
-from cityshare.domain.ids import PLATFORM_ID_BASE
-from cityshare.domain.ledger import MAX_INT
-from cityshare.domain.residents import MAX_PARTY_ID, ORG_ID_BASE
+from cityshare.billing.model import MAX_PAISE_PER_KWH
+from cityshare.identity.residents import MAX_PARTY_ID, ORG_ID_BASE
+from cityshare.ledger.ids import PLATFORM_ID_BASE
+from cityshare.ledger.model import MAX_INT
 
 #: Integer bounds beyond a float's 53-bit precision that the API's schemas use.
 EXACT_INTEGERS: tuple[int, ...] = (

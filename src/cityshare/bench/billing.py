@@ -26,19 +26,19 @@ from sqlalchemy import select
 
 from cityshare.bench.ingest import INTERVAL, START, _setup, make_readings
 from cityshare.bench.ledger import machine
+from cityshare.billing import handlers as billing
+from cityshare.billing.repo import ChoiceRow
 from cityshare.bootstrap import Platform, bootstrap
-from cityshare.clock import ManualClock
-from cityshare.config import Settings
-from cityshare.domain import commands
-from cityshare.domain.ledger import Ledger, NewAccount, Transfer
-from cityshare.domain.residents import wallet_account_id
-from cityshare.services import billing
-from cityshare.services import ledger as ledger_service
-from cityshare.services.unit_of_work import SqlUnitOfWork
-from cityshare.store.billing_repo import ChoiceRow
-from cityshare.store.db import is_sqlite
-from cityshare.store.tables import provider_choices, residents
-from cityshare.trust import note
+from cityshare.identity.residents import wallet_account_id
+from cityshare.kernel import commands
+from cityshare.kernel.clock import ManualClock
+from cityshare.kernel.db import is_sqlite
+from cityshare.kernel.settings import Settings
+from cityshare.kernel.tables import provider_choices, residents
+from cityshare.kernel.uow import SqlUnitOfWork
+from cityshare.ledger import handlers as ledger_service
+from cityshare.ledger.model import Ledger, NewAccount, Transfer
+from cityshare.tlog import note
 
 SETTLEMENT = 900_001
 TOP_UP = 1_000_000  # ₹10,000: more than a day of any household's imports

@@ -26,23 +26,23 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from cityshare.audit import verify as audit_service
 from cityshare.bench.ledger import machine
 from cityshare.bootstrap import Platform, bootstrap
-from cityshare.clock import ManualClock
-from cityshare.config import Settings
-from cityshare.domain import commands
-from cityshare.domain.identity import new_vid
-from cityshare.domain.ledger import Ledger, NewAccount, Transfer
-from cityshare.domain.residents import wallet_account_id, wallet_accounts
-from cityshare.services import audit as audit_service
-from cityshare.services import identity
-from cityshare.services import ledger as ledger_service
-from cityshare.services.community import Status
-from cityshare.services.unit_of_work import SqlUnitOfWork
-from cityshare.store.db import is_sqlite
-from cityshare.store.identity_repo import EnrolmentRow, ResidentRow
-from cityshare.store.tables import residents
-from cityshare.trust import note
+from cityshare.community.handlers import Status
+from cityshare.identity import handlers as identity
+from cityshare.identity.model import new_vid
+from cityshare.identity.repo import EnrolmentRow, ResidentRow
+from cityshare.identity.residents import wallet_account_id, wallet_accounts
+from cityshare.kernel import commands
+from cityshare.kernel.clock import ManualClock
+from cityshare.kernel.db import is_sqlite
+from cityshare.kernel.settings import Settings
+from cityshare.kernel.tables import residents
+from cityshare.kernel.uow import SqlUnitOfWork
+from cityshare.ledger import handlers as ledger_service
+from cityshare.ledger.model import Ledger, NewAccount, Transfer
+from cityshare.tlog import note
 
 IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
 #: Shares are issued and earnings credited in June 2026; the period ends 1 July (India).

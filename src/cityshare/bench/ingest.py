@@ -47,22 +47,23 @@ from typing import Any
 from nacl.signing import SigningKey
 from pydantic import SecretStr
 
+from cityshare.audit import verify as audit_service
 from cityshare.bench.ledger import machine
 from cityshare.bootstrap import Platform, bootstrap
-from cityshare.clock import ManualClock
-from cityshare.config import Settings
-from cityshare.domain import commands
-from cityshare.domain.identity import new_vid
-from cityshare.domain.residents import wallet_accounts
-from cityshare.services import audit as audit_service
-from cityshare.services import energy, identity
-from cityshare.services import ledger as ledger_service
-from cityshare.services.unit_of_work import SqlUnitOfWork
-from cityshare.store.db import is_sqlite
-from cityshare.store.identity_repo import DeviceKeyRow, DeviceRow, EnrolmentRow, ResidentRow
-from cityshare.store.tables import device_keys, residents
-from cityshare.trust import note
-from cityshare.trust.readings import parse, signature_valid
+from cityshare.energy import handlers as energy
+from cityshare.energy.readings import parse, signature_valid
+from cityshare.identity import handlers as identity
+from cityshare.identity.model import new_vid
+from cityshare.identity.repo import DeviceKeyRow, DeviceRow, EnrolmentRow, ResidentRow
+from cityshare.identity.residents import wallet_accounts
+from cityshare.kernel import commands
+from cityshare.kernel.clock import ManualClock
+from cityshare.kernel.db import is_sqlite
+from cityshare.kernel.settings import Settings
+from cityshare.kernel.tables import device_keys, residents
+from cityshare.kernel.uow import SqlUnitOfWork
+from cityshare.ledger import handlers as ledger_service
+from cityshare.tlog import note
 
 Progress = Callable[[int], None]
 

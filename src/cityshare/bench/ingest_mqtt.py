@@ -34,13 +34,13 @@ from sqlalchemy import func, select
 from cityshare.bench.ingest import INTERVAL, START, Progress, _setup, make_readings
 from cityshare.bench.ledger import machine
 from cityshare.bootstrap import Platform, bootstrap
-from cityshare.clock import ManualClock
-from cityshare.config import Settings
-from cityshare.ingest import mqtt
-from cityshare.services import ledger as ledger_service
-from cityshare.store import tables
-from cityshare.store.db import is_sqlite
-from cityshare.trust import note
+from cityshare.energy import mqtt
+from cityshare.kernel import tables
+from cityshare.kernel.clock import ManualClock
+from cityshare.kernel.db import is_sqlite
+from cityshare.kernel.settings import Settings
+from cityshare.ledger import handlers as ledger_service
+from cityshare.tlog import note
 
 LOOPBACK = "127.0.0.1"
 _START_TIMEOUT_S = 60.0

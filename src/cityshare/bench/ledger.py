@@ -24,18 +24,12 @@ from typing import Any
 from sqlalchemy import Engine
 
 from cityshare.bootstrap import Platform, bootstrap
-from cityshare.domain import commands
-from cityshare.domain.ledger import (
-    AccountFlags,
-    Ledger,
-    NewAccount,
-    Transfer,
-    TransferRecord,
-)
-from cityshare.services import ledger as ledger_service
-from cityshare.store.db import is_sqlite
-from cityshare.store.ledger_repo import TRANSFER_COLUMNS
-from cityshare.trust import entries, merkle
+from cityshare.kernel import commands
+from cityshare.kernel.db import is_sqlite
+from cityshare.ledger import handlers as ledger_service
+from cityshare.ledger.model import AccountFlags, Ledger, NewAccount, Transfer, TransferRecord
+from cityshare.ledger.repo import TRANSFER_COLUMNS
+from cityshare.tlog import entries, merkle
 
 Progress = Callable[[int], None]
 

@@ -26,14 +26,14 @@ from typing import Any
 from sqlalchemy import Engine
 
 from cityshare.bench.ledger import machine
-from cityshare.clock import SystemClock
-from cityshare.domain.ledger import Ledger, TransferRecord
-from cityshare.services import audit_log
-from cityshare.services.unit_of_work import SqlUnitOfWork
-from cityshare.store import migrate
-from cityshare.store.db import is_sqlite, make_engine
-from cityshare.store.log_repo import FIRST_NODE_LEVEL
-from cityshare.trust import entries, merkle, note
+from cityshare.kernel import migrate
+from cityshare.kernel.clock import SystemClock
+from cityshare.kernel.db import is_sqlite, make_engine
+from cityshare.kernel.uow import SqlUnitOfWork
+from cityshare.ledger.model import Ledger, TransferRecord
+from cityshare.tlog import entries, merkle, note
+from cityshare.tlog import handlers as audit_log
+from cityshare.tlog.repo import FIRST_NODE_LEVEL
 
 #: Called with a phase ("append", "proofs", "raw", ...), how much of it just got done, its total.
 Progress = Callable[[str, int, int], None]

@@ -9,11 +9,11 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from cityshare.access.policy import Purpose
-from cityshare.access.tokens import Principal
 from cityshare.bootstrap import Platform, bootstrap
-from cityshare.config import Settings, get_settings
-from cityshare.services.access import ReadRefused, shell_principal
+from cityshare.identity.access import ReadRefused, shell_principal
+from cityshare.identity.policy import Purpose
+from cityshare.identity.tokens import Principal
+from cityshare.kernel.settings import Settings, get_settings
 
 console = Console()
 err_console = Console(stderr=True)

@@ -6,8 +6,8 @@ import typer
 
 from cityshare.bootstrap import seal_key
 from cityshare.cli.common import DB_OPTION, console, settings_with
-from cityshare.store import migrate
-from cityshare.store.db import make_engine
+from cityshare.kernel import migrate
+from cityshare.kernel.db import make_engine
 
 app = typer.Typer(help="Manage the database schema (Alembic migrations).", no_args_is_help=True)
 

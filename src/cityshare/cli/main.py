@@ -8,22 +8,20 @@ import typer
 from pydantic import SecretStr
 
 from cityshare import __version__
-from cityshare.cli import (
-    audit,
-    bench,
-    community,
-    db,
-    device,
-    energy,
-    ingest,
-    issuer,
-    ledger,
-    ocpp,
-    org,
-    token,
-    twin,
-)
+from cityshare.audit import cli as audit
+from cityshare.bench import cli as bench
+from cityshare.charging import cli as ocpp
+from cityshare.cli import db
 from cityshare.cli.common import DB_OPTION, console, settings_with
+from cityshare.community import cli as community
+from cityshare.energy import cli as energy
+from cityshare.energy import device_cli as device
+from cityshare.energy import mqtt_cli as ingest
+from cityshare.identity import org_cli as org
+from cityshare.identity import token_cli as token
+from cityshare.issuer import cli as issuer
+from cityshare.ledger import cli as ledger
+from cityshare.twin import cli as twin
 
 app = typer.Typer(
     name="cityshare",
@@ -82,7 +80,7 @@ def serve(
 
     from cityshare.api.app import create_app
     from cityshare.bootstrap import bootstrap
-    from cityshare.logging import configure_logging
+    from cityshare.kernel.logging import configure_logging
 
     settings = settings_with(database_url)
     updates: dict[str, object] = {}

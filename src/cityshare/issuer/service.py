@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from cityshare.clock import Clock, SystemClock
-from cityshare.domain.identity import (
+from cityshare.identity.assertion import DEFAULT_TTL, MAX_LIFETIME, issue_assertion
+from cityshare.identity.model import (
     NATIONAL_ID_RULE,
     VID_RULE,
     IdentityError,
@@ -37,8 +37,8 @@ from cityshare.domain.identity import (
     validate_attributes,
 )
 from cityshare.issuer.store import IssuerError, IssuerStore, VidRecord, resolve_directory
-from cityshare.trust import note
-from cityshare.trust.assertion import DEFAULT_TTL, MAX_LIFETIME, issue_assertion
+from cityshare.kernel.clock import Clock, SystemClock
+from cityshare.tlog import note
 
 DEFAULT_NAME = "issuer.cityshare.example"
 

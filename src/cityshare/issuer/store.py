@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from cityshare.trust import note
+from cityshare.tlog import note
 
 DIR_ENV = "CITYSHARE_ISSUER_DIR"
 DEFAULT_DIR = Path("issuer")

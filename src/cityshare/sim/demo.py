@@ -6,8 +6,8 @@ Idempotent: ids are fixed, so seeding twice changes nothing (the second run answ
 from __future__ import annotations
 
 from cityshare.bootstrap import Platform
-from cityshare.domain import commands
-from cityshare.domain.ledger import AccountFlags, Ledger, NewAccount, Transfer, TransferFlags
+from cityshare.kernel import commands
+from cityshare.ledger.model import AccountFlags, Ledger, NewAccount, Transfer, TransferFlags
 
 WALLET = int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS)
 CITY_CREDIT, CITY_ENERGY, CITY_CARBON, PARKING_OPERATOR = 1, 2, 3, 4

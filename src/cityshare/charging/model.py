@@ -1,0 +1,215 @@
+"""EV charging (OCPP): the rules for vehicle tokens, charger passwords and session ids (pure).
+
+- A vehicle's owner registers the **id token** the vehicle presents at a charger (an OCPP 1.6
+  `idTag` or a 2.0.1 `IdToken`, e.g. an RFID card's UID or an ISO 15118 contract id). OCPP
+  compares tokens case-insensitively (`CiString`), so a token is normalised to upper case and
+  the platform keeps only a keyed hash of it (HMAC-SHA256 with the platform's pseudonym
+  secret): a copied database does not reveal the tokens, nor lets one link them to a card.
+- A charger authenticates with **OCPP security profile 1**: HTTP Basic auth on the WebSocket
+  handshake, user name = the charge point id, password = a secret its operator sets. Only a
+  salted scrypt hash of the password is stored.
+- Each accepted transaction is its own reading **chain** (`chain_id`) of the energy
+  capability: a short, stable id of (charger, transaction) that fits a device id column.
+  Its readings carry the charger's cumulative registers at the charger's sample times:
+  `export_wh` from `Energy.Active.Export.Register` (the vehicle discharging: V2G), and
+  `import_wh` from `Energy.Active.Import.Register` (the measurand OCPP assumes when none is
+  named), tracked only when the transaction's start told it (1.6 `meterStart`, or a 2.0.1
+  start event's sample); otherwise it stays 0, so a register first seen mid-session is never
+  taken for energy drawn in one interval.
+- **Planning** (`plan`): seq 0 is the first moment the export register is known (a 2.0.1
+  start event's sample, else the first sample that has it); each later sample time is the
+  next seq. A register a sample leaves out keeps its last value. A sample not newer than the
+  newest one planned (a message resent after a reconnect, or one that arrived late) is
+  dropped here, before it is a reading: the registers are cumulative, so the interval that
+  covers it credits its energy all the same. The central system records each planned reading
+  (`charging_chain_seqs`, under the ledger's write lock) before it hands it to the energy
+  capability, so a sample time keeps its seq and registers whichever process sees it, and
+  again when its message is resent.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from cityshare.identity.devices import DeviceKind
+
+#: The characters OCPP 2.0.1 allows in an identifierString (1.6 idTags are a subset in use).
+ID_TOKEN_RE = re.compile(r"^[A-Za-z0-9*\-_=:+|@.]{1,36}$")
+#: OCPP security profile 1 (BasicAuthPassword / AuthorizationKey): 16 to 40 printable ASCII.
+PASSWORD_RE = re.compile(r"^[\x21-\x7e]{16,40}$")
+
+_SCRYPT_N = 2**14
+_SCRYPT_R = 8
+_SCRYPT_P = 1
+
+
+class ChargingError(ValueError):
+    """A charging request that cannot be accepted; `code` is stable, the message says why."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class SessionStatus(StrEnum):
+    """What the central system answered when the transaction started."""
+
+    ACCEPTED = "accepted"  # a registered token of a live vehicle: its owner is credited
+    UNKNOWN = "unknown"  # no such token registered: nothing is credited
+    BLOCKED = "blocked"  # the token's vehicle was revoked: nothing is credited
+
+
+class OcppVersion(StrEnum):
+    V16 = "1.6"
+    V201 = "2.0.1"
+
+
+def normalise_id_token(token: str) -> str:
+    if not ID_TOKEN_RE.match(token):
+        raise ChargingError(
+            "invalid_id_token", "an id token is 1-36 letters, digits and * - _ = : + | @ ."
+        )
+    return token.upper()
+
+
+def id_token_digest(secret: bytes, token: str) -> str:
+    """The keyed hash the platform stores and looks a token up by (hex, 64 characters).
+
+    `token` must already be normalised; a token OCPP could not carry has no digest."""
+    return hmac.new(secret, b"ocpp-id-token/v1\x00" + token.encode(), hashlib.sha256).hexdigest()
+
+
+def check_password(password: str) -> None:
+    if not PASSWORD_RE.match(password):
+        raise ChargingError(
+            "invalid_password", "a charger password is 16 to 40 printable ASCII characters"
+        )
+
+
+def hash_password(password: str, salt: bytes | None = None) -> str:
+    """`scrypt$N$r$p$salt$hash` (base64), for `verify_password`."""
+    salt = salt if salt is not None else secrets.token_bytes(16)
+    digest = hashlib.scrypt(
+        password.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=32
+    )
+    b64 = base64.b64encode
+    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        want = base64.b64decode(digest)
+        got = hashlib.scrypt(
+            password.encode(),
+            salt=base64.b64decode(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            dklen=len(want),
+        )
+    except (ValueError, UnicodeEncodeError):
+        return False
+    return hmac.compare_digest(got, want)
+
+
+def chain_id(charger_id: str, transaction_key: str) -> str:
+    """The reading chain of one transaction: `ocpp-` and 24 base32 characters (29 in all)."""
+    digest = hashlib.sha256(f"ocpp-chain/v1\x00{charger_id}\x00{transaction_key}".encode())
+    return "ocpp-" + base64.b32encode(digest.digest()[:15]).decode().lower()
+
+
+#: The device kind whose rules (most power, carbon factor) apply to a transaction's chain.
+CHAIN_KIND = DeviceKind.CHARGER.value
+
+
+def chain_registered_at(started_ts: int) -> int:
+    """When a transaction's chain counts as registered (ns since the epoch): the session's
+    start (seconds), so a reading stamped before it is an anomaly."""
+    return started_ts * 1_000_000_000
+
+
+# -- how a session's meter values become readings of its chain --------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """The registers a charger reported at one instant (None: not in this sample)."""
+
+    ts: int
+    import_wh: int | None = None
+    export_wh: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """A reading of a session's chain: its seq, the charger's sample time and registers."""
+
+    seq: int
+    ts: int
+    import_wh: int
+    export_wh: int
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Where a session's chain stands: its next seq, its newest reading's timestamp and
+    registers (None before its first reading), and whether it tracks the import register."""
+
+    next_seq: int
+    last_ts: int | None
+    import_wh: int | None
+    export_wh: int | None
+    tracks_import: bool
+
+    @classmethod
+    def start(cls, meter_start_wh: int | None) -> Progress:
+        return cls(0, None, meter_start_wh, None, meter_start_wh is not None)
+
+    @classmethod
+    def after(
+        cls, latest: tuple[int, int, int, int] | None, meter_start_wh: int | None
+    ) -> Progress:
+        """From the chain's newest reading (seq, ts, import_wh, export_wh), if any."""
+        if latest is None:
+            return cls.start(meter_start_wh)
+        seq, ts, imported, exported = latest
+        tracks = meter_start_wh is not None
+        return cls(seq + 1, ts, imported if tracks else None, exported, tracks)
+
+
+def plan(progress: Progress, samples: Iterable[Sample]) -> list[Planned]:
+    """The readings `samples` add to a chain at `progress` (see the module docstring)."""
+    merged: dict[int, list[int | None]] = {}
+    for s in samples:
+        slot = merged.setdefault(s.ts, [None, None])
+        if s.import_wh is not None:
+            slot[0] = s.import_wh
+        if s.export_wh is not None:
+            slot[1] = s.export_wh
+    out: list[Planned] = []
+    seq, last = progress.next_seq, progress.last_ts
+    imported, exported = progress.import_wh, progress.export_wh
+    for ts in sorted(merged):
+        if last is not None and ts <= last:
+            continue  # already planned (a resend) or older than what the chain holds
+        sample_import, sample_export = merged[ts]
+        if sample_import is not None and progress.tracks_import:
+            imported = sample_import
+        if sample_export is not None:
+            exported = sample_export
+        if exported is None:
+            continue  # no export register yet: nothing to measure discharge against
+        out.append(Planned(seq, ts, imported or 0, exported))
+        seq += 1
+        last = ts
+    return out

@@ -1,0 +1,15 @@
+"""Alembic environment: runs on the connection handed over by `cityshare.kernel.migrate`."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from cityshare.kernel.tables import metadata
+
+connection = context.config.attributes.get("connection")
+if connection is None:
+    raise RuntimeError("run migrations through `cityshare db upgrade`, which supplies a connection")
+
+context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
+with context.begin_transaction():
+    context.run_migrations()

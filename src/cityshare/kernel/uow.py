@@ -1,0 +1,168 @@
+"""The unit of work: one database transaction, its repositories, and the events it raised.
+
+Handlers use it as `with uow: ...; uow.commit()`. Leaving the block without committing rolls
+everything back, so a handler that fails half way writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from types import TracebackType
+from typing import Protocol
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+from cityshare.billing.repo import BillingRepository
+from cityshare.charging.repo import ChargingRepository
+from cityshare.community.repo import CommunityRepository
+from cityshare.energy.repo import EnergyRepository
+from cityshare.identity.repo import IdentityRepository
+from cityshare.kernel.clock import Clock, SystemClock
+from cityshare.kernel.db import WRITE
+from cityshare.kernel.events import Event
+from cityshare.kernel.idempotency_repo import IdempotencyRepository
+from cityshare.kernel.seal import Sealer
+from cityshare.ledger.repo import LedgerRepository
+from cityshare.tlog import note
+from cityshare.tlog.repo import LogRepository, StoredCheckpoint
+
+
+class AbstractUnitOfWork(Protocol):
+    ledger: LedgerRepository
+    log: LogRepository
+    identity: IdentityRepository
+    energy: EnergyRepository
+    billing: BillingRepository
+    community: CommunityRepository
+    charging: ChargingRepository
+    idempotency: IdempotencyRepository
+    clock: Clock
+
+    def __enter__(self) -> AbstractUnitOfWork: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+    def add_event(self, event: Event) -> None: ...
+
+    def collect_new_events(self) -> Iterator[Event]: ...
+
+
+class ConflictError(Exception):
+    """Another transaction got in the way (deadlock, serialisation failure): run it again."""
+
+
+#: SQLSTATEs after which PostgreSQL wants the whole transaction retried.
+_RETRYABLE_SQLSTATES = {"40001", "40P01"}
+
+
+class SqlUnitOfWork:
+    """A transaction on `engine`. A writer that appended to the audit log signs a checkpoint
+    of the new tree with `log_signer` inside the same transaction, as the last thing before
+    it commits: each commit is one "block" of the log, and its checkpoint cannot be missing.
+    `sealer` seals and checks the rows of sealed tables (kernel/seals.py) its repositories
+    write and read.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Clock | None = None,
+        *,
+        write: bool = True,
+        log_signer: note.Signer | None = None,
+        sealer: Sealer | None = None,
+    ) -> None:
+        self.engine = engine
+        self.clock = clock or SystemClock()
+        self.write = write
+        self.log_signer = log_signer
+        self.sealer = sealer
+        self._conn: Connection | None = None
+        self._events: list[Event] = []
+
+    def __enter__(self) -> SqlUnitOfWork:
+        conn = self.engine.connect()
+        if self.write:
+            conn = conn.execution_options(**{WRITE: True})
+        elif conn.dialect.name == "postgresql":
+            # Queries that read several tables (statements, invariant checks) must see one
+            # snapshot, as a deferred transaction in SQLite's WAL mode already does.
+            conn = conn.execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True
+            )
+        conn.begin()
+        self._conn = conn
+        self.ledger = LedgerRepository(conn)
+        self.log = LogRepository(conn)
+        self.identity = IdentityRepository(conn)
+        self.energy = EnergyRepository(conn)
+        self.billing = BillingRepository(conn)
+        self.community = CommunityRepository(conn)
+        self.charging = ChargingRepository(conn, self.sealer)
+        self.idempotency = IdempotencyRepository(conn, self.sealer)
+        self._events = []
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        conn = self._conn
+        self._conn = None
+        if conn is None:
+            return
+        try:
+            if conn.in_transaction():
+                conn.rollback()
+        finally:
+            conn.close()
+        if isinstance(exc, DBAPIError) and _sqlstate(exc) in _RETRYABLE_SQLSTATES:
+            raise ConflictError(str(exc.orig)) from exc
+
+    def commit(self) -> None:
+        assert self._conn is not None, "commit outside `with uow:`"
+        if self.log.appended is not None:
+            self._sign_checkpoint()
+        self._conn.commit()
+
+    def _sign_checkpoint(self) -> None:
+        frontier = self.log.appended
+        assert frontier is not None
+        if self.log_signer is None:
+            raise RuntimeError("this unit of work appends to the audit log but has no log key")
+        root = frontier.root()
+        body = note.Checkpoint(self.log_signer.name, frontier.size, root).text()
+        signed = note.sign_note(body, self.log_signer)
+        self.log.insert_checkpoint(StoredCheckpoint(frontier.size, root, signed))
+        self.log.appended = None
+
+    def rollback(self) -> None:
+        assert self._conn is not None, "rollback outside `with uow:`"
+        self.log.appended = None
+        self._conn.rollback()
+
+    def add_event(self, event: Event) -> None:
+        self._events.append(event)
+
+    def collect_new_events(self) -> Iterator[Event]:
+        while self._events:
+            yield self._events.pop(0)
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    return getattr(exc.orig, "sqlstate", None)
+
+
+UnitOfWorkFactory = Callable[[], AbstractUnitOfWork]
