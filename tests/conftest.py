@@ -81,6 +81,6 @@ def platform(database_url: str, clock: ManualClock) -> Iterator[Platform]:
 
 @pytest.fixture
 def client(platform: Platform) -> Iterator[TestClient]:
-    app = create_app(platform, sweep_expired=False)
+    app = create_app(platform, run_jobs=False)
     with TestClient(app, headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}) as c:
         yield c

@@ -8,10 +8,11 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cityshare.bootstrap import Platform
+from cityshare.energy import commands as energy_commands
 from cityshare.energy.handlers import IngestOutcome
+from cityshare.identity import commands as identity_commands
 from cityshare.identity.devices import parse_public_key
 from cityshare.identity.residents import wallet_account_id
-from cityshare.kernel import commands
 from cityshare.ledger import handlers as ledger_service
 from cityshare.ledger.model import Ledger
 from identity_helpers import assertion, new_key
@@ -36,7 +37,7 @@ def sign(key: Ed25519PrivateKey, device_id: str, **claims: object) -> str:
 
 def enrol(platform: Platform, person: str = "asha") -> int:
     resident: int = platform.bus.handle(
-        commands.EnrolResident(assertion(platform, person))
+        identity_commands.EnrolResident(assertion(platform, person))
     ).resident_id
     return resident
 
@@ -44,7 +45,7 @@ def enrol(platform: Platform, person: str = "asha") -> int:
 def add_device(platform: Platform, resident_id: int, kind: str = "meter") -> Meter:
     key, public = new_key()
     device = platform.bus.handle(
-        commands.RegisterDevice(resident_id, kind, parse_public_key(public), "roof")
+        identity_commands.RegisterDevice(resident_id, kind, parse_public_key(public), "roof")
     )
     return Meter(resident_id, device.id, key, platform.clock.now_ns() // 1_000_000_000)
 
@@ -54,7 +55,7 @@ def resident_with_meter(platform: Platform, person: str = "asha", kind: str = "m
 
 
 def ingest(platform: Platform, readings: list[str], source: str = "http") -> IngestOutcome:
-    outcome: IngestOutcome = platform.bus.handle(commands.IngestReadings(readings, source))
+    outcome: IngestOutcome = platform.bus.handle(energy_commands.IngestReadings(readings, source))
     return outcome
 
 

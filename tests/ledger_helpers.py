@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cityshare.bootstrap import Platform
-from cityshare.kernel import commands
+from cityshare.ledger import commands
 from cityshare.ledger import handlers as ledger_service
 from cityshare.ledger.model import (
     AccountFlags,

@@ -2,31 +2,27 @@
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Engine, make_url
 
-from cityshare.billing import handlers as billing
-from cityshare.charging import handlers as charging
-from cityshare.community import handlers as community
+from cityshare import migrate
+from cityshare.capabilities import CAPABILITIES
 from cityshare.energy import handlers as energy
 from cityshare.energy.model import Tariff, load_tariff
 from cityshare.identity import access
-from cityshare.identity import handlers as identity
 from cityshare.identity.model import check_sector
 from cityshare.identity.tokens import TokenService
-from cityshare.kernel import commands, idempotency, keys, migrate
+from cityshare.kernel import keys
 from cityshare.kernel.bus import MessageBus
+from cityshare.kernel.capability import RepositoryFactory
 from cityshare.kernel.clock import Clock, SystemClock
 from cityshare.kernel.db import make_engine
 from cityshare.kernel.seal import Sealer
 from cityshare.kernel.settings import Settings, get_settings
 from cityshare.kernel.uow import SqlUnitOfWork
-from cityshare.ledger import handlers as ledger
 from cityshare.tlog import cosignature, note
-from cityshare.tlog import handlers as audit_log
 
 TOKEN_KEY_NAME = "cityshare.local/tokens"
 
@@ -53,14 +49,12 @@ class Platform:
 
     def uow(self) -> SqlUnitOfWork:
         """A read-only unit of work for queries."""
-        return SqlUnitOfWork(self.engine, self.clock, write=False, sealer=self.sealer)
+        return unit_of_work(self.engine, self.clock, write=False, sealer=self.sealer)
 
     @property
     def personal_data(self) -> access.PersonalData:
         """Reads of a resident's data by someone else: checked and recorded (every door)."""
-        return access.PersonalData(
-            self.uow, self.bus, self.tariff, self.settings.default_provider
-        )
+        return access.PersonalData(self.uow, self.bus, self.tariff, self.settings.default_provider)
 
     def close(self) -> None:
         self.reading_verifier.close()
@@ -83,7 +77,7 @@ def bootstrap(
     )
     pseudonym_secret = keys.secret_from(settings.pseudonym_secret, key_dir / "pseudonym.secret")
     sealer = seal_key(settings, url)
-    issuers = keys.parse_verifiers(settings.issuer_keys)
+    keys.parse_verifiers(settings.issuer_keys)  # a bad setting fails here, at start
     check_sector(settings.sector)  # a bad setting fails here, not on the first enrolment
     witnesses = parse_witness_keys(settings.witness_keys)
     tariff = load_tariff(settings.tariffs_path)
@@ -92,70 +86,16 @@ def bootstrap(
         migrate.upgrade(engine, sealer=sealer)
     clock = clock or SystemClock()
     verifier = energy.ReadingVerifier(
-        lambda: SqlUnitOfWork(engine, clock, write=False), workers=settings.verify_workers
+        lambda: unit_of_work(engine, clock, write=False), workers=settings.verify_workers
     )
-    bus = MessageBus(
-        uow_factory=lambda: SqlUnitOfWork(engine, clock, log_signer=log_signer, sealer=sealer),
-        command_handlers={
-            commands.CreateAccounts: ledger.create_accounts,
-            commands.CreateTransfers: ledger.create_transfers,
-            commands.ExpirePendingTransfers: ledger.expire_pending_transfers,
-            commands.PurgeIdempotencyKeys: functools.partial(
-                idempotency.purge_expired,
-                retention_seconds=settings.idempotency_retention_seconds,
-            ),
-            commands.EnrolResident: functools.partial(
-                identity.enrol_resident, issuers=issuers, sector=settings.sector
-            ),
-            commands.CreateOrganisation: identity.create_organisation,
-            commands.RegisterDevice: identity.register_device,
-            commands.RevokeDevice: identity.revoke_device,
-            commands.RotateDeviceKey: identity.rotate_device_key,
-            commands.RecordAccess: identity.record_access,
-            commands.IngestReadings: functools.partial(
-                energy.ingest_readings, verifier=verifier, tariff=tariff
-            ),
-            commands.SweepWaitingReadings: functools.partial(
-                energy.sweep_waiting_readings, tariff=tariff
-            ),
-            commands.IssueShares: community.issue_shares,
-            commands.TransferShares: community.transfer_shares,
-            commands.DistributeCommunityEarnings: functools.partial(
-                community.distribute_earnings,
-                zone=tariff.zone,
-                period=settings.community_period,
-            ),
-            commands.SettleCommunityAssets: functools.partial(
-                community.settle, zone=tariff.zone, period=settings.community_period
-            ),
-            commands.SetPriceList: functools.partial(billing.set_price_list, tariff=tariff),
-            commands.ChooseProvider: billing.choose_provider,
-            commands.TopUpWallet: billing.top_up_wallet,
-            commands.BillEnergy: functools.partial(
-                billing.bill_energy, default_provider_setting=settings.default_provider
-            ),
-            commands.SetChargerPassword: charging.set_charger_password,
-            commands.RegisterIdToken: functools.partial(
-                charging.register_id_token, secret=pseudonym_secret
-            ),
-            commands.RemoveIdToken: charging.remove_id_token,
-            commands.StartChargingSession: functools.partial(
-                charging.start_charging_session, secret=pseudonym_secret
-            ),
-            commands.StopChargingSession: charging.stop_charging_session,
-            commands.PlanChargingReadings: charging.plan_readings,
-            commands.AddCosignatures: functools.partial(
-                audit_log.add_cosignatures,
-                log_verifier=log_signer.verifier,
-                witnesses=witnesses,
-            ),
-        },
-    )
-    return Platform(
+    platform = Platform(
         settings,
         engine,
         clock,
-        bus,
+        MessageBus(
+            uow_factory=lambda: unit_of_work(engine, clock, log_signer=log_signer, sealer=sealer),
+            command_handlers={},
+        ),
         log_signer,
         tokens,
         pseudonym_secret,
@@ -163,6 +103,33 @@ def bootstrap(
         verifier,
         witnesses=witnesses,
         sealer=sealer,
+    )
+    for capability in CAPABILITIES:
+        platform.bus.command_handlers.update(capability.handlers(platform))
+        for event, handlers in capability.event_handlers(platform).items():
+            platform.bus.event_handlers.setdefault(event, []).extend(handlers)
+    return platform
+
+
+#: Each capability's repository, by its name on a unit of work.
+REPOSITORIES: dict[str, RepositoryFactory] = {
+    name: factory
+    for capability in CAPABILITIES
+    for name, factory in capability.repositories.items()
+}
+
+
+def unit_of_work(
+    engine: Engine,
+    clock: Clock | None = None,
+    *,
+    write: bool = True,
+    log_signer: note.Signer | None = None,
+    sealer: Sealer | None = None,
+) -> SqlUnitOfWork:
+    """A unit of work on `engine` with every capability's repository (see `SqlUnitOfWork`)."""
+    return SqlUnitOfWork(
+        engine, REPOSITORIES, clock, write=write, log_signer=log_signer, sealer=sealer
     )
 
 

@@ -13,8 +13,9 @@ from sqlalchemy import create_engine, text
 
 from cityshare.audit import verify as audit
 from cityshare.bootstrap import bootstrap
+from cityshare.charging import commands as charging_commands
+from cityshare.identity import commands as identity_commands
 from cityshare.identity.devices import parse_public_key
-from cityshare.kernel import commands
 from cityshare.kernel.clock import ManualClock
 from cityshare.kernel.settings import Settings
 from cityshare.ledger.model import Ledger, Transfer, TransferFlags
@@ -171,11 +172,15 @@ def test_sealed_rows_are_checked_with_the_platforms_seal_key_when_it_is_there(
     url = f"sqlite:///{tmp_path}/city.db"
     platform = bootstrap(Settings(database_url=url))
     try:
-        org = platform.bus.handle(commands.CreateOrganisation("operator", "Volt Bays", "energy"))
-        charger = platform.bus.handle(
-            commands.RegisterDevice(org.id, "charger", parse_public_key(new_key()[1]))
+        org = platform.bus.handle(
+            identity_commands.CreateOrganisation("operator", "Volt Bays", "energy")
         )
-        platform.bus.handle(commands.SetChargerPassword(org.id, charger.id, "s3cret-pass-word"))
+        charger = platform.bus.handle(
+            identity_commands.RegisterDevice(org.id, "charger", parse_public_key(new_key()[1]))
+        )
+        platform.bus.handle(
+            charging_commands.SetChargerPassword(org.id, charger.id, "s3cret-pass-word")
+        )
     finally:
         platform.close()
     with create_engine(url).begin() as conn:

@@ -9,8 +9,8 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from cityshare.billing import commands
 from cityshare.bootstrap import Platform
-from cityshare.kernel import commands
 from cityshare.kernel.clock import ManualClock
 from energy_helpers import sign
 from identity_helpers import a_vid, assertion, new_key

@@ -38,7 +38,7 @@ def test_a_chunked_flood_is_refused_before_it_is_read(platform: Platform, path: 
             yield b" " * CHUNK
 
     async def post() -> httpx.Response:
-        app = create_app(platform, sweep_expired=False)
+        app = create_app(platform, run_jobs=False)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             return await client.post(

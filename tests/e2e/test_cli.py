@@ -143,7 +143,7 @@ def test_ledger_account_and_statement_name_the_ledger_and_flags_as_the_api_does(
         open_accounts(platform, [7])
         fund(platform, 7, 250, transfer_id=1)
         with TestClient(
-            create_app(platform, sweep_expired=False), headers={"Authorization": "Bearer t"}
+            create_app(platform, run_jobs=False), headers={"Authorization": "Bearer t"}
         ) as api:
             via_api = api.get("/api/v1/accounts/7").json()
             statement_via_api = api.get("/api/v1/accounts/7/statement").json()

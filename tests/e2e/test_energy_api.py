@@ -6,9 +6,8 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from cityshare.bootstrap import Platform
+from cityshare.bootstrap import Platform, unit_of_work
 from cityshare.kernel.clock import ManualClock
-from cityshare.kernel.uow import SqlUnitOfWork
 from cityshare.ledger import handlers as ledger_service
 from cityshare.ledger.model import Ledger, NewAccount
 from energy_helpers import sign
@@ -265,7 +264,7 @@ def test_readings_are_refused_with_a_503_while_the_platforms_energy_accounts_are
     crediting: a reading is answered 503 `ingestion_unavailable` and nothing is written, so the
     meter's retry is safe once an operator mends it; never a 500."""
     world = enrol_with_meter(client, platform)
-    with SqlUnitOfWork(platform.engine, platform.clock, log_signer=platform.log_signer) as uow:
+    with unit_of_work(platform.engine, platform.clock, log_signer=platform.log_signer) as uow:
         last = uow.ledger.lock_ledger()
         ledger_service.open_accounts(
             uow, [NewAccount(901, Ledger.CREDIT, 1, 0, "someone")], last_timestamp=last,

@@ -31,8 +31,8 @@ from sqlalchemy import func, select
 
 from cityshare.audit import verify as audit
 from cityshare.bootstrap import Platform, bootstrap
-from cityshare.energy import mqtt
-from cityshare.kernel import commands, tables
+from cityshare.energy import mqtt, tables
+from cityshare.identity import commands
 from cityshare.kernel.clock import ManualClock
 from cityshare.kernel.settings import Settings
 from cityshare.ledger import handlers as ledger_service

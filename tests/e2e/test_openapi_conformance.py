@@ -52,7 +52,7 @@ PLATFORM = bootstrap(
     ),
     clock=ManualClock(),
 )
-APP = create_app(PLATFORM, sweep_expired=False)
+APP = create_app(PLATFORM, run_jobs=False)
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP, config=schemathesis.Config(seed=SEED))
 
 

@@ -12,8 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cityshare.audit import verify as audit
-from cityshare.bootstrap import Platform
-from cityshare.kernel.uow import SqlUnitOfWork
+from cityshare.bootstrap import Platform, unit_of_work
 from cityshare.ledger import handlers as ledger_service
 from cityshare.ledger.model import Ledger, NewAccount
 from identity_helpers import a_vid, assertion
@@ -144,7 +143,7 @@ def test_a_settlement_account_a_client_opened_first_refuses_top_ups_with_a_503_a
     it, posts nothing and raises an alarm; never a 500."""
     vid, _, _ = enrol(client, platform)
     signer = platform.log_signer
-    with SqlUnitOfWork(platform.engine, platform.clock, log_signer=signer) as uow:
+    with unit_of_work(platform.engine, platform.clock, log_signer=signer) as uow:
         last = uow.ledger.lock_ledger()
         ledger_service.open_accounts(
             uow, [NewAccount(904, Ledger.INR, 1, 0, "someone")], last_timestamp=last, atomic=True

@@ -39,7 +39,7 @@ def test_the_app_answers_its_own_500_and_never_hands_the_exception_to_the_server
 ) -> None:
     from cityshare.api.app import create_app
 
-    app = create_app(platform, sweep_expired=False)
+    app = create_app(platform, run_jobs=False)
 
     @app.get("/boom")
     def boom() -> None:

@@ -7,8 +7,8 @@ import pytest
 from sqlalchemy import text
 
 from cityshare.bootstrap import Platform
-from cityshare.kernel import commands
 from cityshare.kernel.clock import ManualClock
+from cityshare.ledger import commands
 from cityshare.ledger.model import Ledger, NewAccount, Transfer, TransferFlags, TransferRecord
 from cityshare.tlog import entries, merkle, note
 from cityshare.tlog import handlers as audit_log

@@ -35,16 +35,20 @@ from sqlalchemy import (
 )
 
 from cityshare.audit import verify as audit
-from cityshare.bootstrap import Platform
+from cityshare.billing import commands as billing_commands
+from cityshare.bootstrap import Platform, unit_of_work
+from cityshare.charging import commands as charging_commands
 from cityshare.charging.model import OcppVersion, Sample
 from cityshare.charging.ocpp.door import ChargingDoor
+from cityshare.community import commands as community_commands
+from cityshare.identity import commands as identity_commands
 from cityshare.identity.devices import parse_public_key
 from cityshare.identity.residents import wallet_account_id
-from cityshare.kernel import commands, idempotency, tables
+from cityshare.kernel import idempotency, tables
 from cityshare.kernel.clock import ManualClock
 from cityshare.kernel.db import make_engine
 from cityshare.kernel.seal import Sealer
-from cityshare.kernel.uow import SqlUnitOfWork
+from cityshare.ledger import commands as ledger_commands
 from cityshare.ledger.model import Ledger, NewAccount, Transfer, TransferFlags, TransferRecord
 from cityshare.tlog import entries, merkle, note
 from cityshare.tlog.cosignature import Cosigner
@@ -76,7 +80,7 @@ def seed(platform: Platform, clock: ManualClock) -> None:
     and found lapsed, one still live, and enough leaves for nodes of level 4 and 8."""
     open_accounts(platform, [10, 11, 12, 13])
     platform.bus.handle(
-        commands.CreateAccounts(
+        ledger_commands.CreateAccounts(
             [
                 NewAccount(20, CREDIT, 3, 0, "resident:7", 99),
                 NewAccount(21, ENERGY, 4, 0, "meter.21"),
@@ -121,7 +125,7 @@ def seed(platform: Platform, clock: ManualClock) -> None:
     assert post(platform, Transfer(240, 0, 0, 0, 0, flags=POST, pending_id=LAPSED_HOLD)) == [
         "pending_transfer_expired"
     ]
-    assert platform.bus.handle(commands.ExpirePendingTransfers()) == 1
+    assert platform.bus.handle(ledger_commands.ExpirePendingTransfers()) == 1
     # Enough leaves for a node of level 8 (256 leaves), in a few commits.
     next_id = 1_000
     for size in (90, 130, 60):
@@ -129,22 +133,26 @@ def seed(platform: Platform, clock: ManualClock) -> None:
         assert set(post(platform, *batch)) == {"created"}
         next_id += size
     # Identity records: a resident (and wallets), a device whose key is rotated, access records.
-    resident = platform.bus.handle(commands.EnrolResident(assertion(platform, "asha"))).resident_id
+    resident = platform.bus.handle(
+        identity_commands.EnrolResident(assertion(platform, "asha"))
+    ).resident_id
     device = platform.bus.handle(
-        commands.RegisterDevice(resident, "meter", parse_public_key(new_key()[1]), "roof")
+        identity_commands.RegisterDevice(resident, "meter", parse_public_key(new_key()[1]), "roof")
     )
     meter_key, meter_public = new_key()
     platform.bus.handle(
-        commands.RotateDeviceKey(resident, device.id, parse_public_key(meter_public))
+        identity_commands.RotateDeviceKey(resident, device.id, parse_public_key(meter_public))
     )
     # An organisation (and its wallets) owning a device.
-    org = platform.bus.handle(commands.CreateOrganisation("community", "Ward 9 Rooftops"))
-    platform.bus.handle(commands.RegisterDevice(org.id, "meter", parse_public_key(new_key()[1])))
+    org = platform.bus.handle(identity_commands.CreateOrganisation("community", "Ward 9 Rooftops"))
+    platform.bus.handle(
+        identity_commands.RegisterDevice(org.id, "meter", parse_public_key(new_key()[1]))
+    )
     # Billing records: the organisation sells energy (a price list), the resident buys from it
     # (a choice) before the readings below begin.
     dear = {"normal": 100_000, "solar": 100_000, "peak": 100_000}  # 100 paise a Wh
-    platform.bus.handle(commands.SetPriceList(org.id, {"prices": dear}, "admin"))
-    platform.bus.handle(commands.ChooseProvider(resident, org.id))
+    platform.bus.handle(billing_commands.SetPriceList(org.id, {"prices": dear}, "admin"))
+    platform.bus.handle(billing_commands.ChooseProvider(resident, org.id))
     clock.advance(300)
     # Energy records: the tariff, readings (one waiting for a missing one), their intervals
     # (one anomalous) and the platform accounts and transfers that credit them.
@@ -155,14 +163,18 @@ def seed(platform: Platform, clock: ManualClock) -> None:
     ]
     ingest(platform, readings)
     # Its imports billed (bills and a run record); the empty INR wallet leaves them in arrears.
-    billed = platform.bus.handle(commands.BillEnergy())
+    billed = platform.bus.handle(billing_commands.BillEnergy())
     assert billed.bills == billed.unpaid_bills == 3
     # A top-up of the resident's INR wallet (a top-up record, the settlement account, its
     # transfer); no billing run after it, so the bills stay in arrears.
-    platform.bus.handle(commands.TopUpWallet(resident, 1_000, "UTR-SEED-1", "admin"))
+    platform.bus.handle(billing_commands.TopUpWallet(resident, 1_000, "UTR-SEED-1", "admin"))
     platform.bus.handle(
-        commands.RecordAccess(
-            [commands.AccessRequest(resident, "operator:energy-co", "operator", "billing", "vid")]
+        identity_commands.RecordAccess(
+            [
+                identity_commands.AccessRequest(
+                    resident, "operator:energy-co", "operator", "billing", "vid"
+                )
+            ]
         )
     )
     # Community records: shares of the organisation issued to the resident, and its earnings
@@ -171,13 +183,15 @@ def seed(platform: Platform, clock: ManualClock) -> None:
         enrolment = uow.identity.latest_enrolment(resident)
     assert enrolment is not None
     platform.bus.handle(
-        commands.IssueShares(org.id, [commands.ShareGrant(enrolment.vid, 3)], "admin")
+        community_commands.IssueShares(
+            org.id, [community_commands.ShareGrant(enrolment.vid, 3)], "admin"
+        )
     )
     earnings = Transfer(next_id, ISSUER, wallet_account_id(org.id, Ledger.CREDIT), 700, CREDIT)
     assert post(platform, earnings) == ["created"]
     next_id += 1
     clock.advance(30 * 86400)  # past the end of the month
-    [settled] = platform.bus.handle(commands.SettleCommunityAssets(org.id))
+    [settled] = platform.bus.handle(community_commands.SettleCommunityAssets(org.id))
     assert settled.distribution is not None
     # The last commit is a transfer, so the ledger clock equals the newest record's timestamp.
     assert post(platform, Transfer(next_id, 11, 10, 3, CREDIT)) == ["created"]
@@ -189,7 +203,7 @@ def run_verify(target: Platform | Engine, verifier: note.Verifier, **kw: Any) ->
     if isinstance(target, Platform):
         kw.setdefault("sealer", target.sealer)
         return audit.verify(target.uow(), verifier, **kw)
-    return audit.verify(SqlUnitOfWork(target, write=False), verifier, **kw)
+    return audit.verify(unit_of_work(target, write=False), verifier, **kw)
 
 
 def leaf_of(platform: Platform, table: str, key: int) -> int:
@@ -500,7 +514,7 @@ def test_extra_leaves_with_their_nodes_but_no_record(seeded: Platform) -> None:
     # The forged timestamps are also ones the ledger clock never handed out.
     assert [p.table for p in report.problems[extra + 1 :]] == ["ledger_clock"]
 
-    signed = SqlUnitOfWork(seeded.engine, log_signer=seeded.log_signer)
+    signed = unit_of_work(seeded.engine, log_signer=seeded.log_signer)
     with signed:
         signed.log.append([entries.encode_transfer(fakes[extra])])
         signed.commit()
@@ -567,7 +581,7 @@ def test_a_sweep_of_lapsed_holds_alone_leaves_the_clock_on_the_newest_record(
     assert post(platform, Transfer(7, 0, 0, 0, 0, flags=POST, pending_id=5)) == [
         "pending_transfer_expired"
     ]
-    assert platform.bus.handle(commands.ExpirePendingTransfers()) == 1
+    assert platform.bus.handle(ledger_commands.ExpirePendingTransfers()) == 1
     with platform.engine.connect() as conn:
         last = conn.execute(text("SELECT last_timestamp FROM ledger_clock")).scalar_one()
         newest = conn.execute(text("SELECT max(timestamp) FROM transfers")).scalar_one()
@@ -634,12 +648,16 @@ def test_sealed_rows_are_checked_with_the_seal_key_and_only_counted_without_it(
 ) -> None:
     """A charger's password hash is not logged; its row's seal (kernel/seals.py) covers every
     field of it, its key included, and only the platform's seal key checks it."""
-    org = platform.bus.handle(commands.CreateOrganisation("operator", "Volt Bays", "energy"))
+    org = platform.bus.handle(
+        identity_commands.CreateOrganisation("operator", "Volt Bays", "energy")
+    )
     for _ in range(3):
         charger = platform.bus.handle(
-            commands.RegisterDevice(org.id, "charger", parse_public_key(new_key()[1]))
+            identity_commands.RegisterDevice(org.id, "charger", parse_public_key(new_key()[1]))
         )
-        platform.bus.handle(commands.SetChargerPassword(org.id, charger.id, "s3cret-pass-word"))
+        platform.bus.handle(
+            charging_commands.SetChargerPassword(org.id, charger.id, "s3cret-pass-word")
+        )
     verifier = platform.log_signer.verifier
     report = run_verify(platform, verifier)
     assert report.ok, messages(report)
@@ -762,18 +780,20 @@ def seed_everything(platform: Platform, clock: ManualClock) -> None:
     id token registered and one removed, a charging session with planned readings and its stop,
     a witness's cosignature, and an idempotent request's stored reply."""
     seed(platform, clock)
-    org = platform.bus.handle(commands.CreateOrganisation("operator", "Volt Bays", "energy"))
+    org = platform.bus.handle(
+        identity_commands.CreateOrganisation("operator", "Volt Bays", "energy")
+    )
     charger = platform.bus.handle(
-        commands.RegisterDevice(org.id, "charger", parse_public_key(new_key()[1]), "Bay 1")
+        identity_commands.RegisterDevice(org.id, "charger", parse_public_key(new_key()[1]), "Bay 1")
     )
     password = "s3cret-charger-pass"
-    platform.bus.handle(commands.SetChargerPassword(org.id, charger.id, password))
+    platform.bus.handle(charging_commands.SetChargerPassword(org.id, charger.id, password))
     driver = enrol(platform, "ravi")
     vehicle = add_device(platform, driver, "vehicle").device_id
     card, lost = "04a2b3c4d5e6f7", "04ffffffffffff"
-    platform.bus.handle(commands.RegisterIdToken(driver, vehicle, card))
-    removed = platform.bus.handle(commands.RegisterIdToken(driver, vehicle, lost))
-    platform.bus.handle(commands.RemoveIdToken(driver, vehicle, removed.id))
+    platform.bus.handle(charging_commands.RegisterIdToken(driver, vehicle, card))
+    removed = platform.bus.handle(charging_commands.RegisterIdToken(driver, vehicle, lost))
+    platform.bus.handle(charging_commands.RemoveIdToken(driver, vehicle, removed.id))
     door = ChargingDoor(platform)
     basic = base64.b64encode(f"{charger.id}:{password}".encode()).decode()
     bay = door.authenticate(charger.id, f"Basic {basic}")
@@ -790,7 +810,7 @@ def seed_everything(platform: Platform, clock: ManualClock) -> None:
             "operator:volt-desk", "add-bay-2", "POST", f"/api/v1/organisations/{org.id}/devices",
             {"kind": "charger", "public_key": key},
         ),
-        commands.RegisterDevice(org.id, "charger", parse_public_key(key), "Bay 2"),
+        identity_commands.RegisterDevice(org.id, "charger", parse_public_key(key), "Bay 2"),
         lambda device, uow: (201, json.dumps({"id": device.id})),
         retention_seconds=86_400,
     )  # fmt: skip
@@ -908,8 +928,9 @@ def test_every_random_tamper_is_detected(
         empty = [
             name
             for name in TAMPERABLE
-            if not conn.execute(select(func.count()).select_from(tables.metadata.tables[name]))
-            .scalar_one()
+            if not conn.execute(
+                select(func.count()).select_from(tables.metadata.tables[name])
+            ).scalar_one()
         ]
     assert not empty, f"the seed leaves these tables empty, so nothing in them is tried: {empty}"
     platform.close()

@@ -13,14 +13,16 @@ import pytest
 from sqlalchemy import func, select
 
 from cityshare.audit import verify as audit
+from cityshare.billing import commands as billing_commands
 from cityshare.billing import handlers as billing
 from cityshare.billing.model import BillingError, month_of
-from cityshare.bootstrap import Platform
+from cityshare.billing.tables import energy_bills
+from cityshare.bootstrap import Platform, unit_of_work
+from cityshare.energy.tables import meter_intervals
+from cityshare.identity import commands as identity_commands
 from cityshare.identity.residents import wallet_account_id
-from cityshare.kernel import commands
 from cityshare.kernel.clock import ManualClock
-from cityshare.kernel.tables import energy_bills, meter_intervals
-from cityshare.kernel.uow import SqlUnitOfWork
+from cityshare.ledger import commands as ledger_commands
 from cityshare.ledger import handlers as ledger_service
 from cityshare.ledger.model import CreateTransferResult, Ledger, NewAccount, Transfer
 from energy_helpers import Meter, ingest, resident_with_meter
@@ -45,12 +47,14 @@ def move_to(clock: ManualClock, ts: int) -> None:
 
 
 def organisation(platform: Platform, name: str, kind: str = "provider") -> int:
-    org: int = platform.bus.handle(commands.CreateOrganisation(kind, name)).id
+    org: int = platform.bus.handle(identity_commands.CreateOrganisation(kind, name)).id
     return org
 
 
 def set_prices(platform: Platform, org: int, prices: dict[str, Any], **more: Any) -> int:
-    row = platform.bus.handle(commands.SetPriceList(org, {"prices": prices, **more}, "staff"))
+    row = platform.bus.handle(
+        billing_commands.SetPriceList(org, {"prices": prices, **more}, "staff")
+    )
     version: int = row.id
     return version
 
@@ -58,14 +62,14 @@ def set_prices(platform: Platform, org: int, prices: dict[str, Any], **more: Any
 def top_up(platform: Platform, resident: int, paise: int) -> None:
     """What a platform operator does over POST /api/v1/transfers."""
     platform.bus.handle(
-        commands.CreateAccounts(
+        ledger_commands.CreateAccounts(
             [NewAccount(SETTLEMENT, Ledger.INR, 1, 0, "platform:settlement")], atomic=False
         )
     )
     with platform.uow() as uow:
         next_id = 1 + len(uow.ledger.statement_rows(SETTLEMENT, after=0, limit=10_000))
     outcome = platform.bus.handle(
-        commands.CreateTransfers(
+        ledger_commands.CreateTransfers(
             [
                 Transfer(
                     10_000 + next_id,
@@ -88,7 +92,7 @@ def inr(platform: Platform, party: int) -> int:
 
 
 def bill(platform: Platform, **kw: Any) -> billing.BillingOutcome:
-    outcome: billing.BillingOutcome = platform.bus.handle(commands.BillEnergy(**kw))
+    outcome: billing.BillingOutcome = platform.bus.handle(billing_commands.BillEnergy(**kw))
     return outcome
 
 
@@ -121,7 +125,7 @@ def asha_day(platform: Platform, clock: ManualClock, world: dict[str, Any]) -> N
     """Asha imports in normal, solar and peak hours, and switches to SunLease at 10:30."""
     meter: Meter = world["meter"]
     move_to(clock, local(10, 30))
-    platform.bus.handle(commands.ChooseProvider(meter.resident_id, world["sunlease"]))
+    platform.bus.handle(billing_commands.ChooseProvider(meter.resident_id, world["sunlease"]))
     move_to(clock, local(20, 5))
     points = [
         (local(4), 10_000, 0),
@@ -327,7 +331,7 @@ def test_a_bad_price_list_is_refused_with_a_reason_and_writes_nothing(
     with platform.uow() as uow:
         before = uow.log.size()
     with pytest.raises(BillingError) as refused:
-        platform.bus.handle(commands.SetPriceList(utility, document, "staff"))
+        platform.bus.handle(billing_commands.SetPriceList(utility, document, "staff"))
     assert refused.value.code == code
     assert str(refused.value)
     with platform.uow() as uow:
@@ -357,19 +361,19 @@ def test_a_resident_chooses_only_a_provider_with_prices(
 ) -> None:
     asha = world["meter"].resident_id
     chargers = platform.bus.handle(
-        commands.CreateOrganisation("operator", "Highway Chargers", "energy")
+        identity_commands.CreateOrganisation("operator", "Highway Chargers", "energy")
     ).id
     unpriced = organisation(platform, "New Power")
     for provider, code in ((chargers, "not_a_provider"), (unpriced, "no_price_list"),
                            (12345, "not_found")):  # fmt: skip
         with pytest.raises(BillingError) as refused:
-            platform.bus.handle(commands.ChooseProvider(asha, provider))
+            platform.bus.handle(billing_commands.ChooseProvider(asha, provider))
         assert refused.value.code == code
     choice = billing.current_provider(platform.uow(), asha, default_setting=None)
     assert choice.basis == "default"
     assert choice.provider is not None
     assert choice.provider.provider.id == world["utility"]  # the first provider registered
-    platform.bus.handle(commands.ChooseProvider(asha, world["sunlease"]))
+    platform.bus.handle(billing_commands.ChooseProvider(asha, world["sunlease"]))
     choice = billing.current_provider(platform.uow(), asha, default_setting=None)
     assert choice.basis == "chosen"
     assert choice.provider is not None
@@ -403,7 +407,7 @@ def test_a_planted_collision_with_a_payment_id_leaves_that_bill_in_arrears_and_p
             )
         ).scalar_one()
     planted = billing.payment_transfer_id(asha_interval)  # the bill id is the interval's
-    uow = SqlUnitOfWork(platform.engine, platform.clock, log_signer=platform.log_signer)
+    uow = unit_of_work(platform.engine, platform.clock, log_signer=platform.log_signer)
     with uow:
         last = uow.ledger.lock_ledger()
         foreign = Transfer(planted, SETTLEMENT, wallet_account_id(asha, Ledger.INR), 1, Ledger.INR)
@@ -438,7 +442,7 @@ def test_a_taken_top_up_transfer_id_is_an_alarm_and_later_top_ups_go_on(
     bala = resident_with_meter(platform, "bala").resident_id
     top_up(platform, asha, 1)  # opens the client's settlement account 50
     planted = [billing.top_up_transfer_id(1), billing.top_up_transfer_id(2)]
-    with SqlUnitOfWork(platform.engine, platform.clock, log_signer=platform.log_signer) as uow:
+    with unit_of_work(platform.engine, platform.clock, log_signer=platform.log_signer) as uow:
         last = uow.ledger.lock_ledger()
         foreign = [
             Transfer(tid, SETTLEMENT, wallet_account_id(asha, Ledger.INR), 1, Ledger.INR)
@@ -450,8 +454,8 @@ def test_a_taken_top_up_transfer_id_is_an_alarm_and_later_top_ups_go_on(
         uow.commit()
 
     with caplog.at_level(logging.ERROR, logger="cityshare.billing.handlers"):
-        first = platform.bus.handle(commands.TopUpWallet(asha, 500, "UTR-A", "op"))
-        second = platform.bus.handle(commands.TopUpWallet(bala, 700, "UTR-B", "op"))
+        first = platform.bus.handle(billing_commands.TopUpWallet(asha, 500, "UTR-A", "op"))
+        second = platform.bus.handle(billing_commands.TopUpWallet(bala, 700, "UTR-B", "op"))
 
     assert (first.created, second.created) == (True, True)
     assert (first.top_up.id, second.top_up.id) == (3, 4)

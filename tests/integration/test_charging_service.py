@@ -16,6 +16,7 @@ from sqlalchemy import text
 
 from cityshare.audit import verify as audit
 from cityshare.bootstrap import Platform, bootstrap
+from cityshare.charging import commands as charging_commands
 from cityshare.charging import handlers as charging
 from cityshare.charging.handlers import Charger
 from cityshare.charging.model import (
@@ -27,16 +28,17 @@ from cityshare.charging.model import (
 )
 from cityshare.charging.ocpp.door import ChargerRevokedError, ChargingDoor, HandshakeError
 from cityshare.charging.repo import SessionRow
+from cityshare.energy import commands as energy_commands
 from cityshare.energy import handlers as energy
 from cityshare.energy.handlers import IngestOutcome
 from cityshare.identity import access
+from cityshare.identity import commands as identity_commands
 from cityshare.identity import handlers as identity
 from cityshare.identity.access import ReadRefused
 from cityshare.identity.devices import parse_public_key
 from cityshare.identity.policy import Domain, Purpose, Role
 from cityshare.identity.residents import wallet_account_id
 from cityshare.identity.tokens import Principal
-from cityshare.kernel import commands
 from cityshare.kernel.clock import ManualClock
 from cityshare.ledger.model import Ledger
 from energy_helpers import add_device, enrol, ingest, wallets
@@ -61,14 +63,14 @@ class World:
 
 
 def world(platform: Platform, person: str = "asha", name: str = "Volt Bays") -> World:
-    org = platform.bus.handle(commands.CreateOrganisation("operator", name, "energy"))
+    org = platform.bus.handle(identity_commands.CreateOrganisation("operator", name, "energy"))
     device = platform.bus.handle(
-        commands.RegisterDevice(org.id, "charger", parse_public_key(new_key()[1]), "Bay 1")
+        identity_commands.RegisterDevice(org.id, "charger", parse_public_key(new_key()[1]), "Bay 1")
     )
-    platform.bus.handle(commands.SetChargerPassword(org.id, device.id, PASSWORD))
+    platform.bus.handle(charging_commands.SetChargerPassword(org.id, device.id, PASSWORD))
     resident = enrol(platform, person)
     vehicle = add_device(platform, resident, "vehicle").device_id
-    platform.bus.handle(commands.RegisterIdToken(resident, vehicle, CARD))
+    platform.bus.handle(charging_commands.RegisterIdToken(resident, vehicle, CARD))
     door = ChargingDoor(platform)
     charger = door.authenticate(device.id, _basic(device.id, PASSWORD))
     return World(door, charger, org.id, resident, vehicle)
@@ -92,24 +94,28 @@ def export(w: World, session: SessionRow, *samples: tuple[str, int]) -> None:
 def test_tokens_name_one_vehicle_and_only_a_keyed_hash_is_kept(platform: Platform) -> None:
     w = world(platform)
     # Case does not matter (OCPP compares idTags case-insensitively): the same registration.
-    again = platform.bus.handle(commands.RegisterIdToken(w.resident_id, w.vehicle, CARD.upper()))
+    again = platform.bus.handle(
+        charging_commands.RegisterIdToken(w.resident_id, w.vehicle, CARD.upper())
+    )
     assert [t.id for t in charging.vehicle_tokens(platform.uow(), w.resident_id, w.vehicle)] == [
         again.id
     ]
     other = enrol(platform, "bala")
     their_car = add_device(platform, other, "vehicle").device_id
     with pytest.raises(ChargingError) as refused:
-        platform.bus.handle(commands.RegisterIdToken(other, their_car, CARD))
+        platform.bus.handle(charging_commands.RegisterIdToken(other, their_car, CARD))
     assert refused.value.code == "token_in_use"
     with pytest.raises(ChargingError) as not_theirs:
-        platform.bus.handle(commands.RegisterIdToken(other, w.vehicle, "ANOTHER"))
+        platform.bus.handle(charging_commands.RegisterIdToken(other, w.vehicle, "ANOTHER"))
     assert not_theirs.value.code == "not_found"
     meter = add_device(platform, other, "meter").device_id
     with pytest.raises(ChargingError) as not_a_vehicle:
-        platform.bus.handle(commands.RegisterIdToken(other, meter, "ANOTHER"))
+        platform.bus.handle(charging_commands.RegisterIdToken(other, meter, "ANOTHER"))
     assert not_a_vehicle.value.code == "not_a_vehicle"
     with pytest.raises(ChargingError) as bad:
-        platform.bus.handle(commands.RegisterIdToken(w.resident_id, w.vehicle, "has space"))
+        platform.bus.handle(
+            charging_commands.RegisterIdToken(w.resident_id, w.vehicle, "has space")
+        )
     assert bad.value.code == "invalid_id_token"
     with platform.engine.connect() as conn:
         stored = conn.execute(text("SELECT token_hash FROM vehicle_id_tokens")).scalars().all()
@@ -117,9 +123,9 @@ def test_tokens_name_one_vehicle_and_only_a_keyed_hash_is_kept(platform: Platfor
     assert all(CARD.upper() not in h and CARD not in h for h in stored)
 
     # Removed, the token may go to another vehicle, and is then answered for that one.
-    platform.bus.handle(commands.RemoveIdToken(w.resident_id, w.vehicle, again.id))
+    platform.bus.handle(charging_commands.RemoveIdToken(w.resident_id, w.vehicle, again.id))
     assert w.door.authorize(CARD) == SessionStatus.UNKNOWN
-    platform.bus.handle(commands.RegisterIdToken(other, their_car, CARD))
+    platform.bus.handle(charging_commands.RegisterIdToken(other, their_car, CARD))
     assert w.door.authorize(CARD) == SessionStatus.ACCEPTED
 
 
@@ -129,7 +135,9 @@ def test_chargers_log_in_with_their_current_password_only(platform: Platform) ->
     with pytest.raises(HandshakeError) as wrong:
         w.door.authenticate(charger, _basic(charger, "not-the-password"))
     assert wrong.value.status == 401
-    platform.bus.handle(commands.SetChargerPassword(w.org_id, charger, "a-brand-new-password"))
+    platform.bus.handle(
+        charging_commands.SetChargerPassword(w.org_id, charger, "a-brand-new-password")
+    )
     with pytest.raises(HandshakeError):
         w.door.authenticate(charger, _basic(charger, PASSWORD))
     renewed = w.door.authenticate(charger, _basic(charger, "a-brand-new-password"))
@@ -144,14 +152,14 @@ def test_chargers_log_in_with_their_current_password_only(platform: Platform) ->
 
     # Only an operator's chargers take passwords, and short ones are refused.
     with pytest.raises(ChargingError) as short:
-        platform.bus.handle(commands.SetChargerPassword(w.org_id, charger, "short"))
+        platform.bus.handle(charging_commands.SetChargerPassword(w.org_id, charger, "short"))
     assert short.value.code == "invalid_password"
-    community = platform.bus.handle(commands.CreateOrganisation("community", "Roof Share"))
+    community = platform.bus.handle(identity_commands.CreateOrganisation("community", "Roof Share"))
     meter = platform.bus.handle(
-        commands.RegisterDevice(community.id, "charger", parse_public_key(new_key()[1]))
+        identity_commands.RegisterDevice(community.id, "charger", parse_public_key(new_key()[1]))
     )
     with pytest.raises(ChargingError) as not_operator:
-        platform.bus.handle(commands.SetChargerPassword(community.id, meter.id, PASSWORD))
+        platform.bus.handle(charging_commands.SetChargerPassword(community.id, meter.id, PASSWORD))
     assert not_operator.value.code == "not_an_operator"
 
 
@@ -186,7 +194,9 @@ def test_a_password_hash_changed_in_the_database_admits_no_charger(
         "platform, or the row was sealed with another key)"
     ]
     # Its operator setting a new password lets it in again.
-    platform.bus.handle(commands.SetChargerPassword(w.org_id, charger, "a-brand-new-password"))
+    platform.bus.handle(
+        charging_commands.SetChargerPassword(w.org_id, charger, "a-brand-new-password")
+    )
     assert w.door.authenticate(charger, _basic(charger, "a-brand-new-password"))
 
 
@@ -248,7 +258,7 @@ def test_a_reading_planned_but_never_stored_is_bridged_by_the_sweep(
     clock.advance(platform.tariff.gap_horizon_s)
     # A transaction's chain is no device: the sweep credits its owner all the same, as if
     # 06:10 had never been planned (11:30-11:50 in Kolkata, the solar window: x 0.8).
-    swept = platform.bus.handle(commands.SweepWaitingReadings())
+    swept = platform.bus.handle(energy_commands.SweepWaitingReadings())
     assert (swept.devices, swept.intervals) == (1, 1)
     assert wallets(platform, w.resident_id) == {"CREDIT": 800, "CARBON": 861, "ENERGY": 1_000}
     report = audit.verify(platform.uow(), platform.log_signer.verifier)
@@ -302,9 +312,9 @@ def test_a_plan_changed_in_the_database_is_reported_even_where_no_reading_was_st
     with platform.engine.begin() as conn:
         conn.execute(text(sql))
     report = audit.verify(platform.uow(), verifier)
-    assert any(p.table == "charging_chain_seqs" and expected in str(p) for p in report.problems), (
-        [str(p) for p in report.problems]
-    )
+    assert any(p.table == "charging_chain_seqs" and expected in str(p) for p in report.problems), [
+        str(p) for p in report.problems
+    ]
 
 
 def test_unknown_and_blocked_tokens_credit_nobody(platform: Platform) -> None:
@@ -312,7 +322,7 @@ def test_unknown_and_blocked_tokens_credit_nobody(platform: Platform) -> None:
     stranger = start(w, "10:00", token="NOBODY")
     assert (stranger.status, stranger.owner_id) == (SessionStatus.UNKNOWN, None)
     export(w, stranger, ("10:00", 1_000), ("10:30", 2_000))
-    platform.bus.handle(commands.RevokeDevice(w.resident_id, w.vehicle))
+    platform.bus.handle(identity_commands.RevokeDevice(w.resident_id, w.vehicle))
     blocked = start(w, "11:00")
     assert blocked.status == SessionStatus.BLOCKED
     export(w, blocked, ("11:00", 1_000), ("11:30", 2_000))
@@ -323,11 +333,11 @@ def test_unknown_and_blocked_tokens_credit_nobody(platform: Platform) -> None:
 
 def test_attested_readings_come_only_from_the_ocpp_door(platform: Platform) -> None:
     w = world(platform)
-    forged = commands.AttestedReading(
+    forged = energy_commands.AttestedReading(
         "ocpp-forged", "charger", w.resident_id, 0, 0, utc("10:00"), 0, 0, "{}"
     )
     for source in ("http", "mqtt"):
-        outcome = platform.bus.handle(commands.IngestReadings([forged], source))
+        outcome = platform.bus.handle(energy_commands.IngestReadings([forged], source))
         assert [r.result for r in outcome.results] == ["rejected:malformed"]
     with platform.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM meter_readings")).scalar_one() == 0
@@ -375,7 +385,7 @@ def test_a_charger_revoked_or_given_a_new_password_is_no_longer_admitted(
     credited = wallets(platform, w.resident_id)
     assert credited["ENERGY"] == 600
 
-    platform.bus.handle(commands.SetChargerPassword(w.org_id, w.charger.device_id,
+    platform.bus.handle(charging_commands.SetChargerPassword(w.org_id, w.charger.device_id,
                                                     "a-brand-new-password"))  # fmt: skip
     assert not w.door.admitted(w.charger)
     with pytest.raises(ChargerRevokedError):
@@ -385,7 +395,7 @@ def test_a_charger_revoked_or_given_a_new_password_is_no_longer_admitted(
     w.charger = w.door.authenticate(charger, _basic(charger, "a-brand-new-password"))
     export(w, session, ("10:20", 6_000))
     assert wallets(platform, w.resident_id)["ENERGY"] == 1_000
-    platform.bus.handle(commands.RevokeDevice(w.org_id, w.charger.device_id))
+    platform.bus.handle(identity_commands.RevokeDevice(w.org_id, w.charger.device_id))
     assert not w.door.admitted(w.charger)
     with pytest.raises(ChargerRevokedError):
         export(w, session, ("10:30", 7_000))
@@ -393,7 +403,9 @@ def test_a_charger_revoked_or_given_a_new_password_is_no_longer_admitted(
         start(w, "11:00")
     assert wallets(platform, w.resident_id)["ENERGY"] == 1_000
     assert [ts for _, ts, _ in chain_readings(platform, session.chain_id)] == [
-        utc("10:00"), utc("10:10"), utc("10:20")
+        utc("10:00"),
+        utc("10:10"),
+        utc("10:20"),
     ]
     assert len(charging.operator_sessions(platform.uow(), w.org_id, platform.pseudonym_secret)) == 1
 
@@ -441,7 +453,7 @@ def test_two_processes_serving_one_transaction_lose_nothing_and_double_nothing(
     outcomes: list[IngestOutcome | None] = [
         w.door.meter_values(w.charger, session, samples("M0"), "{}")
     ]
-    planned: dict[tuple[str, str], list[commands.AttestedReading]] = {}
+    planned: dict[tuple[str, str], list[energy_commands.AttestedReading]] = {}
     for door, step, message in steps:
         if step == "plan":
             planned[door, message] = doors[door].plan(w.charger, session, samples(message), "{}")

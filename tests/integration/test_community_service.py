@@ -13,14 +13,17 @@ import pytest
 from sqlalchemy import func, select, update
 
 from cityshare.audit import verify as audit
-from cityshare.bootstrap import Platform
+from cityshare.bootstrap import Platform, unit_of_work
+from cityshare.community import commands as community_commands
 from cityshare.community import handlers as community
+from cityshare.community import tables as community_tables
 from cityshare.community.handlers import CommunityCode, CommunityError, Status, payout_transfer_id
+from cityshare.identity import commands as identity_commands
 from cityshare.identity.residents import wallet_account_id
-from cityshare.kernel import commands, tables
 from cityshare.kernel.clock import ManualClock
-from cityshare.kernel.uow import SqlUnitOfWork
+from cityshare.ledger import commands as ledger_commands
 from cityshare.ledger import handlers as ledger_service
+from cityshare.ledger import tables as ledger_tables
 from cityshare.ledger.model import Ledger, NewAccount, Transfer, TransferFlags
 from energy_helpers import Meter, add_device, ingest
 from identity_helpers import a_vid, assertion
@@ -43,7 +46,7 @@ class Resident:
     def __init__(self, platform: Platform, person: str) -> None:
         self.vid = a_vid()
         self.id: int = platform.bus.handle(
-            commands.EnrolResident(assertion(platform, person, vid=self.vid))
+            identity_commands.EnrolResident(assertion(platform, person, vid=self.vid))
         ).resident_id
 
 
@@ -80,7 +83,9 @@ def holdings(platform: Platform, asset: int) -> dict[int, int]:
 
 @pytest.fixture
 def asset(platform: Platform) -> int:
-    org: int = platform.bus.handle(commands.CreateOrganisation("community", "Ward 9 Solar")).id
+    org: int = platform.bus.handle(
+        identity_commands.CreateOrganisation("community", "Ward 9 Solar")
+    ).id
     return org
 
 
@@ -94,9 +99,12 @@ def owners(platform: Platform, asset: int) -> list[Resident]:
     """Asha, Bala and Chitra holding 1, 2 and 4 shares."""
     people = [Resident(platform, name) for name in ("asha", "bala", "chitra")]
     platform.bus.handle(
-        commands.IssueShares(
+        community_commands.IssueShares(
             asset,
-            [commands.ShareGrant(p.vid, n) for p, n in zip(people, (1, 2, 4), strict=True)],
+            [
+                community_commands.ShareGrant(p.vid, n)
+                for p, n in zip(people, (1, 2, 4), strict=True)
+            ],
             "admin",
         )
     )
@@ -118,7 +126,7 @@ def earn_in_november(platform: Platform, clock: ManualClock, meter: Meter) -> No
 
 def settle(platform: Platform, asset: int | None = None) -> list[community.DistributionOutcome]:
     outcomes: list[community.DistributionOutcome] = platform.bus.handle(
-        commands.SettleCommunityAssets(asset)
+        community_commands.SettleCommunityAssets(asset)
     )
     return outcomes
 
@@ -165,10 +173,14 @@ def test_a_period_pays_everything_out_pro_rata_to_the_last_unit(
     # One linked chain: every transfer but the last is linked, ids derived from the payouts.
     with platform.engine.connect() as conn:
         posted = conn.execute(
-            select(tables.transfers.c.id, tables.transfers.c.flags, tables.transfers.c.code)
-            .where(tables.transfers.c.user_data == outcome.distribution.id)
-            .where(tables.transfers.c.code.in_([4101, 4102]))
-            .order_by(tables.transfers.c.timestamp)
+            select(
+                ledger_tables.transfers.c.id,
+                ledger_tables.transfers.c.flags,
+                ledger_tables.transfers.c.code,
+            )
+            .where(ledger_tables.transfers.c.user_data == outcome.distribution.id)
+            .where(ledger_tables.transfers.c.code.in_([4101, 4102]))
+            .order_by(ledger_tables.transfers.c.timestamp)
         ).all()
     assert [row.flags for row in posted] == [int(TransferFlags.LINKED)] * 5 + [0]
     assert {row.id for row in posted} == {
@@ -191,13 +203,13 @@ def test_a_rerun_pays_nothing_twice(
     [first] = settle(platform)
     size = log_size(platform)
     assert settle(platform) == []  # nothing due any more
-    again = platform.bus.handle(commands.DistributeCommunityEarnings(asset, DEC_1))
+    again = platform.bus.handle(community_commands.DistributeCommunityEarnings(asset, DEC_1))
     assert again.status == Status.ALREADY_DISTRIBUTED
     assert again.distribution == first.distribution
     assert again.payouts == first.payouts
     assert log_size(platform) == size
     assert [balance(platform, r.id, Ledger.CREDIT) for r in owners] == [114, 229, 457]
-    assert count(platform, tables.community_distributions) == 1
+    assert count(platform, community_tables.community_distributions) == 1
 
 
 def test_a_share_transfer_before_the_next_period_end_changes_the_next_split(
@@ -208,7 +220,7 @@ def test_a_share_transfer_before_the_next_period_end_changes_the_next_split(
     move_to(clock, DEC_1 // 10**9 + 3600)
     settle(platform)
     # Chitra gives Asha 3 of her 4 shares: 1:2:4 becomes 4:2:1.
-    platform.bus.handle(commands.TransferShares(asset, chitra.id, asha.vid, 3, "chitra"))
+    platform.bus.handle(community_commands.TransferShares(asset, chitra.id, asha.vid, 3, "chitra"))
     assert holdings(platform, asset) == {asha.id: 4, bala.id: 2, chitra.id: 1}
     december = dt.date(2023, 12, 10)
     move_to(clock, ist(december, 23))
@@ -275,7 +287,9 @@ def test_an_empty_wallet_or_no_holders_distributes_nothing(
     # Nobody holds shares and nothing was earned.
     assert [o.status for o in settle(platform)] == [Status.NO_HOLDERS]
     # Earnings but no holders: they stay in the wallet.
-    lonely = platform.bus.handle(commands.CreateOrganisation("community", "Lonely Battery")).id
+    lonely = platform.bus.handle(
+        identity_commands.CreateOrganisation("community", "Lonely Battery")
+    ).id
     battery = add_device(platform, lonely)
     december = dt.date(2023, 12, 5)
     move_to(clock, ist(december, 23))
@@ -292,7 +306,11 @@ def test_an_empty_wallet_or_no_holders_distributes_nothing(
     # Holders but an empty wallet: every period since the asset began is looked at again (none
     # was settled), and none pays anything.
     person = Resident(platform, "dev")
-    platform.bus.handle(commands.IssueShares(asset, [commands.ShareGrant(person.vid, 5)], "admin"))
+    platform.bus.handle(
+        community_commands.IssueShares(
+            asset, [community_commands.ShareGrant(person.vid, 5)], "admin"
+        )
+    )
     clock.advance(40 * 86400)  # past 1 February
     size = log_size(platform)
     assert [o.status for o in settle(platform, asset)] == [
@@ -301,17 +319,17 @@ def test_an_empty_wallet_or_no_holders_distributes_nothing(
         Status.NOTHING_TO_DISTRIBUTE,  # 1 February
     ]
     assert log_size(platform) == size
-    assert count(platform, tables.community_distributions) == 0
+    assert count(platform, community_tables.community_distributions) == 0
 
 
 def test_a_period_that_has_not_ended_or_is_not_a_boundary_is_refused(
     platform: Platform, asset: int, owners: list[Resident]
 ) -> None:
     with pytest.raises(CommunityError) as exc:
-        platform.bus.handle(commands.DistributeCommunityEarnings(asset, DEC_1))
+        platform.bus.handle(community_commands.DistributeCommunityEarnings(asset, DEC_1))
     assert exc.value.code == "period_not_ended"
     with pytest.raises(CommunityError) as exc:
-        platform.bus.handle(commands.DistributeCommunityEarnings(asset, DEC_1 + 10**9))
+        platform.bus.handle(community_commands.DistributeCommunityEarnings(asset, DEC_1 + 10**9))
     assert exc.value.code == "invalid_period_end"
 
 
@@ -334,7 +352,7 @@ def test_a_refused_share_transfer_writes_nothing(
     platform: Platform, asset: int, owners: list[Resident], case: str, code: str
 ) -> None:
     asha, bala, _ = owners
-    provider = platform.bus.handle(commands.CreateOrganisation("provider", "Grid Co")).id
+    provider = platform.bus.handle(identity_commands.CreateOrganisation("provider", "Grid Co")).id
     target, to_vid, shares = asset, bala.vid, 1
     if case == "more_than_held":
         shares = 2
@@ -353,11 +371,13 @@ def test_a_refused_share_transfer_writes_nothing(
     size = log_size(platform)
     before = holdings(platform, asset)
     with pytest.raises(CommunityError) as exc:
-        platform.bus.handle(commands.TransferShares(target, asha.id, to_vid, shares, "asha"))
+        platform.bus.handle(
+            community_commands.TransferShares(target, asha.id, to_vid, shares, "asha")
+        )
     assert exc.value.code == code
     assert log_size(platform) == size
     assert holdings(platform, asset) == before
-    assert count(platform, tables.share_events) == 3
+    assert count(platform, community_tables.share_events) == 3
 
 
 def test_issuing_is_all_or_nothing(platform: Platform, asset: int, owners: list[Resident]) -> None:
@@ -365,8 +385,13 @@ def test_issuing_is_all_or_nothing(platform: Platform, asset: int, owners: list[
     size = log_size(platform)
     with pytest.raises(CommunityError) as exc:
         platform.bus.handle(
-            commands.IssueShares(
-                asset, [commands.ShareGrant(asha.vid, 5), commands.ShareGrant(a_vid(), 5)], "admin"
+            community_commands.IssueShares(
+                asset,
+                [
+                    community_commands.ShareGrant(asha.vid, 5),
+                    community_commands.ShareGrant(a_vid(), 5),
+                ],
+                "admin",
             )
         )
     assert exc.value.code == "unknown_vid"
@@ -378,7 +403,7 @@ def test_a_holder_who_gives_away_every_share_holds_none(
     platform: Platform, asset: int, owners: list[Resident]
 ) -> None:
     asha, bala, chitra = owners
-    platform.bus.handle(commands.TransferShares(asset, asha.id, bala.vid, 1, "asha"))
+    platform.bus.handle(community_commands.TransferShares(asset, asha.id, bala.vid, 1, "asha"))
     assert holdings(platform, asset) == {bala.id: 3, chitra.id: 4}
     view = community.resident_shares(platform.uow(), asha.id)
     assert view.holdings == []
@@ -391,8 +416,8 @@ def test_audit_verify_catches_holdings_that_disagree_with_the_share_events(
     audit_ok(platform)
     with platform.engine.begin() as conn:
         conn.execute(
-            update(tables.share_holdings)
-            .where(tables.share_holdings.c.resident_id == owners[0].id)
+            update(community_tables.share_holdings)
+            .where(community_tables.share_holdings.c.resident_id == owners[0].id)
             .values(shares=1000)
         )
     report = audit.verify(platform.uow(), platform.log_signer.verifier)
@@ -417,9 +442,11 @@ def test_a_planted_collision_with_a_payout_id_is_an_alarm_and_the_payouts_go_ahe
         first_payout = uow.community.next_distribution_ids()[1]
     planted = payout_transfer_id(first_payout + 1, Ledger.CARBON)
     platform.bus.handle(
-        commands.CreateAccounts([NewAccount(1, Ledger.CARBON, 1), NewAccount(2, Ledger.CARBON, 1)])
+        ledger_commands.CreateAccounts(
+            [NewAccount(1, Ledger.CARBON, 1), NewAccount(2, Ledger.CARBON, 1)]
+        )
     )
-    uow = SqlUnitOfWork(platform.engine, platform.clock, log_signer=platform.log_signer)
+    uow = unit_of_work(platform.engine, platform.clock, log_signer=platform.log_signer)
     with uow:
         last = uow.ledger.lock_ledger()
         foreign = Transfer(planted, 1, 2, 5, Ledger.CARBON)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import pytest
 
 from cityshare.bootstrap import Platform
-from cityshare.kernel import commands
+from cityshare.ledger import commands
 from cityshare.ledger import handlers as ledger_service
 from cityshare.ledger.model import CreateTransferResult, Ledger, Transfer
 from ledger_helpers import account, fund, open_accounts

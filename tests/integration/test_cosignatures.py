@@ -12,10 +12,10 @@ from sqlalchemy import text
 
 from cityshare.api.app import create_app
 from cityshare.bootstrap import Platform, bootstrap
-from cityshare.kernel import commands, keys
+from cityshare.kernel import keys
 from cityshare.kernel.clock import ManualClock
+from cityshare.tlog import commands, merkle, note
 from cityshare.tlog import handlers as audit_log
-from cityshare.tlog import merkle, note
 from cityshare.tlog.cosignature import Cosigner
 from conftest import OPERATOR_TOKEN
 from ledger_helpers import fund, open_accounts
@@ -210,7 +210,7 @@ def test_a_bad_witness_key_in_settings_stops_bootstrap(platform: Platform, tmp_p
 
 @pytest.fixture
 def witnessed_client(witnessed: Platform) -> Iterator[TestClient]:
-    app = create_app(witnessed, sweep_expired=False)
+    app = create_app(witnessed, run_jobs=False)
     with TestClient(app) as c:  # no token: cosignatures need none
         yield c
 

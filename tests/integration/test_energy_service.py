@@ -16,8 +16,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, select
 
 from cityshare.audit import verify as audit
-from cityshare.bootstrap import Platform, bootstrap
+from cityshare.bootstrap import Platform, bootstrap, unit_of_work
+from cityshare.energy import commands as energy_commands
 from cityshare.energy import handlers as energy
+from cityshare.energy import tables as energy_tables
 from cityshare.energy.handlers import (
     CARBON_ISSUANCE,
     CREDIT_ISSUANCE,
@@ -26,10 +28,11 @@ from cityshare.energy.handlers import (
     ReadingVerifier,
     transfer_id,
 )
-from cityshare.kernel import commands, tables
+from cityshare.identity import commands as identity_commands
 from cityshare.kernel.clock import ManualClock
-from cityshare.kernel.uow import SqlUnitOfWork
+from cityshare.ledger import commands as ledger_commands
 from cityshare.ledger import handlers as ledger_service
+from cityshare.ledger import tables as ledger_tables
 from cityshare.ledger.model import Ledger, NewAccount, Transfer
 from cityshare.tlog import entries
 from energy_helpers import Meter, add_device, enrol, ingest, resident_with_meter, sign, wallets
@@ -103,13 +106,17 @@ def test_credits_land_in_the_owners_wallets_in_exact_integers(
     with platform.engine.connect() as conn:
         interval_ids = dict(
             conn.execute(
-                select(tables.meter_intervals.c.seq, tables.meter_intervals.c.id).where(
-                    tables.meter_intervals.c.device_id == meter.device_id
-                )
+                select(
+                    energy_tables.meter_intervals.c.seq, energy_tables.meter_intervals.c.id
+                ).where(energy_tables.meter_intervals.c.device_id == meter.device_id)
             ).all()
         )
         posted = conn.execute(
-            select(tables.transfers.c.id, tables.transfers.c.code, tables.transfers.c.user_data)
+            select(
+                ledger_tables.transfers.c.id,
+                ledger_tables.transfers.c.code,
+                ledger_tables.transfers.c.user_data,
+            )
         ).all()
     expected_codes = {
         1: [4001, 4002, 4003, 4004],
@@ -190,8 +197,8 @@ def test_a_replay_storm_credits_exactly_what_orderly_delivery_does(
     expected = wallets(platform, orderly.resident_id)
     assert expected["CARBON"] > 0
     assert wallets(platform, stormy.resident_id) == expected
-    assert count(platform, tables.meter_readings) == 40
-    assert count(platform, tables.meter_intervals) == 40
+    assert count(platform, energy_tables.meter_readings) == 40
+    assert count(platform, energy_tables.meter_intervals) == 40
     # And a whole batch sent again changes nothing at all.
     with platform.uow() as uow:
         size = uow.log.size()
@@ -221,7 +228,7 @@ def test_a_batch_retried_after_a_crash_loses_and_doubles_nothing(
     monkeypatch.undo()
     with platform.uow() as uow:
         assert uow.log.size() == log_size
-    assert count(platform, tables.meter_readings) == 0
+    assert count(platform, energy_tables.meter_readings) == 0
     assert wallets(platform, meter.resident_id) == {"CREDIT": 0, "CARBON": 0, "ENERGY": 0}
 
     assert results(ingest(platform, batch)) == ["accepted"] * 8
@@ -243,7 +250,7 @@ def test_every_bad_item_is_refused_with_its_reason_and_the_good_ones_go_through(
     meter = resident_with_meter(platform, "asha")
     revoked = add_device(platform, meter.resident_id)
     vehicle = add_device(platform, meter.resident_id, kind="vehicle")
-    platform.bus.handle(commands.RevokeDevice(meter.resident_id, revoked.device_id))
+    platform.bus.handle(identity_commands.RevokeDevice(meter.resident_id, revoked.device_id))
     late_evening(clock)
     good = [meter.reading(seq, ist(12) + 900 * seq, 0, 1000 * seq) for seq in range(4)]
     stranger = Ed25519PrivateKey.generate()
@@ -309,13 +316,13 @@ def test_a_key_revoked_between_verification_and_writing_is_refused(
 
     def check_then_revoke(self: ReadingVerifier, items: Any) -> Any:
         checked = real_check(self, items)
-        platform.bus.handle(commands.RevokeDevice(meter.resident_id, meter.device_id))
+        platform.bus.handle(identity_commands.RevokeDevice(meter.resident_id, meter.device_id))
         return checked
 
     monkeypatch.setattr(ReadingVerifier, "check", check_then_revoke)
     outcome = ingest(platform, [meter.reading(0, ist(12), 0, 0)])
     assert results(outcome) == ["rejected:revoked_key"]
-    assert count(platform, tables.meter_readings) == 0
+    assert count(platform, energy_tables.meter_readings) == 0
 
 
 def test_a_reading_stored_before_its_key_was_revoked_is_a_duplicate_when_redelivered(
@@ -326,7 +333,7 @@ def test_a_reading_stored_before_its_key_was_revoked_is_a_duplicate_when_redeliv
     stored = [meter.reading(seq, ist(12) + 900 * seq, 0, 1000 * seq) for seq in range(2)]
     assert results(ingest(platform, stored)) == ["accepted", "accepted"]
     credited = wallets(platform, meter.resident_id)
-    platform.bus.handle(commands.RevokeDevice(meter.resident_id, meter.device_id))
+    platform.bus.handle(identity_commands.RevokeDevice(meter.resident_id, meter.device_id))
 
     late = meter.reading(2, ist(12, 30), 0, 2000)  # signed with the key now revoked
     outcome = ingest(platform, [stored[1], late, late, stored[0]])
@@ -363,7 +370,7 @@ def test_anomalies_are_stored_and_logged_but_credit_nothing(
         "anomaly:future_timestamp",
     ]
     assert wallets(platform, meter.resident_id)["ENERGY"] == 1000
-    assert count(platform, tables.meter_readings) == 4
+    assert count(platform, energy_tables.meter_readings) == 4
     with platform.uow() as uow:
         logged = [entries.decode(data) for _, data in uow.log.entries(0, uow.log.size())]
     statuses = [
@@ -503,7 +510,7 @@ def test_a_reading_lost_for_good_is_bridged_once_the_next_has_waited_the_horizon
 
 
 def sweep(platform: Platform, limit: int = 1000) -> energy.SweepOutcome:
-    outcome: energy.SweepOutcome = platform.bus.handle(commands.SweepWaitingReadings(limit))
+    outcome: energy.SweepOutcome = platform.bus.handle(energy_commands.SweepWaitingReadings(limit))
     return outcome
 
 
@@ -525,7 +532,7 @@ def test_a_meter_gone_silent_after_a_lost_reading_is_credited_by_the_sweep(
     s, t = readings(silent), readings(talking)
     for r in (s, t):  # reading 1 is lost for good
         assert results(ingest(platform, [r[0], r[2], r[3]])) == ["accepted"] * 3
-    assert count(platform, tables.meter_waiting) == 2
+    assert count(platform, energy_tables.meter_waiting) == 2
     clock.advance(platform.tariff.gap_horizon_s - 1)
     before = log_size(platform)
     assert sweep(platform) == energy.SweepOutcome()  # nothing overdue yet
@@ -539,7 +546,7 @@ def test_a_meter_gone_silent_after_a_lost_reading_is_credited_by_the_sweep(
     assert (outcome.devices, outcome.intervals) == (1, 2)
     assert outcome.credited.export_wh == 1500
     assert wallets(platform, silent.resident_id)["ENERGY"] == 1500
-    assert count(platform, tables.meter_waiting) == 0
+    assert count(platform, energy_tables.meter_waiting) == 0
     before = log_size(platform)
     assert sweep(platform) == energy.SweepOutcome()
     assert log_size(platform) == before
@@ -547,7 +554,7 @@ def test_a_meter_gone_silent_after_a_lost_reading_is_credited_by_the_sweep(
     # When the silent meter speaks again, it ends up exactly where the talking one is.
     assert results(ingest(platform, [s[4], s[1]])) == ["accepted"] * 2
     assert wallets(platform, silent.resident_id) == wallets(platform, talking.resident_id)
-    assert count(platform, tables.meter_waiting) == 0  # 1 is inside the chain: nothing waits
+    assert count(platform, energy_tables.meter_waiting) == 0  # 1 is inside the chain: nothing waits
     audit_ok(platform)
 
 
@@ -566,7 +573,7 @@ def test_the_sweep_bridges_below_the_base_and_works_through_every_overdue_device
     assert (outcome.devices, outcome.intervals) == (5, 5)
     for m in meters:
         assert wallets(platform, m.resident_id)["ENERGY"] == 1500
-    assert count(platform, tables.meter_waiting) == 0
+    assert count(platform, energy_tables.meter_waiting) == 0
     audit_ok(platform)
 
 
@@ -581,12 +588,12 @@ def test_only_readings_beside_a_chain_are_marked_for_the_sweep(
     assert results(ingest(platform, [broken.reading(5, now + 86_400, 0, 0)])) == [
         "anomaly:future_timestamp"
     ]
-    assert count(platform, tables.meter_waiting) == 0
+    assert count(platform, energy_tables.meter_waiting) == 0
     r = [meter.reading(seq, ist(20) + 600 * seq, 0, 500 * seq) for seq in range(3)]
     assert results(ingest(platform, [r[0], r[2]])) == ["accepted"] * 2
-    assert count(platform, tables.meter_waiting) == 1
+    assert count(platform, energy_tables.meter_waiting) == 1
     assert results(ingest(platform, [r[1]])) == ["accepted"]  # the missing one came
-    assert count(platform, tables.meter_waiting) == 0
+    assert count(platform, energy_tables.meter_waiting) == 0
     assert wallets(platform, meter.resident_id)["ENERGY"] == 1000
     audit_ok(platform)
 
@@ -601,9 +608,11 @@ def test_audit_verify_finds_a_sweep_mark_removed_or_invented(
     ingest(platform, [r[0], r[2], other.reading(0, ist(20), 0, 0)])
     audit_ok(platform)
     with platform.engine.begin() as conn:
-        [marked] = conn.execute(select(tables.meter_waiting)).mappings().all()
-        conn.execute(tables.meter_waiting.delete())
-        conn.execute(tables.meter_waiting.insert().values({**marked, "device_id": other.device_id}))
+        [marked] = conn.execute(select(energy_tables.meter_waiting)).mappings().all()
+        conn.execute(energy_tables.meter_waiting.delete())
+        conn.execute(
+            energy_tables.meter_waiting.insert().values({**marked, "device_id": other.device_id})
+        )
     report = audit.verify(platform.uow(), platform.log_signer.verifier)
     found = {(p.table, p.key) for p in report.problems}
     assert found == {("meter_waiting", meter.device_id), ("meter_waiting", other.device_id)}
@@ -611,15 +620,15 @@ def test_audit_verify_finds_a_sweep_mark_removed_or_invented(
     # A mark in place, but for another owner or another kind's rules, is found too.
     for change in ({"owner_id": other.resident_id}, {"kind": "charger"}, {"registered_at": 1}):
         with platform.engine.begin() as conn:
-            conn.execute(tables.meter_waiting.delete())
-            conn.execute(tables.meter_waiting.insert().values({**marked, **change}))
+            conn.execute(energy_tables.meter_waiting.delete())
+            conn.execute(energy_tables.meter_waiting.insert().values({**marked, **change}))
         report = audit.verify(platform.uow(), platform.log_signer.verifier)
         assert [(p.table, p.key) for p in report.problems] == [
             ("meter_waiting", meter.device_id)
         ], change
     with platform.engine.begin() as conn:
-        conn.execute(tables.meter_waiting.delete())
-        conn.execute(tables.meter_waiting.insert().values(marked))
+        conn.execute(energy_tables.meter_waiting.delete())
+        conn.execute(energy_tables.meter_waiting.insert().values(marked))
     audit_ok(platform)
 
 
@@ -652,13 +661,14 @@ def test_a_new_tariff_is_logged_once_and_carries_follow_it(
     again = bootstrap(settings, clock=clock)
     try:
         ingest(again, [meter.reading(2, ist(4, 30), 0, 1001)])
-        assert count(again, tables.tariffs) == 2
+        assert count(again, energy_tables.tariffs) == 2
         # 1 Wh at 1 point/kWh, then 1000 Wh at 3 points/kWh.
         assert wallets(again, meter.resident_id)["CREDIT"] == 1 + 3000
         assert wallets(again, meter.resident_id)["CARBON"] == 1001 * 861 // 1000
         audit_ok(again)
     finally:
         again.close()
+
 
 def test_a_replayed_reading_is_answered_from_the_store_without_a_signature_check(
     platform: Platform, clock: ManualClock
@@ -688,7 +698,6 @@ def test_a_replayed_reading_is_answered_from_the_store_without_a_signature_check
         "duplicate",
     ]
     assert wallets(platform, meter.resident_id) == credited
-
 
 
 def test_signatures_checked_in_a_process_pool_give_the_same_answers(
@@ -721,9 +730,11 @@ def plant_transfer(platform: Platform, transfer_id: int) -> None:
     (as a bug or a hand-edited database would): the ledger then refuses the platform's own
     posting at that id as `exists_with_different_fields`."""
     platform.bus.handle(
-        commands.CreateAccounts([NewAccount(1, Ledger.CREDIT, 1), NewAccount(2, Ledger.CREDIT, 1)])
+        ledger_commands.CreateAccounts(
+            [NewAccount(1, Ledger.CREDIT, 1), NewAccount(2, Ledger.CREDIT, 1)]
+        )
     )
-    uow = SqlUnitOfWork(platform.engine, platform.clock, log_signer=platform.log_signer)
+    uow = unit_of_work(platform.engine, platform.clock, log_signer=platform.log_signer)
     with uow:
         last = uow.ledger.lock_ledger()
         planted = Transfer(transfer_id, 1, 2, 7, Ledger.CREDIT)
@@ -734,7 +745,9 @@ def plant_transfer(platform: Platform, transfer_id: int) -> None:
 
 def next_interval_id(platform: Platform) -> int:
     with platform.engine.connect() as conn:
-        return int(conn.execute(select(func.max(tables.meter_intervals.c.id))).scalar_one()) + 1
+        return (
+            int(conn.execute(select(func.max(energy_tables.meter_intervals.c.id))).scalar_one()) + 1
+        )
 
 
 def test_a_planted_collision_leaves_one_interval_uncredited_and_every_other_meter_credited(

@@ -17,14 +17,22 @@ from sqlalchemy import func, select, text
 
 from cityshare.audit import verify as audit
 from cityshare.bootstrap import Platform
+from cityshare.community import commands as community_commands
+from cityshare.community import tables as community_tables
 from cityshare.community.handlers import CommunityError
 from cityshare.community.repo import ShareEventRow
+from cityshare.identity import commands as identity_commands
+from cityshare.identity import tables as identity_tables
 from cityshare.identity.devices import parse_public_key
-from cityshare.kernel import commands, idempotency, tables
+from cityshare.kernel import idempotency
+from cityshare.kernel import idempotency_commands as kernel_idempotency_commands
+from cityshare.kernel import idempotency_tables as kernel_idempotency_tables
+from cityshare.kernel import messages as kernel_messages
 from cityshare.kernel.bus import MessageBus
 from cityshare.kernel.clock import ManualClock
 from cityshare.kernel.idempotency import Answer, IdempotencyError, KeyedRequest
 from cityshare.kernel.uow import AbstractUnitOfWork
+from cityshare.ledger import tables as ledger_tables
 from identity_helpers import a_vid, assertion, new_key
 
 DAY = 86_400
@@ -35,14 +43,16 @@ class Resident:
     def __init__(self, platform: Platform, person: str) -> None:
         self.vid = a_vid()
         self.id: int = platform.bus.handle(
-            commands.EnrolResident(assertion(platform, person, vid=self.vid))
+            identity_commands.EnrolResident(assertion(platform, person, vid=self.vid))
         ).resident_id
         self.principal = f"resident:resident-{self.id}"
 
 
 @pytest.fixture
 def asset(platform: Platform) -> int:
-    org: int = platform.bus.handle(commands.CreateOrganisation("community", "Ward 9 Solar")).id
+    org: int = platform.bus.handle(
+        identity_commands.CreateOrganisation("community", "Ward 9 Solar")
+    ).id
     return org
 
 
@@ -77,7 +87,9 @@ def issue(
     return idempotency.run(
         platform.bus,
         issue_request(principal, key, asset, vid, shares),
-        commands.IssueShares(asset, [commands.ShareGrant(vid, shares)], principal),
+        community_commands.IssueShares(
+            asset, [community_commands.ShareGrant(vid, shares)], principal
+        ),
         answer_issue,
         retention_seconds=DAY,
     )
@@ -152,15 +164,15 @@ def test_a_retry_replays_the_first_answer_and_changes_nothing(
     assert first.status == 201
     assert not first.replayed
     assert json.loads(first.body)["holding"] == 5
-    events, leaves = count(platform, tables.share_events), log_size(platform)
+    events, leaves = count(platform, community_tables.share_events), log_size(platform)
 
     again = issue(platform, STAFF, "issue-1", asset, asha.vid, 5)
 
     assert again == Answer(first.status, first.body, replayed=True)
     assert holding(platform, asset, asha.id) == 5
-    assert count(platform, tables.share_events) == events
+    assert count(platform, community_tables.share_events) == events
     assert log_size(platform) == leaves  # no new leaf, no new checkpoint
-    assert count(platform, tables.idempotency_keys) == 1
+    assert count(platform, kernel_idempotency_tables.idempotency_keys) == 1
     audit_ok(platform)
 
 
@@ -174,17 +186,19 @@ def test_the_answer_is_stored_with_the_effect_or_not_at_all(
         raise RuntimeError("the process died here")
 
     request = issue_request(STAFF, "crash-1", asset, asha.vid, 5)
-    command = commands.IssueShares(asset, [commands.ShareGrant(asha.vid, 5)], STAFF)
+    command = community_commands.IssueShares(
+        asset, [community_commands.ShareGrant(asha.vid, 5)], STAFF
+    )
     with pytest.raises(RuntimeError, match="died"):
         idempotency.run(platform.bus, request, command, broken, retention_seconds=DAY)
-    assert count(platform, tables.share_events) == 0
-    assert count(platform, tables.idempotency_keys) == 0
+    assert count(platform, community_tables.share_events) == 0
+    assert count(platform, kernel_idempotency_tables.idempotency_keys) == 0
     assert holding(platform, asset, asha.id) == 0
 
     retried = idempotency.run(platform.bus, request, command, answer_issue, retention_seconds=DAY)
     assert not retried.replayed
     assert holding(platform, asset, asha.id) == 5
-    assert count(platform, tables.share_events) == 1
+    assert count(platform, community_tables.share_events) == 1
     audit_ok(platform)
 
 
@@ -192,12 +206,12 @@ def test_the_same_key_with_another_request_is_refused_and_writes_nothing(
     platform: Platform, asset: int, asha: Resident, bala: Resident
 ) -> None:
     issue(platform, STAFF, "issue-1", asset, asha.vid, 5)
-    events, leaves = count(platform, tables.share_events), log_size(platform)
+    events, leaves = count(platform, community_tables.share_events), log_size(platform)
     for vid, shares in ((asha.vid, 6), (bala.vid, 5)):
         with pytest.raises(IdempotencyError, match="different request") as refused:
             issue(platform, STAFF, "issue-1", asset, vid, shares)
         assert refused.value.code == "idempotency_key_reused"
-    assert count(platform, tables.share_events) == events
+    assert count(platform, community_tables.share_events) == events
     assert log_size(platform) == leaves
     assert (holding(platform, asset, asha.id), holding(platform, asset, bala.id)) == (5, 0)
 
@@ -226,7 +240,7 @@ def test_a_stored_answer_changed_in_the_database_is_neither_replayed_nor_run_aga
     issue(platform, STAFF, "issue-1", asset, asha.vid, 5)
     with platform.engine.begin() as conn:
         assert conn.execute(text(forgery)).rowcount == 1
-    events, leaves = count(platform, tables.share_events), log_size(platform)
+    events, leaves = count(platform, community_tables.share_events), log_size(platform)
     with (
         caplog.at_level(logging.ERROR, logger="cityshare.kernel.seals"),
         pytest.raises(IdempotencyError, match="fails its integrity check") as refused,
@@ -234,7 +248,7 @@ def test_a_stored_answer_changed_in_the_database_is_neither_replayed_nor_run_aga
         issue(platform, STAFF, "issue-1", asset, asha.vid, 5)
     assert refused.value.code == "idempotency_key_unverifiable"
     assert holding(platform, asset, asha.id) == 5
-    assert (count(platform, tables.share_events), log_size(platform)) == (events, leaves)
+    assert (count(platform, community_tables.share_events), log_size(platform)) == (events, leaves)
     assert any(
         r.levelno == logging.ERROR and "the row's seal does not verify" in r.getMessage()
         for r in caplog.records
@@ -262,7 +276,9 @@ def test_principals_with_the_same_key_are_independent(
             resident.principal, "same-key", "POST", "/api/v1/me/shares/transfers",
             {"asset_id": asset, "to_vid": to.vid, "shares": shares},
         )  # fmt: skip
-        command = commands.TransferShares(asset, resident.id, to.vid, shares, resident.principal)
+        command = community_commands.TransferShares(
+            asset, resident.id, to.vid, shares, resident.principal
+        )
         return idempotency.run(
             platform.bus,
             request,
@@ -292,7 +308,7 @@ def test_a_refusal_is_not_kept_so_the_corrected_request_may_reuse_the_key(
         return idempotency.run(
             platform.bus,
             request,
-            commands.TransferShares(asset, asha.id, bala.vid, shares, asha.principal),
+            community_commands.TransferShares(asset, asha.id, bala.vid, shares, asha.principal),
             lambda row, uow: (201, json.dumps({"id": row.id})),
             retention_seconds=DAY,
         )
@@ -301,7 +317,7 @@ def test_a_refusal_is_not_kept_so_the_corrected_request_may_reuse_the_key(
     with pytest.raises(CommunityError, match="you hold 2 shares") as refused:
         give(3)
     assert refused.value.code == "insufficient_shares"
-    assert count(platform, tables.idempotency_keys) == 1  # only the issue's key
+    assert count(platform, kernel_idempotency_tables.idempotency_keys) == 1  # only the issue's key
     assert not give(2).replayed  # the corrected request, the same key
     assert give(2).replayed
     assert (holding(platform, asset, asha.id), holding(platform, asset, bala.id)) == (0, 2)
@@ -313,7 +329,7 @@ def test_a_retried_device_registration_answers_the_same_device(
     """Without a key a second registration of one public key is refused (`key_in_use`): no
     double effect, but not the first answer either. With a key the retry gets that answer."""
     _, public = new_key()
-    command = commands.RegisterDevice(asha.id, "meter", parse_public_key(public), "roof")
+    command = identity_commands.RegisterDevice(asha.id, "meter", parse_public_key(public), "roof")
     request = idempotency.keyed_request(
         asha.principal, "meter-1", "POST", "/api/v1/me/devices",
         {"kind": "meter", "public_key": public, "label": "roof"},
@@ -331,7 +347,7 @@ def test_a_retried_device_registration_answers_the_same_device(
     first = run()
     leaves = log_size(platform)
     assert run() == Answer(201, first.body, replayed=True)
-    assert count(platform, tables.devices) == 1
+    assert count(platform, identity_tables.devices) == 1
     assert log_size(platform) == leaves
     with pytest.raises(ValueError, match="already registered"):
         platform.bus.handle(command)  # the same registration without a key
@@ -355,8 +371,8 @@ def test_racing_retries_of_one_request_make_one_effect(
     assert [a.replayed for a in answers].count(False) == 1
     assert {(a.status, a.body) for a in answers} == {(answers[0].status, answers[0].body)}
     assert holding(platform, asset, asha.id) == 7
-    assert count(platform, tables.share_events) == 1
-    assert count(platform, tables.idempotency_keys) == 1
+    assert count(platform, community_tables.share_events) == 1
+    assert count(platform, kernel_idempotency_tables.idempotency_keys) == 1
     audit_ok(platform)
 
 
@@ -366,7 +382,7 @@ def test_a_handler_that_writes_in_two_transactions_is_refused_not_merged(
     """The helper joins one transaction; a handler that would commit twice cannot be made
     all-or-nothing with its answer, so it fails and writes nothing."""
 
-    class Twice(commands.Command):
+    class Twice(kernel_messages.Command):
         pass
 
     def handler(_: Twice, uow: AbstractUnitOfWork) -> None:
@@ -378,7 +394,9 @@ def test_a_handler_that_writes_in_two_transactions_is_refused_not_merged(
 
     def ledger_clock() -> int:
         with platform.engine.connect() as conn:
-            return int(conn.execute(select(tables.ledger_clock.c.last_timestamp)).scalar_one())
+            return int(
+                conn.execute(select(ledger_tables.ledger_clock.c.last_timestamp)).scalar_one()
+            )
 
     before = ledger_clock()
     bus = MessageBus(platform.bus.uow_factory, {Twice: handler})
@@ -386,7 +404,7 @@ def test_a_handler_that_writes_in_two_transactions_is_refused_not_merged(
     with pytest.raises(RuntimeError, match="one transaction"):
         idempotency.run(bus, request, Twice(), lambda _, uow: (200, "{}"), retention_seconds=DAY)
     assert ledger_clock() == before
-    assert count(platform, tables.idempotency_keys) == 0
+    assert count(platform, kernel_idempotency_tables.idempotency_keys) == 0
 
 
 # -- retention -------------------------------------------------------------------------------
@@ -407,10 +425,10 @@ def test_keys_are_kept_a_day_then_forgotten(
     clock.advance(DAY + 1)
     # Each keyed write purges expired keys on its way; the command purges the rest.
     issue(platform, STAFF, "fresh", asset, asha.vid, 1)
-    assert count(platform, tables.idempotency_keys) == 1
+    assert count(platform, kernel_idempotency_tables.idempotency_keys) == 1
     clock.advance(DAY + 1)
-    assert platform.bus.handle(commands.PurgeIdempotencyKeys()) == 1
-    assert count(platform, tables.idempotency_keys) == 0
+    assert platform.bus.handle(kernel_idempotency_commands.PurgeIdempotencyKeys()) == 1
+    assert count(platform, kernel_idempotency_tables.idempotency_keys) == 0
 
 
 def test_the_purge_works_in_batches(platform: Platform, clock: ManualClock, asset: int) -> None:
@@ -418,5 +436,5 @@ def test_the_purge_works_in_batches(platform: Platform, clock: ManualClock, asse
     for i, person in enumerate(people):
         issue(platform, STAFF, f"k{i}", asset, person.vid, 1)
     clock.advance(DAY + 1)
-    assert platform.bus.handle(commands.PurgeIdempotencyKeys(limit=2)) == 5
-    assert count(platform, tables.idempotency_keys) == 0
+    assert platform.bus.handle(kernel_idempotency_commands.PurgeIdempotencyKeys(limit=2)) == 5
+    assert count(platform, kernel_idempotency_tables.idempotency_keys) == 0

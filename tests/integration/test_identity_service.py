@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from cityshare.bootstrap import Platform
+from cityshare.identity import commands
 from cityshare.identity import handlers as identity
 from cityshare.identity.devices import parse_public_key
 from cityshare.identity.handlers import IdentityError
 from cityshare.identity.residents import wallet_account_id
-from cityshare.kernel import commands
 from cityshare.kernel.clock import ManualClock
 from cityshare.ledger.model import Ledger
 from cityshare.tlog import entries

@@ -28,8 +28,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cityshare.bootstrap import Platform
-from cityshare.kernel import commands
 from cityshare.kernel.clock import ManualClock
+from cityshare.ledger import commands
 from cityshare.ledger import handlers as ledger_service
 from cityshare.ledger.model import (
     NANOSECONDS,

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from cityshare.bootstrap import Platform
+from cityshare.bootstrap import Platform, unit_of_work
 from cityshare.energy import handlers as energy
-from cityshare.kernel import commands
 from cityshare.kernel.clock import ManualClock
-from cityshare.kernel.uow import SqlUnitOfWork
+from cityshare.ledger import commands
 from cityshare.ledger import handlers as ledger_service
 from cityshare.ledger.model import Ledger, NewAccount, PendingState, Transfer, TransferFlags
 from ledger_helpers import ISSUER, account, fund, open_accounts, post
@@ -206,7 +205,7 @@ def test_a_client_cannot_move_the_platforms_named_accounts_but_the_platform_can(
     open_accounts(platform, [10, 11])
     fund(platform, 10, 100, 1)
     signer = platform.log_signer
-    with SqlUnitOfWork(platform.engine, platform.clock, log_signer=signer) as uow:
+    with unit_of_work(platform.engine, platform.clock, log_signer=signer) as uow:
         last = uow.ledger.lock_ledger()
         ledger_service.open_accounts(
             uow, list(energy.PLATFORM_ACCOUNTS), last_timestamp=last, atomic=True

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import inspect, text
 
-from cityshare.kernel import migrate
+from cityshare import migrate
 from cityshare.kernel.db import make_engine
 
 

@@ -13,9 +13,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from cityshare.bootstrap import Platform
-from cityshare.energy import mqtt
+from cityshare.energy import commands, mqtt, tables
 from cityshare.energy.handlers import IngestOutcome
-from cityshare.kernel import commands, tables
 from cityshare.kernel.clock import ManualClock
 from energy_helpers import Meter, resident_with_meter, wallets
 from services import MosquittoServer

@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 
 from cityshare.bootstrap import Platform
+from cityshare.identity import commands
 from cityshare.identity import handlers as identity
 from cityshare.identity.devices import parse_public_key
 from cityshare.identity.handlers import IdentityError
 from cityshare.identity.organisations import ORG_ID_BASE
 from cityshare.identity.repo import OrganisationRow
 from cityshare.identity.residents import wallet_account_id
-from cityshare.kernel import commands
 from cityshare.ledger import handlers as ledger_service
 from cityshare.ledger.model import Ledger
 from identity_helpers import assertion, new_key

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cityshare.bootstrap import Platform
 from cityshare.energy.handlers import Checked, ReadingVerifier
-from cityshare.kernel import commands
+from cityshare.identity import commands
 from energy_helpers import add_device, resident_with_meter, sign
 
 TS = 1_700_000_000

@@ -4,8 +4,8 @@ gives every stored balance (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 from cityshare.bootstrap import Platform
-from cityshare.kernel import commands
 from cityshare.kernel.clock import ManualClock
+from cityshare.ledger import commands
 from cityshare.ledger.model import AccountFlags, Ledger, NewAccount, Transfer, TransferFlags
 from cityshare.twin.replay import replay
 from ledger_helpers import ISSUER, fund, open_accounts, post

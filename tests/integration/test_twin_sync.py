@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cityshare.bootstrap import Platform
-from cityshare.kernel import commands
+from cityshare.ledger import commands
 from cityshare.ledger.model import Ledger, NewAccount
 from cityshare.tlog import note
 from cityshare.twin import replica as twin

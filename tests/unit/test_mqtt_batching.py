@@ -10,6 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.exc import OperationalError
 
+from cityshare.energy import commands
 from cityshare.energy.handlers import EnergyError, IngestOutcome, ItemResult
 from cityshare.energy.mqtt import (
     BatchProcessor,
@@ -26,7 +27,6 @@ from cityshare.energy.mqtt import (
     screen,
     shared_subscription,
 )
-from cityshare.kernel import commands
 from energy_helpers import sign
 
 DEVICE = "dev-aaaaaaaaaaaaaaaa"

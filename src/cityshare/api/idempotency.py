@@ -22,7 +22,7 @@ from cityshare.api.deps import PrincipalDep
 from cityshare.api.errors import ApiError
 from cityshare.bootstrap import Platform
 from cityshare.kernel import idempotency as service
-from cityshare.kernel.commands import Command
+from cityshare.kernel.messages import Command
 from cityshare.kernel.uow import AbstractUnitOfWork
 from cityshare.ledger.schemas import ErrorOut, error_responses
 

@@ -11,7 +11,7 @@ from sqlalchemy import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from cityshare.audit import verify as audit_service
-from cityshare.bootstrap import default_key_dir, parse_witness_keys
+from cityshare.bootstrap import default_key_dir, parse_witness_keys, unit_of_work
 from cityshare.cli.common import (
     DB_OPTION,
     JSON_OPTION,
@@ -24,7 +24,6 @@ from cityshare.kernel import keys
 from cityshare.kernel.db import make_engine, normalise_url
 from cityshare.kernel.seal import Sealer
 from cityshare.kernel.settings import Settings
-from cityshare.kernel.uow import SqlUnitOfWork
 from cityshare.tlog import note
 
 app = typer.Typer(help="Verify the audit log and every record it covers.", no_args_is_help=True)
@@ -79,7 +78,7 @@ def verify(
     try:
         if as_json:
             report = audit_service.verify(
-                SqlUnitOfWork(engine, write=False), verifier, witnesses=witnesses, sealer=sealer
+                unit_of_work(engine, write=False), verifier, witnesses=witnesses, sealer=sealer
             )
         else:
             with Progress(
@@ -92,7 +91,7 @@ def verify(
             ) as bar:
                 task = bar.add_task("leaves", total=None)
                 report = audit_service.verify(
-                    SqlUnitOfWork(engine, write=False),
+                    unit_of_work(engine, write=False),
                     verifier,
                     progress=lambda done, total: bar.update(task, completed=done, total=total),
                     witnesses=witnesses,

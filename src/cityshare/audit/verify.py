@@ -42,7 +42,8 @@ Catching those needs a checkpoint kept elsewhere (a witness or the digital twin,
 from __future__ import annotations
 
 import binascii
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+import functools
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,14 +61,12 @@ from sqlalchemy import (
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql.elements import ColumnElement
 
-from cityshare.billing import handlers as billing
-from cityshare.charging import handlers as charging
-from cityshare.community import handlers as community
-from cityshare.energy import handlers as energy
-from cityshare.identity import handlers as identity
-from cityshare.kernel import seals, tables
+from cityshare.kernel import seals
+from cityshare.kernel import tables as kernel_tables
+from cityshare.kernel.capability import DerivedCheck
 from cityshare.kernel.seal import Sealer
 from cityshare.kernel.uow import AbstractUnitOfWork
+from cityshare.ledger import tables as ledger_tables
 from cityshare.ledger.model import (
     NANOSECONDS,
     AccountFlags,
@@ -78,6 +77,7 @@ from cityshare.ledger.model import (
 )
 from cityshare.ledger.repo import TRANSFER_COLUMNS
 from cityshare.tlog import cosignature, entries, merkle, note
+from cityshare.tlog import tables as tlog_tables
 from cityshare.tlog.repo import LEVEL_SHIFT, StoredCheckpoint, node_key
 
 #: Leaves (and rows of any other streamed table) read per query.
@@ -183,17 +183,33 @@ class RecordType:
     key: str = "id"
 
 
-#: JSON record `type` -> its table. A capability that logs JSON records registers each type
-#: once (one type per table), at import of the module that defines its encoders (bootstrap
-#: imports every capability, and so does the CLI through it), and `audit verify` then checks
-#: those rows both ways. A JSON leaf of a type not registered here is reported as a problem.
-RECORD_TYPES: dict[str, RecordType] = {}
+def record_types() -> Mapping[str, RecordType]:
+    """JSON record `type` -> its table: every capability's `records` (kernel/capability.py).
+    A JSON leaf of a type not listed here is reported as a problem."""
+    return _registry()[0]
 
-#: State a capability derives from its logged records and keeps beside them (e.g. share
-#: holdings, the sum of share events): each check runs in the audit's read transaction and
-#: yields (table, key, message) for every derived row that is not what the records say.
-DerivedCheck = Callable[[AbstractUnitOfWork], Iterable[tuple[str, int | str | None, str]]]
-DERIVED_CHECKS: list[DerivedCheck] = []
+
+def derived_checks() -> Sequence[DerivedCheck]:
+    """State capabilities derive from their logged records and keep beside them (e.g. share
+    holdings, the sum of share events): each check runs in the audit's read transaction and
+    yields (table, key, message) for every derived row that is not what the records say."""
+    return _registry()[1]
+
+
+@functools.cache
+def _registry() -> tuple[dict[str, RecordType], tuple[DerivedCheck, ...]]:
+    # The platform's list sits above the verifier, which every capability's records feed:
+    # imported when first needed, not at import.
+    from cityshare.capabilities import CAPABILITIES
+
+    types: dict[str, RecordType] = {}
+    for capability in CAPABILITIES:
+        for record in capability.records:
+            register_record_type(
+                record.type, record.table, record.encode, key=record.key, registry=types
+            )
+    return types, tuple(check for capability in CAPABILITIES for check in capability.checks)
+
 
 #: Tables whose leaves are the binary ledger entries (not available to JSON record types).
 _LEDGER_TABLES = frozenset({"accounts", "transfers", "pending_transfers"})
@@ -205,13 +221,12 @@ def register_record_type(
     encode: Callable[[Mapping[str, Any]], bytes],
     *,
     key: str = "id",
-    registry: dict[str, RecordType] | None = None,
+    registry: dict[str, RecordType],
 ) -> None:
     """Declare that JSON entries of `record_type` log the rows of `table`, keyed by `key`.
 
     One type per table, so that "every row has exactly one leaf" can be counted per table.
     """
-    registry = RECORD_TYPES if registry is None else registry
     if not record_type or record_type in registry:
         raise ValueError(f"record type {record_type!r} is empty or already registered")
     if table in _LEDGER_TABLES or any(r.table == table for r in registry.values()):
@@ -233,7 +248,7 @@ def entry_key(
         return "accounts", entry.account.id
     if isinstance(entry, entries.HoldExpiredEntry):
         return "pending_transfers", entry.pending_id
-    registry = RECORD_TYPES if registry is None else registry
+    registry = record_types() if registry is None else registry
     record_type = registry.get(entry.type)
     if record_type is None:
         raise UnknownEntryError(f"a {entry.type!r} record, a type no table is registered for")
@@ -279,12 +294,12 @@ class _Kind:
 
 
 def _kinds() -> dict[str, _Kind]:
-    p = tables.pending_transfers
+    p = ledger_tables.pending_transfers
     account = ("id", "ledger", "code", "flags", "owner", "user_data", "timestamp")
     kinds = {
-        "accounts": _Kind(tables.accounts, account, _encode_account, ordered=True),
+        "accounts": _Kind(ledger_tables.accounts, account, _encode_account, ordered=True),
         "transfers": _Kind(
-            tables.transfers, tuple(_TRANSFER_FIELDS), _encode_transfer, ordered=True
+            ledger_tables.transfers, tuple(_TRANSFER_FIELDS), _encode_transfer, ordered=True
         ),
         # Only lapsed holds are logged (as hold-expired entries); a hold's other states are
         # derived from the transfers and checked with the ledger.
@@ -292,8 +307,8 @@ def _kinds() -> dict[str, _Kind]:
             p, ("id", "expires_at", "state"), _encode_hold_expired, logged=p.c.state == _EXPIRED
         ),
     }
-    for record_type in RECORD_TYPES.values():
-        table = tables.metadata.tables.get(record_type.table)
+    for record_type in record_types().values():
+        table = kernel_tables.metadata.tables.get(record_type.table)
         if table is None:
             raise ValueError(f"record table {record_type.table!r} is not in the schema")
         names = (record_type.key, *(c.name for c in table.columns if c.name != record_type.key))
@@ -337,7 +352,7 @@ def verify(
         audit.witnesses = list(witnesses)
         audit.sealer = sealer
         audit.run()
-        for check in DERIVED_CHECKS:
+        for check in derived_checks():
             for table, key, message in check(uow):
                 audit.problem(table, key, None, message)
     return audit.report
@@ -383,7 +398,7 @@ class _Audit:
             self.report.omitted += 1
 
     def run(self) -> None:
-        head = self._single("log_head", tables.log_head, "size")
+        head = self._single("log_head", tlog_tables.log_head, "size")
         leaves = self._scan_log(head)
         if head is not None and head != leaves:
             self.problem(
@@ -601,7 +616,7 @@ class _Audit:
         self._compare_nodes(new)
 
     def _compare_nodes(self, new: dict[int, tuple[int, list[bytes]]]) -> None:
-        nodes = tables.log_nodes
+        nodes = tlog_tables.log_nodes
         for level, (first, level_hashes) in sorted(new.items()):
             lo, hi = node_key(level, first), node_key(level, first + len(level_hashes))
             rows = self.conn.execute(
@@ -625,8 +640,8 @@ class _Audit:
 
     def _checkpoints(self) -> Iterator[_Checkpoint]:
         """Every checkpoint in size order with its cosignature lines, a page at a time."""
-        cp = tables.log_checkpoints
-        cs = tables.log_cosignatures
+        cp = tlog_tables.log_checkpoints
+        cs = tlog_tables.log_cosignatures
         last: int | None = None
         while True:
             query = select(cp.c.size, cp.c.root, cp.c.note).order_by(cp.c.size)
@@ -756,8 +771,8 @@ class _Audit:
         )
 
     def _check_orphan_cosignatures(self) -> None:
-        cs = tables.log_cosignatures
-        cp = tables.log_checkpoints
+        cs = tlog_tables.log_cosignatures
+        cp = tlog_tables.log_checkpoints
         rows = self.conn.execute(
             select(cs.c.size, cs.c.witness)
             .select_from(cs.outerjoin(cp, cp.c.size == cs.c.size))
@@ -776,7 +791,7 @@ class _Audit:
     def _check_stored_nodes(self, leaves: int) -> None:
         """Stored nodes the scan did not compare must not exist: a node of level 0, or one
         whose leaves reach past the log's end, is not a perfect subtree of this tree."""
-        nodes = tables.log_nodes
+        nodes = tlog_tables.log_nodes
         total = self.conn.execute(select(func.count()).select_from(nodes)).scalar_one()
         if total == self.report.nodes:
             return
@@ -880,7 +895,7 @@ class _Audit:
 
     def _leaf_pages(self, *, with_hash: bool) -> Iterator[Sequence[Any]]:
         """The leaves in index order, `chunk` at a time: rows of (idx, [hash,] data)."""
-        leaves = tables.log_leaves
+        leaves = tlog_tables.log_leaves
         columns = (
             [leaves.c.idx, leaves.c.hash, leaves.c.data]
             if with_hash
@@ -905,14 +920,14 @@ class _Audit:
     def _check_balances(self) -> None:
         """Each account's four balances equal what the transfers add up to, per ledger
         debits equal credits, and no flagged account is overdrawn."""
-        t = tables.transfers.alias("t")
-        p = tables.pending_transfers
-        a = tables.accounts
+        t = ledger_tables.transfers.alias("t")
+        p = ledger_tables.pending_transfers
+        a = ledger_tables.accounts
         flags = t.c.flags.op("&")
         resolved = (
-            select(tables.transfers.c.pending_id)
-            .where(tables.transfers.c.flags.op("&")(_POST | _VOID) != 0)
-            .group_by(tables.transfers.c.pending_id)
+            select(ledger_tables.transfers.c.pending_id)
+            .where(ledger_tables.transfers.c.flags.op("&")(_POST | _VOID) != 0)
+            .group_by(ledger_tables.transfers.c.pending_id)
             .subquery("resolved")
         )
         # Posted: ordinary transfers and posts (a pending transfer only holds; a void moves
@@ -972,8 +987,8 @@ class _Audit:
                     "accounts", None, None, f"{where}: pending debits {dp} but credits {cp}"
                 )
         named = union(
-            select(tables.transfers.c.debit_account_id.label("id")),
-            select(tables.transfers.c.credit_account_id.label("id")),
+            select(ledger_tables.transfers.c.debit_account_id.label("id")),
+            select(ledger_tables.transfers.c.credit_account_id.label("id")),
         ).subquery("named")
         for (account_id,) in self.conn.execute(
             select(named.c.id)
@@ -1027,8 +1042,8 @@ class _Audit:
         transfer, its expiry from the transfer's timestamp and timeout, and its state and
         `resolved_by` from the post or void that names it (lapsed holds were matched with
         their leaves above)."""
-        t = tables.transfers
-        p = tables.pending_transfers
+        t = ledger_tables.transfers
+        p = ledger_tables.pending_transfers
         r = t.alias("r")
         resolvers = (
             select(
@@ -1150,11 +1165,11 @@ class _Audit:
         first): the ledger moves it only with a stored record (ledger/model.py). Behind, the
         next record could repeat a timestamp; ahead, every later record would carry a time
         in the future (or, near 2^63, none could be written at all)."""
-        last = self._single("ledger_clock", tables.ledger_clock, "last_timestamp")
+        last = self._single("ledger_clock", ledger_tables.ledger_clock, "last_timestamp")
         if last is None:
             return
         newest = self.max_record_timestamp
-        for table in (tables.accounts, tables.transfers):
+        for table in (ledger_tables.accounts, ledger_tables.transfers):
             value = self.conn.execute(select(func.max(table.c.timestamp))).scalar_one()
             if value is not None:
                 newest = max(newest, int(value))
@@ -1221,144 +1236,3 @@ def _differences(stored: bytes, logged: bytes) -> str:
     if not names:
         return "the encodings differ"
     return "; ".join(f"{k}: {row.get(k)!r} in the row, {log.get(k)!r} in the log" for k in names)
-
-
-# The identity capability's records (residents, enrolments, devices, keys, access records).
-for _type, (_table, _encode) in identity.RECORD_ENCODERS.items():
-    register_record_type(_type, _table, _encode)
-
-# The energy capability's records (tariffs, meter readings, credited intervals), and the
-# devices marked for the sweep, derived from the readings and chains.
-for _type, (_table, _encode) in energy.RECORD_ENCODERS.items():
-    register_record_type(_type, _table, _encode)
-DERIVED_CHECKS.append(energy.derived_problems)
-
-# The community capability's records (share events, distributions, payouts) and the holdings
-# derived from the share events.
-for _type, (_table, _encode) in community.RECORD_ENCODERS.items():
-    register_record_type(_type, _table, _encode)
-DERIVED_CHECKS.append(community.derived_problems)
-
-# The billing capability's records (price lists, provider choices, bills, billing runs).
-for _type, (_table, _encode) in billing.RECORD_ENCODERS.items():
-    register_record_type(_type, _table, _encode)
-DERIVED_CHECKS.append(billing.derived_problems)
-
-def planned_reading_problems(
-    uow: AbstractUnitOfWork, *, limit: int = 100
-) -> list[tuple[str, int | str | None, str]]:
-    """Each sample the OCPP central system planned (`charging_chain_seqs`) whose reading was
-    stored says what that reading says (time and registers): else a resent sample would be
-    mapped to another reading, and credited twice. A planned row with no stored reading (the
-    process died before storing it; the sweep bridges the gap) has nothing to be checked by."""
-    p = tables.charging_chain_seqs
-    r = tables.meter_readings
-    planned = (p.c.ts, p.c.import_wh, p.c.export_wh)
-    stored = (r.c.ts, r.c.import_wh, r.c.export_wh)
-    rows = uow.ledger.conn.execute(
-        select(p.c.chain_id, p.c.seq, *planned, *stored)
-        .join(r, and_(r.c.device_id == p.c.chain_id, r.c.seq == p.c.seq))
-        .where(or_(*(a != b for a, b in zip(planned, stored, strict=True))))
-        .order_by(p.c.chain_id, p.c.seq)
-        .limit(limit)
-    ).all()
-    return [
-        (
-            "charging_chain_seqs",
-            f"{chain}/{seq}",
-            f"charging_chain_seqs {chain}/{seq}: planned as (ts, import, export) "
-            f"{(ts, imp, exp)} but the reading stored for it says {(rts, rimp, rexp)}",
-        )
-        for chain, seq, ts, imp, exp, rts, rimp, rexp in rows
-    ]
-
-
-def planned_chain_problems(
-    uow: AbstractUnitOfWork, *, limit: int = 100
-) -> list[tuple[str, int | str | None, str]]:
-    """The plan of each session's chain is what `plan_readings` gives out and nothing else,
-    so a planned row moved to another chain or seq, or removed, shows even where no reading
-    was stored for it (the process died first): each planned chain is a charging session's;
-    its seqs run without a gap from its first, which is 0 or follows the chain's newest
-    reading from before plans were recorded (revision 0012); its times rise with its seqs;
-    and every reading of the chain from its first planned seq on was planned.
-
-    Not covered: the registers (and a time moved within its neighbours') of a planned row
-    that has no stored reading; a resend of that sample would be stored with them."""
-    p = tables.charging_chain_seqs
-    r = tables.meter_readings
-    sessions = tables.charging_sessions
-    conn = uow.ledger.conn
-    out: list[tuple[str, int | str | None, str]] = []
-
-    def add(key: str, message: str) -> None:
-        out.append(("charging_chain_seqs", key, f"charging_chain_seqs {key}: {message}"))
-
-    for (chain,) in conn.execute(
-        select(p.c.chain_id)
-        .distinct()
-        .where(~select(sessions.c.id).where(sessions.c.chain_id == p.c.chain_id).exists())
-        .order_by(p.c.chain_id)
-        .limit(limit)
-    ):
-        add(chain, "planned for a chain that is no charging session's")
-    first = select(
-        p.c.chain_id,
-        func.min(p.c.seq).label("first"),
-        func.max(p.c.seq).label("last"),
-        func.count().label("n"),
-    ).group_by(p.c.chain_id)
-    runs = first.subquery()
-    before = r.alias("before")
-    for chain, low, high, n in conn.execute(
-        select(runs.c.chain_id, runs.c.first, runs.c.last, runs.c.n)
-        .where(
-            or_(
-                runs.c.last - runs.c.first + 1 != runs.c.n,
-                runs.c.first < 0,
-                and_(
-                    runs.c.first > 0,
-                    ~select(before.c.id)
-                    .where(before.c.device_id == runs.c.chain_id, before.c.seq == runs.c.first - 1)
-                    .exists(),
-                ),
-            )
-        )
-        .order_by(runs.c.chain_id)
-        .limit(limit)
-    ):
-        if high - low + 1 != n:
-            add(chain, f"{n} seqs planned from {low} to {high}: the plan has a gap")
-        else:
-            add(chain, f"the plan starts at seq {low}, which follows no stored reading")
-    later = p.alias("later")
-    for chain, seq, ts, next_ts in conn.execute(
-        select(p.c.chain_id, p.c.seq, p.c.ts, later.c.ts)
-        .join(later, and_(later.c.chain_id == p.c.chain_id, later.c.seq == p.c.seq + 1))
-        .where(later.c.ts <= p.c.ts)
-        .order_by(p.c.chain_id, p.c.seq)
-        .limit(limit)
-    ):
-        add(f"{chain}/{seq + 1}", f"planned at {next_ts}, not after seq {seq} ({ts})")
-    for chain, seq in conn.execute(
-        select(r.c.device_id, r.c.seq)
-        .join(runs, and_(runs.c.chain_id == r.c.device_id, r.c.seq >= runs.c.first))
-        .where(
-            ~select(p.c.seq)
-            .where(p.c.chain_id == r.c.device_id, p.c.seq == r.c.seq)
-            .exists()
-        )
-        .order_by(r.c.device_id, r.c.seq)
-        .limit(limit)
-    ):
-        add(f"{chain}/{seq}", "a reading of the chain was stored for it, but it is not planned")
-    return out[:limit]
-
-
-# The charging capability's records (charger passwords set, id tokens, sessions and stops),
-# and the samples it planned, checked against the readings stored for them and the plan's
-# own shape.
-for _type, (_table, _encode) in charging.RECORD_ENCODERS.items():
-    register_record_type(_type, _table, _encode)
-DERIVED_CHECKS.append(planned_reading_problems)
-DERIVED_CHECKS.append(planned_chain_problems)

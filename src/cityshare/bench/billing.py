@@ -26,16 +26,19 @@ from sqlalchemy import select
 
 from cityshare.bench.ingest import INTERVAL, START, _setup, make_readings
 from cityshare.bench.ledger import machine
+from cityshare.billing import commands as billing_commands
 from cityshare.billing import handlers as billing
 from cityshare.billing.repo import ChoiceRow
-from cityshare.bootstrap import Platform, bootstrap
+from cityshare.billing.tables import provider_choices
+from cityshare.bootstrap import Platform, bootstrap, unit_of_work
+from cityshare.energy import commands as energy_commands
+from cityshare.identity import commands as identity_commands
 from cityshare.identity.residents import wallet_account_id
-from cityshare.kernel import commands
+from cityshare.identity.tables import residents
 from cityshare.kernel.clock import ManualClock
 from cityshare.kernel.db import is_sqlite
 from cityshare.kernel.settings import Settings
-from cityshare.kernel.tables import provider_choices, residents
-from cityshare.kernel.uow import SqlUnitOfWork
+from cityshare.ledger import commands as ledger_commands
 from cityshare.ledger import handlers as ledger_service
 from cityshare.ledger.model import Ledger, NewAccount, Transfer
 from cityshare.tlog import note
@@ -68,28 +71,30 @@ def run(
         try:
             bus = platform.bus
             setup_started = time.perf_counter()
-            utility = bus.handle(commands.CreateOrganisation("provider", "Bench Utility")).id
-            eaas = bus.handle(commands.CreateOrganisation("provider", "Bench EaaS")).id
+            utility = bus.handle(
+                identity_commands.CreateOrganisation("provider", "Bench Utility")
+            ).id
+            eaas = bus.handle(identity_commands.CreateOrganisation("provider", "Bench EaaS")).id
             for org, prices in (
                 (utility, {"normal": 650, "solar": 480, "peak": 790}),
                 (eaas, {"normal": 600, "solar": 420, "peak": 760}),
             ):
-                bus.handle(commands.SetPriceList(org, {"prices": prices}, "bench"))
+                bus.handle(billing_commands.SetPriceList(org, {"prices": prices}, "bench"))
             keys = _setup(platform, residents, seed)
             resident_ids = _resident_ids(platform)
             _choose(platform, resident_ids[1::2], eaas)
             readings = [token for row in make_readings(keys, intervals, seed) for token in row]
             clock.advance(INTERVAL * (intervals + 1) + 3600)
             for start in range(0, len(readings), INGEST_BATCH):
-                bus.handle(commands.IngestReadings(readings[start : start + INGEST_BATCH]))
+                bus.handle(energy_commands.IngestReadings(readings[start : start + INGEST_BATCH]))
             _top_up(platform, [r for i, r in enumerate(resident_ids) if i % 10 != 9])
             setup_seconds = time.perf_counter() - setup_started
 
             started = time.perf_counter()
-            outcome: billing.BillingOutcome = bus.handle(commands.BillEnergy(batch=batch))
+            outcome: billing.BillingOutcome = bus.handle(billing_commands.BillEnergy(batch=batch))
             seconds = time.perf_counter() - started
             started = time.perf_counter()
-            rerun: billing.BillingOutcome = bus.handle(commands.BillEnergy(batch=batch))
+            rerun: billing.BillingOutcome = bus.handle(billing_commands.BillEnergy(batch=batch))
             rerun_seconds = time.perf_counter() - started
             report = ledger_service.check_invariants(platform.uow())
             with platform.uow() as uow:
@@ -135,7 +140,7 @@ def _resident_ids(platform: Platform) -> list[int]:
 
 def _choose(platform: Platform, resident_ids: list[int], provider: int) -> None:
     """These residents choose `provider`: the records `ChooseProvider` writes, in one commit."""
-    uow = SqlUnitOfWork(platform.engine, platform.clock, log_signer=platform.log_signer)
+    uow = unit_of_work(platform.engine, platform.clock, log_signer=platform.log_signer)
     with uow:
         uow.ledger.lock_ledger()
         now = platform.clock.now_ns()
@@ -153,7 +158,9 @@ def _choose(platform: Platform, resident_ids: list[int], provider: int) -> None:
 def _top_up(platform: Platform, resident_ids: list[int]) -> None:
     """A platform settlement account pays `TOP_UP` into each wallet (batches of 8190)."""
     platform.bus.handle(
-        commands.CreateAccounts([NewAccount(SETTLEMENT, Ledger.INR, 1, 0, "platform:settlement")])
+        ledger_commands.CreateAccounts(
+            [NewAccount(SETTLEMENT, Ledger.INR, 1, 0, "platform:settlement")]
+        )
     )
     transfers = [
         Transfer(SETTLEMENT * 100_000 + i, SETTLEMENT, wallet_account_id(rid, Ledger.INR), TOP_UP,
@@ -162,7 +169,7 @@ def _top_up(platform: Platform, resident_ids: list[int]) -> None:
     ]  # fmt: skip
     for start in range(0, len(transfers), 8190):
         outcome = platform.bus.handle(
-            commands.CreateTransfers(transfers[start : start + 8190], atomic=True)
+            ledger_commands.CreateTransfers(transfers[start : start + 8190], atomic=True)
         )
         if outcome.failed:
             raise RuntimeError(f"top-ups failed: {outcome.failed[:3]}")

@@ -28,18 +28,19 @@ from pydantic import SecretStr
 
 from cityshare.audit import verify as audit_service
 from cityshare.bench.ledger import machine
-from cityshare.bootstrap import Platform, bootstrap
+from cityshare.bootstrap import Platform, bootstrap, unit_of_work
+from cityshare.community import commands as community_commands
 from cityshare.community.handlers import Status
+from cityshare.identity import commands as identity_commands
 from cityshare.identity import handlers as identity
 from cityshare.identity.model import new_vid
 from cityshare.identity.repo import EnrolmentRow, ResidentRow
 from cityshare.identity.residents import wallet_account_id, wallet_accounts
-from cityshare.kernel import commands
+from cityshare.identity.tables import residents
 from cityshare.kernel.clock import ManualClock
 from cityshare.kernel.db import is_sqlite
 from cityshare.kernel.settings import Settings
-from cityshare.kernel.tables import residents
-from cityshare.kernel.uow import SqlUnitOfWork
+from cityshare.ledger import commands as ledger_commands
 from cityshare.ledger import handlers as ledger_service
 from cityshare.ledger.model import Ledger, NewAccount, Transfer
 from cityshare.tlog import note
@@ -64,7 +65,7 @@ def _residents(platform: Platform, n: int, rng: random.Random) -> list[str]:
     vids: list[str] = []
     for start in range(0, n, SETUP_CHUNK):
         count = min(SETUP_CHUNK, n - start)
-        uow = SqlUnitOfWork(platform.engine, platform.clock, log_signer=platform.log_signer)
+        uow = unit_of_work(platform.engine, platform.clock, log_signer=platform.log_signer)
         with uow:
             last = uow.ledger.lock_ledger()
             repo = uow.identity
@@ -90,13 +91,15 @@ def _residents(platform: Platform, n: int, rng: random.Random) -> list[str]:
 def _setup(platform: Platform, holders: int, seed: int) -> int:
     rng = random.Random(seed)
     vids = _residents(platform, holders, rng)
-    asset = platform.bus.handle(commands.CreateOrganisation("community", "Bench Solar Park")).id
-    grants = [commands.ShareGrant(vid, rng.randint(1, 100)) for vid in vids]
-    platform.bus.handle(commands.IssueShares(asset, grants, "bench"))
+    asset = platform.bus.handle(
+        identity_commands.CreateOrganisation("community", "Bench Solar Park")
+    ).id
+    grants = [community_commands.ShareGrant(vid, rng.randint(1, 100)) for vid in vids]
+    platform.bus.handle(community_commands.IssueShares(asset, grants, "bench"))
     funding = [NewAccount(1, Ledger.CREDIT, 1), NewAccount(2, Ledger.CARBON, 1)]
-    platform.bus.handle(commands.CreateAccounts(funding))
+    platform.bus.handle(ledger_commands.CreateAccounts(funding))
     outcome = platform.bus.handle(
-        commands.CreateTransfers(
+        ledger_commands.CreateTransfers(
             [
                 Transfer(1, 1, wallet_account_id(asset, Ledger.CREDIT), CREDIT_EARNED, 1),
                 Transfer(2, 2, wallet_account_id(asset, Ledger.CARBON), CARBON_EARNED, 3),
@@ -133,11 +136,15 @@ def run(
                 leaves_before = uow.log.size()
 
             started = time.perf_counter()
-            outcome = platform.bus.handle(commands.DistributeCommunityEarnings(asset, PERIOD_END))
+            outcome = platform.bus.handle(
+                community_commands.DistributeCommunityEarnings(asset, PERIOD_END)
+            )
             seconds = time.perf_counter() - started
 
             rerun_started = time.perf_counter()
-            again = platform.bus.handle(commands.DistributeCommunityEarnings(asset, PERIOD_END))
+            again = platform.bus.handle(
+                community_commands.DistributeCommunityEarnings(asset, PERIOD_END)
+            )
             rerun_seconds = time.perf_counter() - rerun_started
 
             with platform.uow() as uow:
@@ -153,7 +160,7 @@ def run(
             if audit:
                 audit_started = time.perf_counter()
                 report = audit_service.verify(
-                    SqlUnitOfWork(platform.engine, write=False), signer.verifier
+                    unit_of_work(platform.engine, write=False), signer.verifier
                 )
                 audit_result = {
                     "ok": report.ok,

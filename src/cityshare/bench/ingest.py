@@ -49,19 +49,18 @@ from pydantic import SecretStr
 
 from cityshare.audit import verify as audit_service
 from cityshare.bench.ledger import machine
-from cityshare.bootstrap import Platform, bootstrap
+from cityshare.bootstrap import Platform, bootstrap, unit_of_work
+from cityshare.energy import commands
 from cityshare.energy import handlers as energy
 from cityshare.energy.readings import parse, signature_valid
 from cityshare.identity import handlers as identity
 from cityshare.identity.model import new_vid
 from cityshare.identity.repo import DeviceKeyRow, DeviceRow, EnrolmentRow, ResidentRow
 from cityshare.identity.residents import wallet_accounts
-from cityshare.kernel import commands
+from cityshare.identity.tables import device_keys, residents
 from cityshare.kernel.clock import ManualClock
 from cityshare.kernel.db import is_sqlite
 from cityshare.kernel.settings import Settings
-from cityshare.kernel.tables import device_keys, residents
-from cityshare.kernel.uow import SqlUnitOfWork
 from cityshare.ledger import handlers as ledger_service
 from cityshare.tlog import note
 
@@ -136,7 +135,7 @@ def _setup(platform: Platform, devices: int, seed: int) -> list[tuple[str, Signi
     keys: list[tuple[str, SigningKey]] = []
     for start in range(0, devices, SETUP_CHUNK):
         count = min(SETUP_CHUNK, devices - start)
-        uow = SqlUnitOfWork(platform.engine, platform.clock, log_signer=platform.log_signer)
+        uow = unit_of_work(platform.engine, platform.clock, log_signer=platform.log_signer)
         with uow:
             last = uow.ledger.lock_ledger()
             repo = uow.identity
@@ -267,7 +266,7 @@ def run(
             if audit:
                 started = time.perf_counter()
                 report = audit_service.verify(
-                    SqlUnitOfWork(platform.engine, write=False), signer.verifier
+                    unit_of_work(platform.engine, write=False), signer.verifier
                 )
                 found = report.as_dict()
                 result["audit"] = {
@@ -432,7 +431,7 @@ def _pipelined(
     while (item := checked.get()) is not None:
         n, result = item
         started = time.perf_counter()
-        uow = SqlUnitOfWork(platform.engine, platform.clock, log_signer=platform.log_signer)
+        uow = unit_of_work(platform.engine, platform.clock, log_signer=platform.log_signer)
         outcome = energy.ingest_checked(uow, n, result, source="http", tariff=platform.tariff)
         write_seconds += time.perf_counter() - started
         stored += outcome.stored

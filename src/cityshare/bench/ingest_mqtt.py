@@ -34,8 +34,7 @@ from sqlalchemy import func, select
 from cityshare.bench.ingest import INTERVAL, START, Progress, _setup, make_readings
 from cityshare.bench.ledger import machine
 from cityshare.bootstrap import Platform, bootstrap
-from cityshare.energy import mqtt
-from cityshare.kernel import tables
+from cityshare.energy import mqtt, tables
 from cityshare.kernel.clock import ManualClock
 from cityshare.kernel.db import is_sqlite
 from cityshare.kernel.settings import Settings

@@ -24,8 +24,8 @@ from typing import Any
 from sqlalchemy import Engine
 
 from cityshare.bootstrap import Platform, bootstrap
-from cityshare.kernel import commands
 from cityshare.kernel.db import is_sqlite
+from cityshare.ledger import commands
 from cityshare.ledger import handlers as ledger_service
 from cityshare.ledger.model import AccountFlags, Ledger, NewAccount, Transfer, TransferRecord
 from cityshare.ledger.repo import TRANSFER_COLUMNS

@@ -25,8 +25,9 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from cityshare import migrate
 from cityshare.bench.ledger import machine
-from cityshare.kernel import migrate
+from cityshare.bootstrap import unit_of_work
 from cityshare.kernel.clock import SystemClock
 from cityshare.kernel.db import is_sqlite, make_engine
 from cityshare.kernel.uow import SqlUnitOfWork
@@ -105,7 +106,7 @@ def _append(
     for first, count in _batches(n, batch):
         work = synthetic_entries(first, count)
         start = time.perf_counter()
-        uow = SqlUnitOfWork(engine, clock, log_signer=signer)
+        uow = unit_of_work(engine, clock, log_signer=signer)
         with uow:
             uow.ledger.lock_ledger()  # as every ledger writer does before it appends
             uow.log.append(work)
@@ -188,7 +189,7 @@ def _raw_postgres(engine: Engine, n: int, batch: int, progress: Progress | None)
 
 def _trusted_root(engine: Engine, signer: note.Signer, n: int) -> bytes:
     """The root of the last checkpoint, once its signature checks out."""
-    view = audit_log.latest_checkpoint(SqlUnitOfWork(engine, write=False), signer)
+    view = audit_log.latest_checkpoint(unit_of_work(engine, write=False), signer)
     checkpoint = note.Checkpoint.parse(note.open_note(view.note, signer.verifier).text)
     if checkpoint.size != n:
         raise RuntimeError(f"the last checkpoint is of size {checkpoint.size}, not {n}")
@@ -203,7 +204,7 @@ def _proofs(
     sizes = [rng.randrange(1, n + 1) for _ in range(count)]
 
     def read() -> SqlUnitOfWork:
-        return SqlUnitOfWork(engine, write=False)
+        return unit_of_work(engine, write=False)
 
     inclusion: list[list[bytes]] = []
     inclusion_seconds: list[float] = []
@@ -268,14 +269,14 @@ def run(
     engine = make_engine(database_url)
     try:
         migrate.upgrade(engine)
-        with SqlUnitOfWork(engine, write=False) as uow:
+        with unit_of_work(engine, write=False) as uow:
             if uow.log.size() != 0:
                 raise ValueError("the log benchmark needs a database whose audit log is empty")
         signer = note.Signer.generate("bench.cityshare.local/log")
         sqlite_backend = is_sqlite(engine)
 
         seconds = _append(engine, signer, leaves, batch, progress)
-        with SqlUnitOfWork(engine, write=False) as uow:
+        with unit_of_work(engine, write=False) as uow:
             checkpoints = len(uow.log.checkpoints())
         measured = _proofs(engine, signer, leaves, proofs, seed, progress)
         bytes_per_leaf = _bytes_per_leaf(engine, leaves)

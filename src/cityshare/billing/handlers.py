@@ -56,6 +56,7 @@ from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii as json_string
 from typing import Any
 
+from cityshare.billing import commands
 from cityshare.billing.model import (
     NORMAL,
     BillingError,
@@ -71,12 +72,11 @@ from cityshare.billing.model import (
     window_price,
 )
 from cityshare.billing.repo import BillRow, ChoiceRow, Due, PriceListRow, RunRow, TopUpRow
+from cityshare.billing.tables import billing_runs, price_lists, provider_choices, top_ups
 from cityshare.energy.model import OK, Tariff
 from cityshare.identity.organisations import OrgKind, is_organisation
 from cityshare.identity.repo import OrganisationRow
 from cityshare.identity.residents import WALLET_BASE, wallet_account_id
-from cityshare.kernel import commands
-from cityshare.kernel.tables import billing_runs, price_lists, provider_choices, top_ups
 from cityshare.kernel.uow import AbstractUnitOfWork
 from cityshare.ledger.handlers import open_accounts, post_transfers
 from cityshare.ledger.ids import (

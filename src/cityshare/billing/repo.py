@@ -15,18 +15,18 @@ from typing import Any
 
 from sqlalchemy import Table, and_, case, func, or_, select
 
-from cityshare.kernel.driver import DriverRepository
-from cityshare.kernel.tables import (
+from cityshare.billing.tables import (
     billing_runs,
     energy_arrears,
     energy_bills,
-    meter_intervals,
     price_lists,
     provider_choices,
     top_ups,
-    transfers,
 )
+from cityshare.energy.tables import meter_intervals
+from cityshare.kernel.driver import DriverRepository
 from cityshare.ledger.model import TransferFlags
+from cityshare.ledger.tables import transfers
 
 BILL_COLUMNS = (
     "id, resident_id, provider_id, price_list_id, tod, start_ts, import_wh, paise_per_kwh, "

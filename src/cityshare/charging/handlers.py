@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cityshare.charging import commands
 from cityshare.charging.model import (
     ChargingError,
     OcppVersion,
@@ -44,7 +45,6 @@ from cityshare.charging.repo import ChainTotals, ChargerSecretRow, IdTokenRow, S
 from cityshare.identity.devices import DeviceKind, counterparty_pseudonym
 from cityshare.identity.organisations import OrgKind, is_organisation
 from cityshare.identity.repo import DeviceRow
-from cityshare.kernel import commands
 from cityshare.kernel.uow import AbstractUnitOfWork
 from cityshare.ledger.model import MAX_INT
 from cityshare.tlog import entries

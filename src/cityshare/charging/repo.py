@@ -13,17 +13,17 @@ from typing import Any
 from sqlalchemy import Column, Connection, func, select
 
 from cityshare.charging.model import Planned
-from cityshare.kernel import seals
-from cityshare.kernel.seal import Sealer
-from cityshare.kernel.tables import (
+from cityshare.charging.tables import (
     charger_secrets,
     charging_chain_seqs,
     charging_session_stops,
     charging_sessions,
-    meter_intervals,
     vehicle_id_token_removals,
     vehicle_id_tokens,
 )
+from cityshare.energy.tables import meter_intervals
+from cityshare.kernel import seals
+from cityshare.kernel.seal import Sealer
 
 
 @dataclass(frozen=True, slots=True)

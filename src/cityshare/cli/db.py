@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import typer
 
+from cityshare import migrate
 from cityshare.bootstrap import seal_key
 from cityshare.cli.common import DB_OPTION, console, settings_with
-from cityshare.kernel import migrate
 from cityshare.kernel.db import make_engine
 
 app = typer.Typer(help="Manage the database schema (Alembic migrations).", no_args_is_help=True)

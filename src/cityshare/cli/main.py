@@ -10,17 +10,10 @@ from pydantic import SecretStr
 from cityshare import __version__
 from cityshare.audit import cli as audit
 from cityshare.bench import cli as bench
-from cityshare.charging import cli as ocpp
+from cityshare.capabilities import CAPABILITIES
 from cityshare.cli import db
 from cityshare.cli.common import DB_OPTION, console, settings_with
-from cityshare.community import cli as community
-from cityshare.energy import cli as energy
-from cityshare.energy import device_cli as device
-from cityshare.energy import mqtt_cli as ingest
-from cityshare.identity import org_cli as org
-from cityshare.identity import token_cli as token
 from cityshare.issuer import cli as issuer
-from cityshare.ledger import cli as ledger
 from cityshare.twin import cli as twin
 
 app = typer.Typer(
@@ -32,19 +25,14 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 app.add_typer(db.app, name="db")
-app.add_typer(ledger.app, name="ledger")
-app.add_typer(bench.app, name="bench")
-app.add_typer(issuer.app, name="issuer")
-app.add_typer(token.app, name="token")
-app.add_typer(org.app, name="org")
-app.add_typer(community.app, name="community")
-app.add_typer(device.app, name="device")
-app.add_typer(twin.app, name="twin")
+for capability in CAPABILITIES:
+    for name, group in capability.cli():
+        app.add_typer(group, name=name)
+# Programs beside the platform: its auditors' tools, the reference issuer, the benchmarks.
 app.add_typer(audit.app, name="audit")
-app.add_typer(ingest.app, name="ingest")
-app.add_typer(ocpp.app, name="ocpp")
-app.add_typer(energy.app, name="energy")
-
+app.add_typer(twin.app, name="twin")
+app.add_typer(issuer.app, name="issuer")
+app.add_typer(bench.app, name="bench")
 
 def _version(value: bool) -> None:
     if value:

@@ -14,9 +14,9 @@ from cityshare.cli.common import (
     open_platform,
     print_json,
 )
+from cityshare.community import commands
 from cityshare.community import handlers as community
 from cityshare.community.handlers import CommunityError, Status
-from cityshare.kernel import commands
 
 app = typer.Typer(
     help="Community assets: shared solar arrays and batteries owned by residents' shares.",

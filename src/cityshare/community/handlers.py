@@ -43,6 +43,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cityshare.community import commands
 from cityshare.community.model import (
     MAX_TOTAL_SHARES,
     NANOSECONDS,
@@ -57,7 +58,6 @@ from cityshare.identity.model import is_valid_vid
 from cityshare.identity.organisations import OrgKind, is_organisation
 from cityshare.identity.repo import OrganisationRow
 from cityshare.identity.residents import wallet_account_id
-from cityshare.kernel import commands
 from cityshare.kernel.uow import AbstractUnitOfWork
 from cityshare.ledger.handlers import post_transfers
 from cityshare.ledger.ids import COMMUNITY_TRANSFERS

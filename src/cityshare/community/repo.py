@@ -12,13 +12,13 @@ from typing import Any
 
 from sqlalchemy import and_, case, func, literal, select, union_all
 
-from cityshare.kernel.driver import DriverRepository
-from cityshare.kernel.tables import (
+from cityshare.community.tables import (
     community_distributions,
     community_payouts,
     share_events,
     share_holdings,
 )
+from cityshare.kernel.driver import DriverRepository
 
 ISSUE = "issue"
 TRANSFER = "transfer"

@@ -9,12 +9,12 @@ from fastapi import APIRouter, Body, Query
 
 from cityshare.api.deps import PlatformDep, ResidentDep, StaffDep
 from cityshare.api.errors import ApiError
+from cityshare.energy import commands
 from cityshare.energy import handlers as energy
 from cityshare.energy.schemas import EnergyOut, ReadingsOut, ReviewOut
 from cityshare.identity.access import ReadRefused
 from cityshare.identity.access_api import read_refused
 from cityshare.identity.policy import Purpose
-from cityshare.kernel import commands
 from cityshare.ledger.schemas import error_responses
 
 log = logging.getLogger(__name__)

@@ -14,6 +14,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from cityshare.billing import commands as billing_commands
 from cityshare.billing.model import BillingError
 from cityshare.billing.schemas import statement_json
 from cityshare.cli.common import (
@@ -28,9 +29,9 @@ from cityshare.cli.common import (
     refused_read,
     shell_reader,
 )
+from cityshare.energy import commands as energy_commands
 from cityshare.identity.access import ReadRefused
 from cityshare.identity.policy import Purpose
-from cityshare.kernel import commands
 
 app = typer.Typer(
     help="Energy: bill imported energy from residents' INR wallets, print statements, and "
@@ -56,7 +57,7 @@ def bill(
     platform = open_platform(database_url)
     try:
         outcome = platform.bus.handle(
-            commands.BillEnergy(None if up_to is None else up_to * 1_000_000_000, batch)
+            billing_commands.BillEnergy(None if up_to is None else up_to * 1_000_000_000, batch)
         )
     except BillingError as exc:
         err_console.print(f"[red]error:[/] {exc}")
@@ -97,7 +98,7 @@ def sweep(
     next reading would have made it. `serve` does this every CITYSHARE_READING_SWEEP_SECONDS."""
     platform = open_platform(database_url)
     try:
-        outcome = platform.bus.handle(commands.SweepWaitingReadings(limit))
+        outcome = platform.bus.handle(energy_commands.SweepWaitingReadings(limit))
     finally:
         platform.close()
     credited = outcome.credited

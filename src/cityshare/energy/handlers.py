@@ -56,6 +56,7 @@ from json.encoder import encode_basestring_ascii as json_string
 from typing import Any, cast
 
 from cityshare.charging.model import CHAIN_KIND, chain_registered_at
+from cityshare.energy import commands, events
 from cityshare.energy.model import (
     BASELINE,
     METERED_KINDS,
@@ -80,7 +81,6 @@ from cityshare.energy.repo import (
     TariffRow,
 )
 from cityshare.identity.residents import wallet_account_id
-from cityshare.kernel import commands, events
 from cityshare.kernel.uow import AbstractUnitOfWork
 from cityshare.ledger.handlers import open_accounts, post_transfers
 from cityshare.ledger.ids import (

@@ -73,9 +73,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from sqlalchemy import exc as sa_exc
 
+from cityshare.energy import commands
 from cityshare.energy.handlers import EnergyError, IngestOutcome
 from cityshare.energy.readings import MAX_BYTES, ReadingError, parse
-from cityshare.kernel import commands
 from cityshare.kernel.uow import ConflictError
 
 log = logging.getLogger(__name__)

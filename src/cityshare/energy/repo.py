@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select
 
 from cityshare.energy.model import ChainState, Reading
+from cityshare.energy.tables import meter_intervals, meter_readings, meter_waiting, tariffs
 from cityshare.kernel.driver import DriverRepository
-from cityshare.kernel.tables import meter_intervals, meter_readings, meter_waiting, tariffs
 
 READING_COLUMNS = "id, device_id, seq, ts, import_wh, export_wh, received_at, source, jws"
 INTERVAL_COLUMNS = (

@@ -27,6 +27,7 @@ from cityshare.billing.model import BillingError, month_of
 from cityshare.community import handlers as community
 from cityshare.energy import handlers as energy
 from cityshare.energy.model import Tariff
+from cityshare.identity import commands
 from cityshare.identity import handlers as identity
 from cityshare.identity.organisations import is_organisation
 from cityshare.identity.policy import (
@@ -44,7 +45,6 @@ from cityshare.identity.policy import (
 )
 from cityshare.identity.residents import resident_of
 from cityshare.identity.tokens import Principal
-from cityshare.kernel import commands
 from cityshare.kernel.bus import MessageBus
 from cityshare.kernel.uow import AbstractUnitOfWork
 from cityshare.ledger import handlers as ledger_service

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Path, Query, Response
 from cityshare.api.deps import AdminDep, CounterpartyDep, PlatformDep, ResidentDep, StaffDep
 from cityshare.api.errors import ApiError, refused
 from cityshare.api.idempotency import Idempotency, IdempotencyDep, idempotent_responses
+from cityshare.identity import commands as identity_commands
 from cityshare.identity import device_proof
 from cityshare.identity import handlers as identity
 from cityshare.identity.access import ReadRefused
@@ -40,7 +41,7 @@ from cityshare.identity.schemas import (
     VehiclePresentationIn,
 )
 from cityshare.identity.tokens import Principal
-from cityshare.kernel import commands
+from cityshare.kernel import messages as kernel_messages
 from cityshare.kernel.uow import AbstractUnitOfWork
 from cityshare.ledger.schemas import error_responses
 
@@ -61,7 +62,9 @@ IDENTITY_STATUSES = dict.fromkeys(
 
 
 def changed_device(
-    platform: PlatformDep, command: Callable[[], commands.Command], device_id: str | None = None
+    platform: PlatformDep,
+    command: Callable[[], kernel_messages.Command],
+    device_id: str | None = None,
 ) -> DeviceOut:
     """Run a device command (register, rotate, revoke: built by `command`, which may refuse
     a malformed key) and answer with the device as it now is."""
@@ -74,7 +77,7 @@ def changed_device(
 
 def registered_device(
     platform: PlatformDep,
-    command: Callable[[], commands.RegisterDevice],
+    command: Callable[[], identity_commands.RegisterDevice],
     idempotency: Idempotency,
     body: DeviceIn,
 ) -> DeviceOut | Response:
@@ -113,7 +116,7 @@ def _device_refusal(exc: DeviceError | IdentityError) -> ApiError:
 )
 def enrol(platform: PlatformDep, body: EnrolIn, response: Response) -> EnrolledOut:
     try:
-        enrolled = platform.bus.handle(commands.EnrolResident(body.assertion))
+        enrolled = platform.bus.handle(identity_commands.EnrolResident(body.assertion))
     except IdentityError as exc:
         raise refused(exc, IDENTITY_STATUSES) from exc
     principal = Principal(
@@ -226,7 +229,7 @@ def register_device(
     assert owner is not None
     return registered_device(
         platform,
-        lambda: commands.RegisterDevice(
+        lambda: identity_commands.RegisterDevice(
             owner, body.kind, parse_public_key(body.public_key), body.label
         ),
         idempotency,
@@ -247,7 +250,9 @@ def rotate_key(
     assert owner is not None
     return changed_device(
         platform,
-        lambda: commands.RotateDeviceKey(owner, device_id, parse_public_key(body.public_key)),
+        lambda: identity_commands.RotateDeviceKey(
+            owner, device_id, parse_public_key(body.public_key)
+        ),
         device_id,
     )
 
@@ -261,7 +266,9 @@ def rotate_key(
 def revoke_device(platform: PlatformDep, principal: ResidentDep, device_id: DeviceId) -> DeviceOut:
     owner = principal.resident_id
     assert owner is not None
-    return changed_device(platform, lambda: commands.RevokeDevice(owner, device_id), device_id)
+    return changed_device(
+        platform, lambda: identity_commands.RevokeDevice(owner, device_id), device_id
+    )
 
 
 @router.get(

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cityshare.identity import commands
 from cityshare.identity.assertion import AssertionInvalid, verify_assertion
 from cityshare.identity.devices import LABEL_RE as DEVICE_LABEL_RE
 from cityshare.identity.devices import DeviceKind, encode_public_key, new_device_id
@@ -26,8 +27,7 @@ from cityshare.identity.repo import (
     ResidentRow,
 )
 from cityshare.identity.residents import WALLET_LEDGERS, wallet_account_id, wallet_accounts
-from cityshare.kernel import commands
-from cityshare.kernel.tables import access_records, device_keys, enrolments, residents
+from cityshare.identity.tables import access_records, device_keys, enrolments, residents
 from cityshare.kernel.uow import AbstractUnitOfWork
 from cityshare.ledger.handlers import open_accounts
 from cityshare.ledger.model import AccountState, CreateAccountResult

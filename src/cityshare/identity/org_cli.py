@@ -21,13 +21,13 @@ from cityshare.cli.common import (
     open_platform,
     print_json,
 )
+from cityshare.identity import commands
 from cityshare.identity import handlers as identity
 from cityshare.identity.devices import DeviceError, DeviceKind, parse_public_key
 from cityshare.identity.handlers import IdentityError
 from cityshare.identity.organisations import MAX_PARTY_ID, ORG_ID_BASE, OrgKind
 from cityshare.identity.repo import OrganisationRow
 from cityshare.identity.schemas import DeviceOut
-from cityshare.kernel import commands
 
 app = typer.Typer(
     help="Organisations: operators (chargers, car parks, fleets), energy providers and "

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, Table, func, select
 
-from cityshare.kernel.tables import (
+from cityshare.identity.tables import (
     access_records,
     device_key_revocations,
     device_keys,

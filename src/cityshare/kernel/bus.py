@@ -11,8 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from cityshare.kernel.commands import Command
-from cityshare.kernel.events import Event
+from cityshare.kernel.messages import Command, Event
 from cityshare.kernel.uow import ConflictError, UnitOfWorkFactory
 
 log = logging.getLogger(__name__)

@@ -48,10 +48,11 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from cityshare.kernel import commands
+from cityshare.kernel import idempotency_commands as kernel_idempotency_commands
+from cityshare.kernel import messages as kernel_messages
 from cityshare.kernel.bus import MAX_ATTEMPTS, MessageBus
-from cityshare.kernel.events import Event
 from cityshare.kernel.idempotency_repo import IdempotencyRow
+from cityshare.kernel.messages import Event
 from cityshare.kernel.seals import BrokenSealError
 from cityshare.kernel.uow import AbstractUnitOfWork, ConflictError
 
@@ -125,7 +126,7 @@ def keyed_request(principal: str, key: str, method: str, path: str, body: Any) -
 def run(
     bus: MessageBus,
     request: KeyedRequest,
-    command: commands.Command,
+    command: kernel_messages.Command,
     respond: Respond,
     *,
     retention_seconds: int,
@@ -161,7 +162,7 @@ def _attempt(
     bus: MessageBus,
     handler: Callable[[Any, Any], Any],
     request: KeyedRequest,
-    command: commands.Command,
+    command: kernel_messages.Command,
     respond: Respond,
     retention_seconds: int,
 ) -> tuple[Answer, list[Event]]:
@@ -284,7 +285,10 @@ class JoinedUnitOfWork:
 
 
 def purge_expired(
-    cmd: commands.PurgeIdempotencyKeys, uow: AbstractUnitOfWork, *, retention_seconds: int
+    cmd: kernel_idempotency_commands.PurgeIdempotencyKeys,
+    uow: AbstractUnitOfWork,
+    *,
+    retention_seconds: int,
 ) -> int:
     """Forget keys stored more than `retention_seconds` ago (up to `cmd.limit` per
     transaction, until none is left); how many were forgotten."""

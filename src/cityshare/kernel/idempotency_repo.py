@@ -12,8 +12,8 @@ from sqlalchemy import Connection, delete, func, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cityshare.kernel import seals
+from cityshare.kernel.idempotency_tables import idempotency_keys
 from cityshare.kernel.seal import Sealer
-from cityshare.kernel.tables import idempotency_keys
 
 t = idempotency_keys
 

@@ -15,8 +15,9 @@ from typing import Any
 
 from sqlalchemy import Table
 
+from cityshare.charging.tables import charger_secrets
+from cityshare.kernel.idempotency_tables import idempotency_keys
 from cityshare.kernel.seal import Sealer
-from cityshare.kernel.tables import charger_secrets, idempotency_keys
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ everything back, so a handler that fails half way writes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
@@ -18,10 +18,11 @@ from cityshare.charging.repo import ChargingRepository
 from cityshare.community.repo import CommunityRepository
 from cityshare.energy.repo import EnergyRepository
 from cityshare.identity.repo import IdentityRepository
+from cityshare.kernel.capability import RepositoryFactory
 from cityshare.kernel.clock import Clock, SystemClock
 from cityshare.kernel.db import WRITE
-from cityshare.kernel.events import Event
 from cityshare.kernel.idempotency_repo import IdempotencyRepository
+from cityshare.kernel.messages import Event
 from cityshare.kernel.seal import Sealer
 from cityshare.ledger.repo import LedgerRepository
 from cityshare.tlog import note
@@ -66,16 +67,19 @@ _RETRYABLE_SQLSTATES = {"40001", "40P01"}
 
 
 class SqlUnitOfWork:
-    """A transaction on `engine`. A writer that appended to the audit log signs a checkpoint
-    of the new tree with `log_signer` inside the same transaction, as the last thing before
-    it commits: each commit is one "block" of the log, and its checkpoint cannot be missing.
-    `sealer` seals and checks the rows of sealed tables (kernel/seals.py) its repositories
-    write and read.
+    """A transaction on `engine`, with each capability's repository opened on it under its name
+    (`repositories`, from `kernel/capability.py`: `uow.ledger`, `uow.energy`, …).
+
+    A writer that appended to the audit log signs a checkpoint of the new tree with
+    `log_signer` inside the same transaction, as the last thing before it commits: each commit
+    is one "block" of the log, and its checkpoint cannot be missing. `sealer` seals and checks
+    the rows of sealed tables (kernel/seals.py) its repositories write and read.
     """
 
     def __init__(
         self,
         engine: Engine,
+        repositories: Mapping[str, RepositoryFactory],
         clock: Clock | None = None,
         *,
         write: bool = True,
@@ -83,6 +87,7 @@ class SqlUnitOfWork:
         sealer: Sealer | None = None,
     ) -> None:
         self.engine = engine
+        self.repositories = repositories
         self.clock = clock or SystemClock()
         self.write = write
         self.log_signer = log_signer
@@ -102,16 +107,17 @@ class SqlUnitOfWork:
             )
         conn.begin()
         self._conn = conn
-        self.ledger = LedgerRepository(conn)
-        self.log = LogRepository(conn)
-        self.identity = IdentityRepository(conn)
-        self.energy = EnergyRepository(conn)
-        self.billing = BillingRepository(conn)
-        self.community = CommunityRepository(conn)
-        self.charging = ChargingRepository(conn, self.sealer)
-        self.idempotency = IdempotencyRepository(conn, self.sealer)
+        for name, open_repository in self.repositories.items():
+            setattr(self, name, open_repository(conn, self.sealer))
         self._events = []
         return self
+
+    if TYPE_CHECKING:
+        # The repositories are attributes set from the registrations; each capability's
+        # handlers see them typed through their own unit-of-work protocol.
+        log: LogRepository
+
+        def __getattr__(self, name: str) -> Any: ...
 
     def __exit__(
         self,

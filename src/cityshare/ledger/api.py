@@ -11,7 +11,7 @@ from cityshare.api.errors import ApiError
 from cityshare.identity.access import ReadRefused
 from cityshare.identity.access_api import read_refused
 from cityshare.identity.policy import Purpose
-from cityshare.kernel import commands
+from cityshare.ledger import commands
 from cityshare.ledger import handlers as ledger_service
 from cityshare.ledger.model import MAX_INT, CreateAccountResult, Ledger
 from cityshare.ledger.schemas import (

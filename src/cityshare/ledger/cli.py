@@ -7,6 +7,7 @@ from dataclasses import asdict
 import typer
 from rich.table import Table
 
+from cityshare.billing import commands as billing_commands
 from cityshare.billing import handlers as billing
 from cityshare.billing.model import BillingError
 from cityshare.billing.schemas import TopUpOut
@@ -26,7 +27,7 @@ from cityshare.energy import handlers as energy
 from cityshare.identity import handlers as identity
 from cityshare.identity.access import ReadRefused
 from cityshare.identity.policy import Purpose
-from cityshare.kernel import commands
+from cityshare.ledger import commands as ledger_commands
 from cityshare.ledger import handlers as ledger_service
 from cityshare.ledger.model import MAX_INT, Ledger
 from cityshare.ledger.schemas import AccountOut, StatementOut
@@ -226,7 +227,7 @@ def top_up(
             raise typer.Exit(1)
         try:
             outcome = platform.bus.handle(
-                commands.TopUpWallet(resident_id, amount_paise, reference, "cli")
+                billing_commands.TopUpWallet(resident_id, amount_paise, reference, "cli")
             )
         except BillingError as exc:
             err_console.print(f"[red]error:[/] {exc} ({exc.code})")
@@ -252,7 +253,7 @@ def expire(database_url: str | None = DB_OPTION) -> None:
     platform = open_platform(database_url)
     try:
         total = 0
-        while n := platform.bus.handle(commands.ExpirePendingTransfers()):
+        while n := platform.bus.handle(ledger_commands.ExpirePendingTransfers()):
             total += n
     finally:
         platform.close()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from cityshare.kernel import commands, events
 from cityshare.kernel.uow import AbstractUnitOfWork
+from cityshare.ledger import commands, events
 from cityshare.ledger.ids import MAX_CLIENT_ID, NAMED_PLATFORM_ACCOUNTS, reserved_account_id
 from cityshare.ledger.model import (
     MAX_INT,

@@ -12,7 +12,6 @@ from collections.abc import Collection, Iterable, Sequence
 from sqlalchemy import func, literal, select, union_all
 
 from cityshare.kernel.driver import DriverRepository
-from cityshare.kernel.tables import accounts, ledger_clock, pending_transfers, transfers
 from cityshare.ledger.model import (
     AccountState,
     NewAccount,
@@ -22,6 +21,7 @@ from cityshare.ledger.model import (
     TransferFlags,
     TransferRecord,
 )
+from cityshare.ledger.tables import accounts, ledger_clock, pending_transfers, transfers
 
 ACCOUNT_COLUMNS = (
     "id, ledger, code, flags, owner, user_data, debits_pending, debits_posted, "

@@ -6,7 +6,7 @@ Idempotent: ids are fixed, so seeding twice changes nothing (the second run answ
 from __future__ import annotations
 
 from cityshare.bootstrap import Platform
-from cityshare.kernel import commands
+from cityshare.ledger import commands
 from cityshare.ledger.model import AccountFlags, Ledger, NewAccount, Transfer, TransferFlags
 
 WALLET = int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS)

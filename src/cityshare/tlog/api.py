@@ -22,9 +22,9 @@ from cityshare.api.deps import PlatformDep, PrincipalDep
 from cityshare.api.errors import ApiError
 from cityshare.identity.access import ReadRefused
 from cityshare.identity.access_api import read_refused
-from cityshare.kernel import commands
 from cityshare.ledger.model import MAX_INT
 from cityshare.ledger.schemas import error_responses, json_error_responses
+from cityshare.tlog import commands
 from cityshare.tlog import handlers as audit_log
 
 router = APIRouter(prefix="/api/v1/log", tags=["audit log"])

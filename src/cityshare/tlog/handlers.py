@@ -11,9 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cityshare.identity.residents import resident_of
-from cityshare.kernel import commands
 from cityshare.kernel.uow import AbstractUnitOfWork
-from cityshare.tlog import cosignature, merkle, note
+from cityshare.tlog import commands, cosignature, merkle, note
 from cityshare.tlog import entries as log_entries
 
 #: Most entries one request returns (a client pages with `start`).

@@ -40,8 +40,8 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Row, select
 
 from cityshare.kernel.driver import DriverRepository
-from cityshare.kernel.tables import log_checkpoints, log_cosignatures
 from cityshare.tlog import merkle
+from cityshare.tlog.tables import log_checkpoints, log_cosignatures
 
 LEVEL_SHIFT = 48
 #: `log_nodes` keeps the complete subtrees of this level and every level above it.

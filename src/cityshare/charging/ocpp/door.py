@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from cityshare.bootstrap import Platform
+from cityshare.charging import commands as charging_commands
 from cityshare.charging import handlers as charging
 from cityshare.charging.handlers import Charger
 from cityshare.charging.model import (
@@ -43,9 +44,9 @@ from cityshare.charging.model import (
     id_token_digest,
 )
 from cityshare.charging.repo import SessionRow
+from cityshare.energy import commands as energy_commands
 from cityshare.energy.handlers import IngestOutcome
 from cityshare.identity.devices import DEVICE_ID_RE
-from cityshare.kernel import commands
 
 log = logging.getLogger("cityshare.charging.ocpp")
 
@@ -135,7 +136,7 @@ class ChargingDoor:
     ) -> SessionRow:
         try:
             session: SessionRow = self.platform.bus.handle(
-                commands.StartChargingSession(
+                charging_commands.StartChargingSession(
                     charger.device_id,
                     version.value,
                     tx_key,
@@ -167,7 +168,7 @@ class ChargingDoor:
 
     def plan(
         self, charger: Charger, session: SessionRow, samples: Sequence[Sample], evidence: Evidence
-    ) -> list[commands.AttestedReading]:
+    ) -> list[energy_commands.AttestedReading]:
         """The first half of `meter_values`: the readings the samples stand for, planned and
         recorded (see the module docstring); none for a session that credits nobody."""
         if session.status != SessionStatus.ACCEPTED or session.owner_id is None or not samples:
@@ -175,7 +176,7 @@ class ChargingDoor:
         planned = self._plan(charger, session, samples)
         registered_at = chain_registered_at(session.started_ts)
         return [
-            commands.AttestedReading(
+            energy_commands.AttestedReading(
                 session.chain_id,
                 CHAIN_KIND,
                 session.owner_id,
@@ -190,14 +191,14 @@ class ChargingDoor:
         ]
 
     def ingest(
-        self, session: SessionRow, readings: Sequence[commands.AttestedReading]
+        self, session: SessionRow, readings: Sequence[energy_commands.AttestedReading]
     ) -> IngestOutcome | None:
         """The second half of `meter_values`: hand the planned readings to the energy
         capability (one already stored is a duplicate and changes nothing)."""
         if not readings:
             return None
         outcome: IngestOutcome = self.platform.bus.handle(
-            commands.IngestReadings(list(readings), source="ocpp")
+            energy_commands.IngestReadings(list(readings), source="ocpp")
         )
         odd = [r.result for r in outcome.results if r.result not in ("accepted", "duplicate")]
         if odd:
@@ -209,7 +210,7 @@ class ChargingDoor:
     ) -> list[Planned]:
         try:
             planned: list[Planned] = self.platform.bus.handle(
-                commands.PlanChargingReadings(
+                charging_commands.PlanChargingReadings(
                     charger.device_id, charger.operator_id, charger.secret_id, session.id,
                     list(samples),
                 )
@@ -225,7 +226,7 @@ class ChargingDoor:
         meter_stop_wh: int | None, reason: str | None,
     ) -> None:
         self.platform.bus.handle(
-            commands.StopChargingSession(
+            charging_commands.StopChargingSession(
                 charger.device_id, session.id, stopped_ts, meter_stop_wh, reason
             )
         )

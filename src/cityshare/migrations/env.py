@@ -1,9 +1,10 @@
-"""Alembic environment: runs on the connection handed over by `cityshare.kernel.migrate`."""
+"""Alembic environment: runs on the connection handed over by `cityshare.migrate`."""
 
 from __future__ import annotations
 
 from alembic import context
 
+import cityshare.capabilities  # noqa: F401  (every capability declares its tables on `metadata`)
 from cityshare.kernel.tables import metadata
 
 connection = context.config.attributes.get("connection")

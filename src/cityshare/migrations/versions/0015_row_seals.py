@@ -2,7 +2,7 @@
 password hashes and the stored replies to keyed writes (idempotency keys).
 
 The rows that exist when this runs are sealed as they stand, with the platform's seal key,
-which `cityshare.kernel.migrate.upgrade` hands over (`cityshare db upgrade` and `serve` do);
+which `cityshare.migrate.upgrade` hands over (`cityshare db upgrade` and `serve` do);
 a change made to one before the upgrade cannot be told afterwards. Without the key a database
 with rows to seal is not upgraded (an empty one needs none). No row is ever left unsealed, so
 `audit verify` and every use of a row treat a missing or wrong seal alike: the row is refused.

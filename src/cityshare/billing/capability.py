@@ -1,0 +1,42 @@
+"""Billing: price lists, provider choices, top-ups, pay-as-you-go bills of imported energy."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from cityshare.billing import commands, handlers
+from cityshare.billing.repo import BillingRepository
+from cityshare.kernel.capability import Capability, CommandHandler, Job, LoggedRecord
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
+
+def _handlers(platform: Any) -> Mapping[type, CommandHandler]:
+    return {
+        commands.SetPriceList: functools.partial(handlers.set_price_list, tariff=platform.tariff),
+        commands.ChooseProvider: handlers.choose_provider,
+        commands.TopUpWallet: handlers.top_up_wallet,
+        commands.BillEnergy: functools.partial(
+            handlers.bill_energy, default_provider_setting=platform.settings.default_provider
+        ),
+    }
+
+
+def _routers() -> Sequence[APIRouter]:
+    from cityshare.billing.api import router
+
+    return [router]
+
+
+CAPABILITY = Capability(
+    "billing",
+    repositories={"billing": lambda conn, _: BillingRepository(conn)},
+    handlers=_handlers,
+    records=[LoggedRecord(t, table, enc) for t, (table, enc) in handlers.RECORD_ENCODERS.items()],
+    checks=[handlers.derived_problems],
+    routers=_routers,
+    jobs=[Job("bill-energy", lambda s: s.billing_seconds, commands.BillEnergy)],
+)

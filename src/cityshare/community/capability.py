@@ -1,0 +1,60 @@
+"""Community assets: shares held by residents, and each period's earnings paid out to them."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from cityshare.community import commands, handlers
+from cityshare.community.repo import CommunityRepository
+from cityshare.kernel.capability import Capability, CommandHandler, Job, LoggedRecord
+
+if TYPE_CHECKING:
+    import typer
+    from fastapi import APIRouter
+
+
+def _handlers(platform: Any) -> Mapping[type, CommandHandler]:
+    zone, period = platform.tariff.zone, platform.settings.community_period
+    return {
+        commands.IssueShares: handlers.issue_shares,
+        commands.TransferShares: handlers.transfer_shares,
+        commands.DistributeCommunityEarnings: functools.partial(
+            handlers.distribute_earnings, zone=zone, period=period
+        ),
+        commands.SettleCommunityAssets: functools.partial(
+            handlers.settle, zone=zone, period=period
+        ),
+    }
+
+
+def _routers() -> Sequence[APIRouter]:
+    from cityshare.community.api import router
+
+    return [router]
+
+
+def _cli() -> Sequence[tuple[str, typer.Typer]]:
+    from cityshare.community.cli import app
+
+    return [("community", app)]
+
+
+CAPABILITY = Capability(
+    "community",
+    repositories={"community": lambda conn, _: CommunityRepository(conn)},
+    handlers=_handlers,
+    records=[LoggedRecord(t, table, enc) for t, (table, enc) in handlers.RECORD_ENCODERS.items()],
+    # The holdings derived from the share events.
+    checks=[handlers.derived_problems],
+    routers=_routers,
+    cli=_cli,
+    jobs=[
+        Job(
+            "settle-community",
+            lambda s: s.community_settle_seconds,
+            commands.SettleCommunityAssets,
+        )
+    ],
+)

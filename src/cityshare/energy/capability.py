@@ -1,0 +1,60 @@
+"""Energy: signed meter readings from every door, credited to residents' wallets."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from cityshare.energy import commands, handlers
+from cityshare.energy.repo import EnergyRepository
+from cityshare.kernel.capability import Capability, CommandHandler, Job, LoggedRecord
+
+if TYPE_CHECKING:
+    import typer
+    from fastapi import APIRouter
+
+
+def _handlers(platform: Any) -> Mapping[type, CommandHandler]:
+    return {
+        commands.IngestReadings: functools.partial(
+            handlers.ingest_readings, verifier=platform.reading_verifier, tariff=platform.tariff
+        ),
+        commands.SweepWaitingReadings: functools.partial(
+            handlers.sweep_waiting_readings, tariff=platform.tariff
+        ),
+    }
+
+
+def _routers() -> Sequence[APIRouter]:
+    from cityshare.energy.api import router
+
+    return [router]
+
+
+def _cli() -> Sequence[tuple[str, typer.Typer]]:
+    from cityshare.energy.cli import app as energy
+    from cityshare.energy.device_cli import app as device
+    from cityshare.energy.mqtt_cli import app as ingest
+
+    return [("device", device), ("ingest", ingest), ("energy", energy)]
+
+
+CAPABILITY = Capability(
+    "energy",
+    repositories={"energy": lambda conn, _: EnergyRepository(conn)},
+    handlers=_handlers,
+    records=[LoggedRecord(t, table, enc) for t, (table, enc) in handlers.RECORD_ENCODERS.items()],
+    # The devices marked for the sweep, derived from the readings and chains.
+    checks=[handlers.derived_problems],
+    routers=_routers,
+    cli=_cli,
+    jobs=[
+        # Meters gone silent after a lost reading send nothing that would bridge the gap.
+        Job(
+            "sweep-waiting-readings",
+            lambda s: s.reading_sweep_seconds,
+            commands.SweepWaitingReadings,
+        )
+    ],
+)

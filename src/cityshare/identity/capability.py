@@ -1,0 +1,54 @@
+"""Identity: residents, organisations, devices and their keys, credentials and the access log."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from cityshare.identity import commands, handlers
+from cityshare.identity.repo import IdentityRepository
+from cityshare.kernel import keys
+from cityshare.kernel.capability import Capability, CommandHandler, LoggedRecord
+
+if TYPE_CHECKING:
+    import typer
+    from fastapi import APIRouter
+
+
+def _handlers(platform: Any) -> Mapping[type, CommandHandler]:
+    issuers = keys.parse_verifiers(platform.settings.issuer_keys)
+    return {
+        commands.EnrolResident: functools.partial(
+            handlers.enrol_resident, issuers=issuers, sector=platform.settings.sector
+        ),
+        commands.CreateOrganisation: handlers.create_organisation,
+        commands.RegisterDevice: handlers.register_device,
+        commands.RevokeDevice: handlers.revoke_device,
+        commands.RotateDeviceKey: handlers.rotate_device_key,
+        commands.RecordAccess: handlers.record_access,
+    }
+
+
+def _routers() -> Sequence[APIRouter]:
+    from cityshare.identity.api import router
+    from cityshare.identity.organisations_api import router as organisations
+
+    return [router, organisations]
+
+
+def _cli() -> Sequence[tuple[str, typer.Typer]]:
+    from cityshare.identity.org_cli import app as org
+    from cityshare.identity.token_cli import app as token
+
+    return [("token", token), ("org", org)]
+
+
+CAPABILITY = Capability(
+    "identity",
+    repositories={"identity": lambda conn, _: IdentityRepository(conn)},
+    handlers=_handlers,
+    records=[LoggedRecord(t, table, enc) for t, (table, enc) in handlers.RECORD_ENCODERS.items()],
+    routers=_routers,
+    cli=_cli,
+)

@@ -1,0 +1,51 @@
+"""The ledger: accounts, transfers, holds (TigerBeetle's model), and its HTTP and CLI doors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from cityshare.kernel.capability import Capability, CommandHandler, Job
+from cityshare.ledger import commands, handlers
+from cityshare.ledger.repo import LedgerRepository
+
+if TYPE_CHECKING:
+    import typer
+    from fastapi import APIRouter
+
+
+def _handlers(_: Any) -> Mapping[type, CommandHandler]:
+    return {
+        commands.CreateAccounts: handlers.create_accounts,
+        commands.CreateTransfers: handlers.create_transfers,
+        commands.ExpirePendingTransfers: handlers.expire_pending_transfers,
+    }
+
+
+def _routers() -> Sequence[APIRouter]:
+    from cityshare.ledger.api import router
+
+    return [router]
+
+
+def _cli() -> Sequence[tuple[str, typer.Typer]]:
+    from cityshare.ledger.cli import app
+
+    return [("ledger", app)]
+
+
+CAPABILITY = Capability(
+    "ledger",
+    repositories={"ledger": lambda conn, _: LedgerRepository(conn)},
+    handlers=_handlers,
+    routers=_routers,
+    cli=_cli,
+    jobs=[
+        # Holds whose timeout passed are released by the clock, not by a client.
+        Job(
+            "expire-holds",
+            lambda s: s.expiry_sweep_seconds,
+            commands.ExpirePendingTransfers,
+        )
+    ],
+)
