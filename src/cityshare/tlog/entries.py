@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,6 +93,24 @@ def encode_record(record_type: str, fields: dict[str, Any]) -> bytes:
         raise EntryError("a record's fields may not use the key 'type'")
     body = {"type": record_type, **fields}
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class RecordCodec:
+    """How the rows of one table become JSON leaves: the record `type` and the `fields` logged
+    (column names), so that a capability writes a leaf from a row object (`of`) and `audit
+    verify` re-encodes a stored row (`of_mapping`) by one definition."""
+
+    type: str
+    fields: tuple[str, ...]
+
+    def of(self, row: Any) -> bytes:
+        """The leaf of a row object with these fields as attributes (a row dataclass)."""
+        return encode_record(self.type, {f: getattr(row, f) for f in self.fields})
+
+    def of_mapping(self, row: Mapping[str, Any]) -> bytes:
+        """The leaf of a stored row (column name -> value)."""
+        return encode_record(self.type, {f: row[f] for f in self.fields})
 
 
 def decode(data: bytes) -> Entry:
