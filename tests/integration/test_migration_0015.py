@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, inspect, text
 
-from cityshare.kernel import migrate, seals
+from cityshare import migrate
+from cityshare.kernel import seals
 from cityshare.kernel.db import make_engine
 from cityshare.kernel.seal import Sealer
 
