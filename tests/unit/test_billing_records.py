@@ -92,3 +92,16 @@ def test_every_table_is_logged_by_one_codec() -> None:
         "id", "resident_id", "provider_id", "price_list_id", "tod", "start_ts", "import_wh",
         "paise_per_kwh", "amount", "carry", "run_id", "at",
     )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("codec", "row_type"),
+    [
+        (records.PRICE_LIST, PriceListRow),
+        (records.PROVIDER_CHOICE, ChoiceRow),
+        (records.BILLING_RUN, RunRow),
+        (records.TOP_UP, TopUpRow),
+    ],
+)
+def test_a_row_type_has_its_tables_columns_in_order(codec: RecordCodec, row_type: type) -> None:
+    assert tuple(f.name for f in dataclasses.fields(row_type)) == codec.fields

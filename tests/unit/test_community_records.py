@@ -59,3 +59,15 @@ def test_every_table_is_logged_by_one_codec() -> None:
         ("community_distribution", "community_distributions"),
         ("community_payout", "community_payouts"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("codec", "row_type"),
+    [
+        (records.SHARE_EVENT, ShareEventRow),
+        (records.DISTRIBUTION, DistributionRow),
+        (records.PAYOUT, PayoutRow),
+    ],
+)
+def test_a_row_type_has_its_tables_columns_in_order(codec: RecordCodec, row_type: type) -> None:
+    assert tuple(f.name for f in dataclasses.fields(row_type)) == codec.fields
