@@ -151,7 +151,7 @@ def test_a_settlement_account_a_client_opened_first_refuses_top_ups_with_a_503_a
         uow.commit()
         before = uow.log.size()
 
-    with caplog.at_level(logging.ERROR, logger="cityshare.billing.handlers"):
+    with caplog.at_level(logging.ERROR, logger="cityshare.billing.top_ups"):
         r = client.post(f"/api/v1/residents/{vid}/top-ups", json={"amount": 1, "reference": "R1"})
 
     assert r.status_code == 503, r.text

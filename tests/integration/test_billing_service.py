@@ -15,8 +15,10 @@ from sqlalchemy import func, select
 from cityshare.audit import verify as audit
 from cityshare.billing import commands as billing_commands
 from cityshare.billing import handlers as billing
-from cityshare.billing.model import BillingError, month_of
+from cityshare.billing import queries as billing_queries
+from cityshare.billing.model import BillingError, month_of, payment_transfer_id
 from cityshare.billing.tables import energy_bills
+from cityshare.billing.top_ups import top_up_transfer_id
 from cityshare.bootstrap import Platform, unit_of_work
 from cityshare.energy.tables import meter_intervals
 from cityshare.identity import commands as identity_commands
@@ -224,7 +226,7 @@ def test_the_monthly_statement_adds_up(
     bill(platform)
 
     month = month_of("2023-11", platform.tariff.zone)
-    s = billing.monthly_statement(platform.uow(), asha, month, tariff=platform.tariff)
+    s = billing_queries.monthly_statement(platform.uow(), asha, month, tariff=platform.tariff)
     assert [(i.provider_id, i.window, i.import_wh, i.amount) for i in s.imports] == [
         (utility, "normal", 3234, 1940),
         (utility, "solar", 777, 311),
@@ -249,7 +251,7 @@ def test_the_monthly_statement_adds_up(
     move_to(clock, local(9, day=1) + 30 * 86400)
     top_up(platform, asha, 5_000)
     bill(platform)
-    dec = billing.monthly_statement(
+    dec = billing_queries.monthly_statement(
         platform.uow(), asha, month_of("2023-12", platform.tariff.zone), tariff=platform.tariff
     )
     assert dec.imports == []
@@ -257,7 +259,7 @@ def test_the_monthly_statement_adds_up(
     assert (dec.opening, dec.received, dec.paid, dec.closing) == (749, 5000, 2700, 3049)
     assert dec.opening + dec.received - dec.paid - dec.other_debits == dec.closing
     assert dec.arrears_at_close == dec.arrears_now == 0
-    nov = billing.monthly_statement(platform.uow(), asha, month, tariff=platform.tariff)
+    nov = billing_queries.monthly_statement(platform.uow(), asha, month, tariff=platform.tariff)
     assert nov.arrears_at_close == 2700  # still owed when November closed
 
 
@@ -336,7 +338,7 @@ def test_a_bad_price_list_is_refused_with_a_reason_and_writes_nothing(
     assert str(refused.value)
     with platform.uow() as uow:
         assert uow.log.size() == before
-    assert billing.provider_prices(platform.uow(), utility).current is None
+    assert billing_queries.provider_prices(platform.uow(), utility).current is None
 
 
 def test_price_lists_are_versions_and_future_ones_wait(
@@ -346,12 +348,12 @@ def test_price_lists_are_versions_and_future_ones_wait(
     first = set_prices(platform, utility, UTILITY)
     start = clock.now_ns() // 10**9
     later = set_prices(platform, utility, {**UTILITY, "peak": 950}, effective_from=start + 3600)
-    prices = billing.provider_prices(platform.uow(), utility)
+    prices = billing_queries.provider_prices(platform.uow(), utility)
     assert prices.current is not None
     assert prices.current.id == first
     assert [v.id for v in prices.upcoming] == [later]
     clock.advance(3600)
-    prices = billing.provider_prices(platform.uow(), utility)
+    prices = billing_queries.provider_prices(platform.uow(), utility)
     assert prices.current is not None
     assert prices.current.prices["peak"] == 950
 
@@ -369,12 +371,12 @@ def test_a_resident_chooses_only_a_provider_with_prices(
         with pytest.raises(BillingError) as refused:
             platform.bus.handle(billing_commands.ChooseProvider(asha, provider))
         assert refused.value.code == code
-    choice = billing.current_provider(platform.uow(), asha, default_setting=None)
+    choice = billing_queries.current_provider(platform.uow(), asha, default_setting=None)
     assert choice.basis == "default"
     assert choice.provider is not None
     assert choice.provider.provider.id == world["utility"]  # the first provider registered
     platform.bus.handle(billing_commands.ChooseProvider(asha, world["sunlease"]))
-    choice = billing.current_provider(platform.uow(), asha, default_setting=None)
+    choice = billing_queries.current_provider(platform.uow(), asha, default_setting=None)
     assert choice.basis == "chosen"
     assert choice.provider is not None
     assert choice.provider.provider.id == world["sunlease"]
@@ -382,7 +384,7 @@ def test_a_resident_chooses_only_a_provider_with_prices(
     solar = organisation(platform, "Ward 9 Rooftops", kind="community")
     set_prices(platform, solar, {"normal": 450, "solar": 250, "peak": 700})
     other = resident_with_meter(platform, "bala").resident_id
-    choice = billing.current_provider(platform.uow(), other, default_setting=solar)
+    choice = billing_queries.current_provider(platform.uow(), other, default_setting=solar)
     assert choice.provider is not None
     assert choice.provider.provider.name == "Ward 9 Rooftops"
 
@@ -406,7 +408,7 @@ def test_a_planted_collision_with_a_payment_id_leaves_that_bill_in_arrears_and_p
                 meter_intervals.c.owner_id == asha, meter_intervals.c.status == "ok"
             )
         ).scalar_one()
-    planted = billing.payment_transfer_id(asha_interval)  # the bill id is the interval's
+    planted = payment_transfer_id(asha_interval)  # the bill id is the interval's
     uow = unit_of_work(platform.engine, platform.clock, log_signer=platform.log_signer)
     with uow:
         last = uow.ledger.lock_ledger()
@@ -441,7 +443,7 @@ def test_a_taken_top_up_transfer_id_is_an_alarm_and_later_top_ups_go_on(
     asha = world["meter"].resident_id
     bala = resident_with_meter(platform, "bala").resident_id
     top_up(platform, asha, 1)  # opens the client's settlement account 50
-    planted = [billing.top_up_transfer_id(1), billing.top_up_transfer_id(2)]
+    planted = [top_up_transfer_id(1), top_up_transfer_id(2)]
     with unit_of_work(platform.engine, platform.clock, log_signer=platform.log_signer) as uow:
         last = uow.ledger.lock_ledger()
         foreign = [
@@ -453,13 +455,13 @@ def test_a_taken_top_up_transfer_id_is_an_alarm_and_later_top_ups_go_on(
         ).failed
         uow.commit()
 
-    with caplog.at_level(logging.ERROR, logger="cityshare.billing.handlers"):
+    with caplog.at_level(logging.ERROR, logger="cityshare.billing.top_ups"):
         first = platform.bus.handle(billing_commands.TopUpWallet(asha, 500, "UTR-A", "op"))
         second = platform.bus.handle(billing_commands.TopUpWallet(bala, 700, "UTR-B", "op"))
 
     assert (first.created, second.created) == (True, True)
     assert (first.top_up.id, second.top_up.id) == (3, 4)
-    assert first.top_up.transfer_id == billing.top_up_transfer_id(3)
+    assert first.top_up.transfer_id == top_up_transfer_id(3)
     assert inr(platform, asha) == 1 + 2 + 500
     assert inr(platform, bala) == 700
     [alarm] = [r for r in caplog.records if r.levelno >= logging.ERROR]

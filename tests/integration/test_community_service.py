@@ -16,8 +16,10 @@ from cityshare.audit import verify as audit
 from cityshare.bootstrap import Platform, unit_of_work
 from cityshare.community import commands as community_commands
 from cityshare.community import handlers as community
+from cityshare.community import queries as community_queries
 from cityshare.community import tables as community_tables
-from cityshare.community.handlers import CommunityCode, CommunityError, Status, payout_transfer_id
+from cityshare.community.handlers import CommunityCode, Status, payout_transfer_id
+from cityshare.community.model import CommunityError
 from cityshare.identity import commands as identity_commands
 from cityshare.identity.residents import wallet_account_id
 from cityshare.kernel.clock import ManualClock
@@ -405,7 +407,7 @@ def test_a_holder_who_gives_away_every_share_holds_none(
     asha, bala, chitra = owners
     platform.bus.handle(community_commands.TransferShares(asset, asha.id, bala.vid, 1, "asha"))
     assert holdings(platform, asset) == {bala.id: 3, chitra.id: 4}
-    view = community.resident_shares(platform.uow(), asha.id)
+    view = community_queries.resident_shares(platform.uow(), asha.id)
     assert view.holdings == []
     audit_ok(platform)
 

@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cityshare.billing.handlers import BILL_FIELDS, bill_entry
 from cityshare.billing.model import (
     MAX_PAISE_PER_KWH,
     BillingError,
@@ -24,6 +23,7 @@ from cityshare.billing.model import (
     price_windows,
     window_price,
 )
+from cityshare.billing.records import BILL_FIELDS, bill_entry
 from cityshare.tlog.entries import encode_record
 
 WINDOWS = price_windows(["solar", "peak"])

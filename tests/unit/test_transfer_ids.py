@@ -9,13 +9,8 @@ import itertools
 
 import pytest
 
-from cityshare.billing.handlers import (
-    MAX_BILL_ID,
-    MAX_TOP_UP_ID,
-    SETTLEMENT_ACCOUNT,
-    payment_transfer_id,
-    top_up_transfer_id,
-)
+from cityshare.billing.model import MAX_BILL_ID, payment_transfer_id
+from cityshare.billing.top_ups import MAX_TOP_UP_ID, SETTLEMENT_ACCOUNT, top_up_transfer_id
 from cityshare.community.handlers import MAX_PAYOUT_ID, payout_transfer_id
 from cityshare.energy.handlers import MAX_INTERVAL_ID, PLATFORM_ACCOUNTS, EnergyCode, transfer_id
 from cityshare.identity.residents import MAX_PARTY_ID, wallet_account_id

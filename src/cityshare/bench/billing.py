@@ -28,6 +28,7 @@ from cityshare.bench.ingest import INTERVAL, START, _setup, make_readings
 from cityshare.bench.ledger import machine
 from cityshare.billing import commands as billing_commands
 from cityshare.billing import handlers as billing
+from cityshare.billing import records as billing_records
 from cityshare.billing.repo import ChoiceRow
 from cityshare.billing.tables import provider_choices
 from cityshare.bootstrap import Platform, bootstrap, unit_of_work
@@ -151,7 +152,7 @@ def _choose(platform: Platform, resident_ids: list[int], provider: int) -> None:
         ]
         for row in rows:
             uow.billing.insert_choice(row)
-        uow.log.append([billing.choice_entry(r) for r in rows])
+        uow.log.append([billing_records.PROVIDER_CHOICE.of(r) for r in rows])
         uow.commit()
 
 

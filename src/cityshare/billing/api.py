@@ -22,7 +22,7 @@ from cityshare.api.deps import (
 )
 from cityshare.api.errors import ApiError, refused
 from cityshare.billing import commands
-from cityshare.billing import handlers as billing
+from cityshare.billing import queries as billing
 from cityshare.billing.model import BillingError, month_of
 from cityshare.billing.schemas import (
     ChooseProviderIn,

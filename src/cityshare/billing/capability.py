@@ -6,9 +6,9 @@ import functools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from cityshare.billing import commands, handlers
+from cityshare.billing import checks, commands, handlers, records, top_ups
 from cityshare.billing.repo import BillingRepository
-from cityshare.kernel.capability import Capability, CommandHandler, Job, LoggedRecord
+from cityshare.kernel.capability import Capability, CommandHandler, Job
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -18,7 +18,7 @@ def _handlers(platform: Any) -> Mapping[type, CommandHandler]:
     return {
         commands.SetPriceList: functools.partial(handlers.set_price_list, tariff=platform.tariff),
         commands.ChooseProvider: handlers.choose_provider,
-        commands.TopUpWallet: handlers.top_up_wallet,
+        commands.TopUpWallet: top_ups.top_up_wallet,
         commands.BillEnergy: functools.partial(
             handlers.bill_energy, default_provider_setting=platform.settings.default_provider
         ),
@@ -35,8 +35,8 @@ CAPABILITY = Capability(
     "billing",
     repositories={"billing": lambda conn, _: BillingRepository(conn)},
     handlers=_handlers,
-    records=[LoggedRecord(t, table, enc) for t, (table, enc) in handlers.RECORD_ENCODERS.items()],
-    checks=[handlers.derived_problems],
+    records=records.RECORDS,
+    checks=[checks.derived_problems],
     routers=_routers,
     jobs=[Job("bill-energy", lambda s: s.billing_seconds, commands.BillEnergy)],
 )

@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import enum
 import json
 import re
 import zoneinfo
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
+from cityshare.identity.residents import WALLET_BASE
+from cityshare.ledger.ids import BILLING_TRANSFERS
 from cityshare.ledger.model import MAX_INT
 
 #: Wh per kWh: the carry is kept in units of 1/1000 paisa.
@@ -251,3 +254,23 @@ def month_of(text: str, zone: zoneinfo.ZoneInfo) -> Month:
     return Month(year, month, int(start.timestamp()), int(end.timestamp()))
 
 
+# -- the transfers billing posts ----------------------------------------------------------
+
+#: Payments take ids `BILL_TRANSFER_BASE + bill id`, in the platform's range (ledger/ids.py).
+BILL_TRANSFER_BASE = BILLING_TRANSFERS.first
+MAX_BILL_ID = BILLING_TRANSFERS.last - BILL_TRANSFER_BASE
+
+
+class BillingCode(enum.IntEnum):
+    ENERGY_BILL = 5001  # a resident pays a provider for energy imported in one interval
+    TOP_UP = 5002  # the settlement account credits a resident's INR wallet (fiat received)
+
+
+def payment_transfer_id(bill_id: int) -> int:
+    if not 0 < bill_id <= MAX_BILL_ID:
+        raise ValueError("bill ids are below 2^61")
+    return BILL_TRANSFER_BASE + bill_id
+
+
+def party_of_wallet(account_id: int) -> int:
+    return (account_id - WALLET_BASE) >> 3

@@ -28,10 +28,9 @@ from cityshare.kernel.driver import DriverRepository
 from cityshare.ledger.model import TransferFlags
 from cityshare.ledger.tables import transfers
 
-BILL_COLUMNS = (
-    "id, resident_id, provider_id, price_list_id, tod, start_ts, import_wh, paise_per_kwh, "
-    "amount, carry, run_id, at"
-)
+#: The table's columns in order: the INSERT and COPY below, `BillRow` and the logged fields
+#: (`records.ENERGY_BILL`) all follow this one list.
+BILL_COLUMNS = ", ".join(energy_bills.c.keys())
 #: (id, resident_id, provider_id, price_list_id, tod, start_ts, import_wh, paise_per_kwh,
 #: amount, carry, run_id, at)
 BillRow = tuple[int, int, int, int, str, int, int, int, int, int, int, int]

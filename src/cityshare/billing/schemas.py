@@ -10,13 +10,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from cityshare.billing.handlers import (
+from cityshare.billing.queries import (
     MonthlyStatement,
     PriceListView,
     ProviderChoice,
     ProviderPrices,
-    TopUpOutcome,
 )
+from cityshare.billing.top_ups import TopUpOutcome
 from cityshare.identity.residents import wallet_account_id
 from cityshare.identity.schemas import Strict
 from cityshare.ledger.ids import INR_SETTLEMENT

@@ -91,7 +91,7 @@ billing_runs = Table(
 
 
 #: Top-ups of residents' INR wallets: fiat that reached the platform's bank, credited by an
-#: operator from the INR settlement account (billing/handlers.py). The external reference (a
+#: operator from the INR settlement account (billing/top_ups.py). The external reference (a
 #: bank or UPI transaction reference) is unique: it is the top-up's idempotency key. Each row
 #: is a leaf of the audit log, as is its transfer (id `top_up_transfer_id(id)`).
 top_ups = Table(

@@ -17,8 +17,8 @@ from cityshare.api.deps import PlatformDep, PrincipalDep, ResidentDep, require_o
 from cityshare.api.errors import refused
 from cityshare.api.idempotency import IdempotencyDep, idempotent_responses
 from cityshare.community import commands
-from cityshare.community import handlers as community
-from cityshare.community.handlers import CommunityError
+from cityshare.community import queries as community
+from cityshare.community.model import CommunityError
 from cityshare.community.repo import ShareEventRow
 from cityshare.community.schemas import (
     AssetSharesOut,

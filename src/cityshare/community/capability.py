@@ -6,9 +6,9 @@ import functools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from cityshare.community import commands, handlers
+from cityshare.community import checks, commands, handlers, records
 from cityshare.community.repo import CommunityRepository
-from cityshare.kernel.capability import Capability, CommandHandler, Job, LoggedRecord
+from cityshare.kernel.capability import Capability, CommandHandler, Job
 
 if TYPE_CHECKING:
     import typer
@@ -45,9 +45,9 @@ CAPABILITY = Capability(
     "community",
     repositories={"community": lambda conn, _: CommunityRepository(conn)},
     handlers=_handlers,
-    records=[LoggedRecord(t, table, enc) for t, (table, enc) in handlers.RECORD_ENCODERS.items()],
+    records=records.RECORDS,
     # The holdings derived from the share events.
-    checks=[handlers.derived_problems],
+    checks=[checks.derived_problems],
     routers=_routers,
     cli=_cli,
     jobs=[

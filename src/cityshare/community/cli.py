@@ -15,8 +15,9 @@ from cityshare.cli.common import (
     print_json,
 )
 from cityshare.community import commands
-from cityshare.community import handlers as community
-from cityshare.community.handlers import CommunityError, Status
+from cityshare.community import queries as community
+from cityshare.community.handlers import Status
+from cityshare.community.model import CommunityError
 
 app = typer.Typer(
     help="Community assets: shared solar arrays and batteries owned by residents' shares.",

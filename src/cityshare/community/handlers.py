@@ -1,5 +1,5 @@
 """Community assets: shares held by residents, and each settlement period's earnings paid out
-to them pro rata (handlers and queries).
+to them pro rata (the command handlers).
 
 An asset is an organisation of kind `community`; its meter is a device it owns, so signed
 readings credit the asset's own CREDIT, CARBON and ENERGY wallets (energy/handlers.py).
@@ -31,38 +31,37 @@ pays nothing twice. The base lies in the platform's own id range (above 2^62; cl
 refused any id from 2^61 up, `domain.ids`; one found taken anyway is skipped with an alarm)
 and above every id energy's intervals can reach (2^62 | id << 2 stays below it for interval
 ids under 3 * 2^58).
+
+The audit-log records are `community/records.py`, the checks of derived state
+`community/checks.py`, the read side `community/queries.py`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import enum
 import logging
 import zoneinfo
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
-from cityshare.community import commands
+from cityshare.community import commands, records
 from cityshare.community.model import (
     MAX_TOTAL_SHARES,
-    NANOSECONDS,
+    CommunityError,
     SettlementPeriod,
     boundaries,
     is_boundary,
-    next_boundary,
     split_pro_rata,
 )
+from cityshare.community.queries import community_asset
 from cityshare.community.repo import ISSUE, TRANSFER, DistributionRow, PayoutRow, ShareEventRow
 from cityshare.identity.model import is_valid_vid
-from cityshare.identity.organisations import OrgKind, is_organisation
-from cityshare.identity.repo import OrganisationRow
+from cityshare.identity.organisations import OrgKind
 from cityshare.identity.residents import wallet_account_id
 from cityshare.kernel.uow import AbstractUnitOfWork
 from cityshare.ledger.handlers import post_transfers
 from cityshare.ledger.ids import COMMUNITY_TRANSFERS
 from cityshare.ledger.model import Ledger, Transfer, TransferFlags
-from cityshare.tlog import entries
 
 log = logging.getLogger(__name__)
 
@@ -88,118 +87,7 @@ def payout_transfer_id(payout_id: int, ledger: Ledger) -> int:
     return COMMUNITY_TRANSFER_BASE | (payout_id << 1) | (1 if ledger == Ledger.CARBON else 0)
 
 
-class CommunityError(ValueError):
-    """A request the community capability refuses; `code` is stable, the message says why."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-# -- how each record becomes a log entry (and is checked again by `audit verify`) ------------
-
-
-def share_event_entry(row: ShareEventRow) -> bytes:
-    return entries.encode_record(
-        "share_event",
-        {
-            "id": row.id,
-            "asset_id": row.asset_id,
-            "kind": row.kind,
-            "from_id": row.from_id,
-            "to_id": row.to_id,
-            "shares": row.shares,
-            "actor": row.actor,
-            "at": row.at,
-        },
-    )
-
-
-def distribution_entry(row: DistributionRow) -> bytes:
-    return entries.encode_record(
-        "community_distribution",
-        {
-            "id": row.id,
-            "asset_id": row.asset_id,
-            "period_end": row.period_end,
-            "credit_milli": row.credit_milli,
-            "carbon_g": row.carbon_g,
-            "holders": row.holders,
-            "total_shares": row.total_shares,
-            "at": row.at,
-        },
-    )
-
-
-def payout_entry(row: PayoutRow) -> bytes:
-    return entries.encode_record(
-        "community_payout",
-        {
-            "id": row.id,
-            "distribution_id": row.distribution_id,
-            "asset_id": row.asset_id,
-            "resident_id": row.resident_id,
-            "shares": row.shares,
-            "credit_milli": row.credit_milli,
-            "carbon_g": row.carbon_g,
-        },
-    )
-
-
-#: JSON entry type -> (table, how a stored row of it is encoded). `audit verify` walks this.
-RECORD_ENCODERS: dict[str, tuple[str, Callable[[Mapping[str, Any]], bytes]]] = {
-    "share_event": ("share_events", lambda r: share_event_entry(ShareEventRow(**r))),
-    "community_distribution": (
-        "community_distributions",
-        lambda r: distribution_entry(DistributionRow(**r)),
-    ),
-    "community_payout": ("community_payouts", lambda r: payout_entry(PayoutRow(**r))),
-}
-
-
-def derived_problems(uow: AbstractUnitOfWork) -> list[tuple[str, int | str | None, str]]:
-    """What `audit verify` finds wrong with state derived from the logged records: holdings
-    that are not the sum of the share events, distributions whose payouts do not add up.
-    (table, key, message) each; runs inside the caller's open unit of work."""
-    repo = uow.community
-    problems: list[tuple[str, int | str | None, str]] = []
-    stored = repo.stored_holdings()
-    replayed = repo.replayed_holdings()
-    for asset_id, resident_id in sorted(stored.keys() | replayed.keys()):
-        have = stored.get((asset_id, resident_id), 0)
-        want = replayed.get((asset_id, resident_id), 0)
-        if have != want:
-            problems.append(
-                (
-                    "share_holdings",
-                    f"{asset_id}/{resident_id}",
-                    f"share_holdings {asset_id}/{resident_id}: {have} shares stored but the "
-                    f"share events add up to {want}",
-                )
-            )
-    for dist_id, credit, carbon, _, _, paid_credit, paid_carbon in repo.distribution_sums():
-        if (credit, carbon) != (paid_credit, paid_carbon):
-            problems.append(
-                (
-                    "community_distributions",
-                    dist_id,
-                    f"community_distributions {dist_id}: distributes {credit} milli-points and "
-                    f"{carbon} g but its payouts add up to {paid_credit} and {paid_carbon}",
-                )
-            )
-    return problems
-
-
 # -- command handlers: shares ----------------------------------------------------------------
-
-
-def _community_asset(uow: AbstractUnitOfWork, asset_id: int) -> OrganisationRow:
-    org = uow.identity.organisation(asset_id) if is_organisation(asset_id) else None
-    if org is None:
-        raise CommunityError("not_found", "no such organisation")
-    if org.kind != OrgKind.COMMUNITY:
-        raise CommunityError("not_community", "only a community asset has shares")
-    return org
 
 
 def _check_count(shares: int) -> None:
@@ -233,7 +121,7 @@ def issue_shares(cmd: commands.IssueShares, uow: AbstractUnitOfWork) -> list[Sha
         _check_count(grant.shares)
     with uow:
         uow.ledger.lock_ledger()
-        _community_asset(uow, cmd.asset_id)
+        community_asset(uow, cmd.asset_id)
         repo = uow.community
         residents = [_resident_of(uow, g.vid) for g in cmd.grants]
         issued = sum(g.shares for g in cmd.grants)
@@ -256,7 +144,7 @@ def issue_shares(cmd: commands.IssueShares, uow: AbstractUnitOfWork) -> list[Sha
             gained[row.to_id] = gained.get(row.to_id, 0) + row.shares
         for resident, shares in gained.items():
             repo.add_to_holding(cmd.asset_id, resident, shares)
-        uow.log.append([share_event_entry(r) for r in rows])
+        uow.log.append([records.SHARE_EVENT.of(r) for r in rows])
         uow.commit()
     return rows
 
@@ -266,7 +154,7 @@ def transfer_shares(cmd: commands.TransferShares, uow: AbstractUnitOfWork) -> Sh
     _check_count(cmd.shares)
     with uow:
         uow.ledger.lock_ledger()
-        _community_asset(uow, cmd.asset_id)
+        community_asset(uow, cmd.asset_id)
         repo = uow.community
         to = _resident_of(uow, cmd.to_vid)
         if to == cmd.from_resident:
@@ -283,7 +171,7 @@ def transfer_shares(cmd: commands.TransferShares, uow: AbstractUnitOfWork) -> Sh
         repo.insert_events([row])
         repo.add_to_holding(cmd.asset_id, cmd.from_resident, -cmd.shares)
         repo.add_to_holding(cmd.asset_id, to, cmd.shares)
-        uow.log.append([share_event_entry(row)])
+        uow.log.append([records.SHARE_EVENT.of(row)])
         uow.commit()
     return row
 
@@ -330,7 +218,7 @@ def distribute_earnings(
 def _distribute(uow: AbstractUnitOfWork, asset_id: int, period_end: int) -> DistributionOutcome:
     with uow:
         last = uow.ledger.lock_ledger()
-        _community_asset(uow, asset_id)
+        community_asset(uow, asset_id)
         if period_end > uow.clock.now_ns():
             raise CommunityError("period_not_ended", "this settlement period has not ended yet")
         repo = uow.community
@@ -387,7 +275,7 @@ def _distribute(uow: AbstractUnitOfWork, asset_id: int, period_end: int) -> Dist
         )  # fmt: skip
         repo.insert_distribution(row)
         repo.insert_payouts(payouts)
-        uow.log.append([distribution_entry(row), *(payout_entry(p) for p in payouts)])
+        uow.log.append([records.DISTRIBUTION.of(row), *(records.PAYOUT.of(p) for p in payouts)])
         uow.commit()
     log.info(
         "asset %d: distributed %d milli-points and %d g CO2e to %d holders (period end %d)",
@@ -469,7 +357,7 @@ def settle(
     with uow:
         now = uow.clock.now_ns()
         if cmd.asset_id is not None:
-            assets = [_community_asset(uow, cmd.asset_id)]
+            assets = [community_asset(uow, cmd.asset_id)]
         else:
             assets = uow.identity.organisations(OrgKind.COMMUNITY.value)
         due: list[tuple[int, int]] = []
@@ -482,137 +370,3 @@ def settle(
                 (asset.id, end) for end in boundaries(after, now, zone, period, limit=MAX_CATCH_UP)
             ]
     return [_distribute(uow, asset_id, end) for asset_id, end in due]
-
-
-# -- queries (read side) ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SettlementWindow:
-    """Where an asset's settlement stands: a run settles every period boundary after
-    `checked_after` (the latest period end settled, or the asset's creation) up to `now`;
-    the open period ends at `current_period_end`, when the next settlement is due."""
-
-    asset_id: int
-    period: SettlementPeriod
-    checked_after: int
-    now: int
-    current_period_end: int
-    settled_before: bool
-
-
-def settlement_window(
-    uow: AbstractUnitOfWork,
-    asset_id: int,
-    *,
-    zone: zoneinfo.ZoneInfo,
-    period: SettlementPeriod,
-) -> SettlementWindow:
-    """Which period boundaries a settlement run of this asset checks now, and when the open
-    period ends (so an answer with nothing due can say why, and until when)."""
-    with uow:
-        asset = _community_asset(uow, asset_id)
-        now = uow.clock.now_ns()
-        last = uow.community.last_period_end(asset_id)
-    return SettlementWindow(
-        asset_id,
-        period,
-        last if last is not None else asset.created_at,
-        now,
-        next_boundary(now, zone, period),
-        last is not None,
-    )
-
-
-
-@dataclass(frozen=True, slots=True)
-class Holding:
-    asset_id: int
-    asset_name: str
-    shares: int
-    total_shares: int
-
-
-@dataclass(frozen=True, slots=True)
-class Payout:
-    asset_id: int
-    period_end: int
-    shares: int
-    credit_milli: int
-    carbon_g: int
-
-
-@dataclass(frozen=True, slots=True)
-class ResidentShares:
-    holdings: list[Holding]
-    payouts: list[Payout]
-
-
-def resident_shares(
-    uow: AbstractUnitOfWork, resident_id: int, *, limit: int = 100
-) -> ResidentShares:
-    """A resident's holdings and their latest payouts (newest first)."""
-    with uow:
-        repo = uow.community
-        held = repo.holdings_of(resident_id)
-        holdings = []
-        for asset_id, shares in held.items():
-            org = uow.identity.organisation(asset_id)
-            name = org.name if org is not None else str(asset_id)
-            holdings.append(Holding(asset_id, name, shares, repo.total_shares(asset_id)))
-        payouts = [
-            Payout(p.asset_id, end, p.shares, p.credit_milli, p.carbon_g)
-            for p, end in repo.payouts_to(resident_id, limit=limit)
-        ]
-    return ResidentShares(holdings, payouts)
-
-
-@dataclass(frozen=True, slots=True)
-class AssetShares:
-    asset: OrganisationRow
-    total_shares: int
-    holders: int
-    #: (resident id, VID, shares), by resident id; only when asked for.
-    holdings: list[tuple[int, str, int]]
-    distributions: list[DistributionRow]
-
-
-def asset_shares(
-    uow: AbstractUnitOfWork, asset_id: int, *, with_holders: bool, offset: int = 0, limit: int = 100
-) -> AssetShares:
-    """An asset's shares: totals and latest distributions, and, `with_holders`, up to `limit`
-    holders from position `offset` (in resident order) with their current VIDs."""
-    with uow:
-        asset = _community_asset(uow, asset_id)
-        repo = uow.community
-        current = repo.holdings(asset_id)
-        holdings: list[tuple[int, str, int]] = []
-        if with_holders:
-            page = list(current.items())[offset : offset + limit]
-            for resident, shares in page:
-                enrolment = uow.identity.latest_enrolment(resident)
-                holdings.append((resident, enrolment.vid if enrolment else "", shares))
-        distributions = repo.distributions(asset_id, limit=limit)
-    return AssetShares(asset, sum(current.values()), len(current), holdings, distributions)
-
-
-def period_end_from(text: str, zone: zoneinfo.ZoneInfo) -> int:
-    """A period end as people write it: a date (local midnight starting that day in `zone`)
-    or an ISO 8601 date and time (without an offset: local time in `zone`); unix ns."""
-    try:
-        moment = dt.datetime.fromisoformat(text)  # a date alone is its midnight
-    except ValueError as exc:
-        raise CommunityError(
-            "invalid_period_end", "a period end is an ISO 8601 date (2026-12-01) or date and time"
-        ) from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=zone)
-    seconds = moment.timestamp()
-    if not 0 <= seconds < 2**62 / NANOSECONDS or seconds != int(seconds):
-        raise CommunityError("invalid_period_end", "a period end is a whole second after 1970")
-    return int(seconds) * NANOSECONDS
-
-
-def local_iso(ns: int, zone: zoneinfo.ZoneInfo) -> str:
-    """An instant as local time in `zone` (how settlement periods are named)."""
-    return dt.datetime.fromtimestamp(ns // NANOSECONDS, zone).isoformat(timespec="seconds")

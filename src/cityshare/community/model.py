@@ -106,3 +106,11 @@ def boundaries(
         out.append(b)
         b = next_boundary(b, zone, period)
     return out[-limit:] if limit > 0 else []
+
+
+class CommunityError(ValueError):
+    """A request the community capability refuses; `code` is stable, the message says why."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code

@@ -59,7 +59,8 @@ class PayoutRow:
     carbon_g: int
 
 
-PAYOUT_COLUMNS = "id, distribution_id, asset_id, resident_id, shares, credit_milli, carbon_g"
+#: The table's columns in order (`PayoutRow`'s fields and the logged ones follow them).
+PAYOUT_COLUMNS = ", ".join(community_payouts.c.keys())
 
 
 class CommunityRepository(DriverRepository):

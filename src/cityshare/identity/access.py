@@ -22,9 +22,9 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, replace
 
-from cityshare.billing import handlers as billing
+from cityshare.billing import queries as billing
 from cityshare.billing.model import BillingError, month_of
-from cityshare.community import handlers as community
+from cityshare.community import queries as community
 from cityshare.energy import handlers as energy
 from cityshare.energy.model import Tariff
 from cityshare.identity import commands

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from cityshare.billing import commands as billing_commands
-from cityshare.billing import handlers as billing
+from cityshare.billing import top_ups as billing
 from cityshare.billing.model import BillingError
 from cityshare.billing.schemas import TopUpOut
 from cityshare.cli.common import (

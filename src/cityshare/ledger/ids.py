@@ -51,12 +51,12 @@ RESERVED_IDS = IdRange(PLATFORM_ID_BASE, MAX_ID)
 
 # -- the platform's transfer ranges (each inside RESERVED_IDS, none meeting another) -----------
 
-#: Billing: `first + bill id` pays a bill (billing/handlers.py).
+#: Billing: `first + bill id` pays a bill (billing/model.py).
 BILLING_TRANSFERS = IdRange(PLATFORM_ID_BASE, 2 * PLATFORM_ID_BASE - 1)
 #: Energy: `first | interval id << 2 | kind` credits an interval (energy/handlers.py).
 ENERGY_TRANSFERS = IdRange(2 * PLATFORM_ID_BASE, 2 * PLATFORM_ID_BASE + (1 << 60) - 1)
 #: Top-ups: `first + top-up id` credits a resident's INR wallet from the settlement account
-#: (billing/handlers.py).
+#: (billing/top_ups.py).
 TOP_UP_TRANSFERS = IdRange(ENERGY_TRANSFERS.last + 1, 2 * PLATFORM_ID_BASE + (1 << 61) - 1)
 #: Community: `first | payout id << 1 | is carbon` pays a holder (community/handlers.py).
 COMMUNITY_TRANSFERS = IdRange(2 * PLATFORM_ID_BASE | (3 << 60), MAX_ID)
@@ -78,7 +78,7 @@ CREDIT_ISSUANCE = 901
 GRID_ENERGY = 902
 #: Carbon-credit issuance (CARBON ledger; energy/handlers.py).
 CARBON_ISSUANCE = 903
-#: The INR settlement account, the mirror of the platform's bank account (billing/handlers.py).
+#: The INR settlement account, the mirror of the platform's bank account (billing/top_ups.py).
 INR_SETTLEMENT = 904
 #: The account code every named platform account carries.
 PLATFORM_ACCOUNT_CODE = 20
