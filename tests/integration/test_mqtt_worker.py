@@ -10,12 +10,12 @@ from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.exc import OperationalError
 
 from cityshare.bootstrap import Platform
 from cityshare.energy import commands, mqtt, tables
 from cityshare.energy.handlers import IngestOutcome
 from cityshare.kernel.clock import ManualClock
+from cityshare.kernel.errors import StoreUnavailable
 from energy_helpers import Meter, resident_with_meter, wallets
 from services import MosquittoServer
 
@@ -138,7 +138,7 @@ def test_a_store_that_is_busy_is_waited_for_and_nothing_is_lost_or_doubled(
         nonlocal busy
         if busy:
             busy -= 1
-            raise OperationalError("BEGIN IMMEDIATE", {}, Exception("database is locked"))
+            raise StoreUnavailable("database is locked")
         outcome: IngestOutcome = platform.bus.handle(cmd)
         return outcome
 

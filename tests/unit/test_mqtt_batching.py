@@ -8,7 +8,6 @@ from collections.abc import Sequence
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy.exc import OperationalError
 
 from cityshare.energy import commands
 from cityshare.energy.handlers import EnergyError, IngestOutcome, ItemResult
@@ -27,6 +26,7 @@ from cityshare.energy.mqtt import (
     screen,
     shared_subscription,
 )
+from cityshare.kernel.errors import StoreUnavailable
 from energy_helpers import sign
 
 DEVICE = "dev-aaaaaaaaaaaaaaaa"
@@ -57,7 +57,7 @@ class Recorder:
         if self.fail:
             self.fail -= 1
             self.events.append(("failed", len(cmd.readings)))
-            raise OperationalError("BEGIN IMMEDIATE", {}, Exception("database is locked"))
+            raise StoreUnavailable("database is locked")
         self.events.append(("committed", list(cmd.readings)))
         return IngestOutcome(
             [ItemResult(i, self.results.get(t, "accepted")) for i, t in enumerate(cmd.readings)]

@@ -8,7 +8,6 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
-from sqlalchemy import text
 
 from cityshare import __version__
 from cityshare.api import openapi
@@ -18,6 +17,8 @@ from cityshare.api.errors import ApiError, install_error_handlers
 from cityshare.billing.handlers import tariff_windows
 from cityshare.bootstrap import Platform
 from cityshare.capabilities import CAPABILITIES
+from cityshare.kernel.db import ping
+from cityshare.kernel.errors import StoreUnavailable
 from cityshare.kernel.scheduler import run_every, scheduled_jobs
 from cityshare.ledger.schemas import Health, error_responses
 
@@ -86,9 +87,8 @@ def create_app(platform: Platform, *, run_jobs: bool = True) -> FastAPI:
     )
     def healthz(platform: PlatformDep) -> Health:
         try:
-            with platform.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-        except Exception as exc:
+            ping(platform.engine)
+        except StoreUnavailable as exc:
             raise ApiError(503, "database_unavailable", "the database does not answer") from exc
         return Health(status="ok", version=__version__, database=platform.engine.dialect.name)
 

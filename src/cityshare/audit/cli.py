@@ -22,6 +22,7 @@ from cityshare.cli.common import (
 )
 from cityshare.kernel import keys
 from cityshare.kernel.db import make_engine, normalise_url
+from cityshare.kernel.errors import StoreUnavailable
 from cityshare.kernel.seal import Sealer
 from cityshare.kernel.settings import Settings
 from cityshare.tlog import note
@@ -97,7 +98,7 @@ def verify(
                     witnesses=witnesses,
                     sealer=sealer,
                 )
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, StoreUnavailable) as exc:
         # Typically a database without the cityshare schema (or at an older revision).
         raise _usage_error(
             f"cannot read the database ({type(exc).__name__}); is it a cityshare database at "

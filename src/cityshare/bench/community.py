@@ -32,7 +32,7 @@ from cityshare.bootstrap import Platform, bootstrap, unit_of_work
 from cityshare.community import commands as community_commands
 from cityshare.community.handlers import Status
 from cityshare.identity import commands as identity_commands
-from cityshare.identity import handlers as identity
+from cityshare.identity import records as identity_records
 from cityshare.identity.model import new_vid
 from cityshare.identity.repo import EnrolmentRow, ResidentRow
 from cityshare.identity.residents import wallet_account_id, wallet_accounts
@@ -79,7 +79,10 @@ def _residents(platform: Platform, n: int, rng: random.Random) -> list[str]:
                 enrolment = EnrolmentRow(rid, rid, vid, {"ward": str(rid % 30)}, f"b-{rid}", now)
                 repo.insert_resident(resident)
                 repo.insert_enrolment(enrolment)
-                leaves += [identity.resident_entry(resident), identity.enrolment_entry(enrolment)]
+                leaves += [
+                    identity_records.RESIDENT.of(resident),
+                    identity_records.ENROLMENT.of(enrolment),
+                ]
                 wallets += wallet_accounts(rid)
                 vids.append(vid)
             uow.log.append(leaves)

@@ -53,7 +53,7 @@ from cityshare.bootstrap import Platform, bootstrap, unit_of_work
 from cityshare.energy import commands
 from cityshare.energy import handlers as energy
 from cityshare.energy.readings import parse, signature_valid
-from cityshare.identity import handlers as identity
+from cityshare.identity import records as identity_records
 from cityshare.identity.model import new_vid
 from cityshare.identity.repo import DeviceKeyRow, DeviceRow, EnrolmentRow, ResidentRow
 from cityshare.identity.residents import wallet_accounts
@@ -157,10 +157,10 @@ def _setup(platform: Platform, devices: int, seed: int) -> list[tuple[str, Signi
                 repo.insert_device(device)
                 repo.insert_key(key)
                 leaves += [
-                    identity.resident_entry(resident),
-                    identity.enrolment_entry(enrolment),
-                    identity.device_entry(device),
-                    identity.device_key_entry(key),
+                    identity_records.RESIDENT.of(resident),
+                    identity_records.ENROLMENT.of(enrolment),
+                    identity_records.DEVICE.of(device),
+                    identity_records.DEVICE_KEY.of(key),
                 ]
                 wallets += wallet_accounts(rid)
                 keys.append((device.id, signing))

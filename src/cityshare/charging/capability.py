@@ -6,9 +6,9 @@ import functools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from cityshare.charging import checks, commands, handlers
+from cityshare.charging import checks, commands, handlers, records
 from cityshare.charging.repo import ChargingRepository
-from cityshare.kernel.capability import Capability, CommandHandler, LoggedRecord
+from cityshare.kernel.capability import Capability, CommandHandler
 
 if TYPE_CHECKING:
     import typer
@@ -45,7 +45,7 @@ CAPABILITY = Capability(
     "charging",
     repositories={"charging": lambda conn, sealer: ChargingRepository(conn, sealer)},
     handlers=_handlers,
-    records=[LoggedRecord(t, table, enc) for t, (table, enc) in handlers.RECORD_ENCODERS.items()],
+    records=records.RECORDS,
     # The samples it planned, checked against the readings stored for them and the plan's
     # own shape.
     checks=[checks.planned_reading_problems, checks.planned_chain_problems],

@@ -6,8 +6,8 @@ into readings to the energy capability as the same `IngestReadings` every door u
 energy capability credits the vehicle's owner. What a charging-station operator sees of a
 vehicle is a pseudonym keyed to that operator (`domain.devices.counterparty_pseudonym`).
 
-Every fact written here is a leaf of the audit log in the same transaction (`RECORD_ENCODERS`
-re-encodes the stored rows for `cityshare audit verify`); a charger's password hash is
+Every fact written here is a leaf of the audit log in the same transaction (`records.py`: its
+codecs re-encode the stored rows for `cityshare audit verify`); a charger's password hash is
 stored but never logged (the log records only that a password was set): its row is sealed
 with the platform's seal key instead (kernel/seals.py), and a row whose seal fails admits no
 charger (`authenticate_charger`, `charger_admitted`). Nor are the readings planned for a
@@ -22,11 +22,9 @@ is credited, whichever connection or process it arrives on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from cityshare.charging import commands
+from cityshare.charging import commands, records
 from cityshare.charging.model import (
     ChargingError,
     OcppVersion,
@@ -47,60 +45,8 @@ from cityshare.identity.organisations import OrgKind, is_organisation
 from cityshare.identity.repo import DeviceRow
 from cityshare.kernel.uow import AbstractUnitOfWork
 from cityshare.ledger.model import MAX_INT
-from cityshare.tlog import entries
 
 MAX_TOKENS_PER_VEHICLE = 16
-
-# -- how each fact becomes a log entry (and is checked again by `audit verify`) -------------
-
-
-def charger_secret_entry(row: ChargerSecretRow) -> bytes:
-    return entries.encode_record(
-        "charger_secret", {"id": row.id, "device_id": row.device_id, "at": row.set_at}
-    )
-
-
-def id_token_entry(row: IdTokenRow) -> bytes:
-    return entries.encode_record(
-        "vehicle_id_token",
-        {"id": row.id, "device_id": row.device_id, "token_hash": row.token_hash,
-         "at": row.added_at},
-    )
-
-
-def id_token_removed_entry(token_id: int, at: int) -> bytes:
-    return entries.encode_record("vehicle_id_token_removed", {"id": token_id, "at": at})
-
-
-def session_entry(row: SessionRow) -> bytes:
-    return entries.encode_record(
-        "charging_session", {f: getattr(row, f) for f in SessionRow.__dataclass_fields__}
-    )
-
-
-def stop_entry(row: StopRow) -> bytes:
-    return entries.encode_record(
-        "charging_session_stop", {f: getattr(row, f) for f in StopRow.__dataclass_fields__}
-    )
-
-
-#: JSON entry type -> (table, how a stored row of it is encoded). `audit verify` walks this.
-RECORD_ENCODERS: dict[str, tuple[str, Callable[[Mapping[str, Any]], bytes]]] = {
-    "charger_secret": (
-        "charger_secrets",
-        lambda r: charger_secret_entry(
-            ChargerSecretRow(r["id"], r["device_id"], r["secret_hash"], r["set_at"])
-        ),
-    ),
-    "vehicle_id_token": ("vehicle_id_tokens", lambda r: id_token_entry(IdTokenRow(**r))),
-    "vehicle_id_token_removed": (
-        "vehicle_id_token_removals",
-        lambda r: id_token_removed_entry(r["id"], r["removed_at"]),
-    ),
-    "charging_session": ("charging_sessions", lambda r: session_entry(SessionRow(**r))),
-    "charging_session_stop": ("charging_session_stops", lambda r: stop_entry(StopRow(**r))),
-}
-
 
 # -- command handlers ------------------------------------------------------------------------
 
@@ -120,7 +66,7 @@ def set_charger_password(
             uow.charging.next_secret_id(), device.id, secret_hash, uow.clock.now_ns()
         )
         uow.charging.insert_secret(row)
-        uow.log.append([charger_secret_entry(row)])
+        uow.log.append([records.CHARGER_SECRET.of(row)])
         uow.commit()
     return row
 
@@ -150,7 +96,7 @@ def register_id_token(
             )
         row = IdTokenRow(repo.next_token_id(), device.id, digest, uow.clock.now_ns())
         repo.insert_token(row)
-        uow.log.append([id_token_entry(row)])
+        uow.log.append([records.ID_TOKEN.of(row)])
         uow.commit()
     return row
 
@@ -168,7 +114,7 @@ def remove_id_token(cmd: commands.RemoveIdToken, uow: AbstractUnitOfWork) -> IdT
             return token
         now = uow.clock.now_ns()
         repo.remove_token(token.id, now)
-        uow.log.append([id_token_removed_entry(token.id, now)])
+        uow.log.append([records.ID_TOKEN_REMOVED.of_mapping({"id": token.id, "removed_at": now})])
         uow.commit()
     return IdTokenRow(token.id, token.device_id, token.token_hash, token.added_at, now)
 
@@ -204,7 +150,7 @@ def start_charging_session(
             cmd.started_ts, cmd.meter_start_wh, uow.clock.now_ns(),
         )
         repo.insert_session(row)
-        uow.log.append([session_entry(row)])
+        uow.log.append([records.SESSION.of(row)])
         uow.commit()
     return row
 
@@ -234,7 +180,7 @@ def stop_charging_session(cmd: commands.StopChargingSession, uow: AbstractUnitOf
         reason = cmd.reason[:32] if cmd.reason else None
         row = StopRow(session.id, cmd.stopped_ts, cmd.meter_stop_wh, reason, uow.clock.now_ns())
         repo.insert_stop(row)
-        uow.log.append([stop_entry(row)])
+        uow.log.append([records.STOP.of(row)])
         uow.commit()
     return row
 

@@ -71,12 +71,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
-from sqlalchemy import exc as sa_exc
 
 from cityshare.energy import commands
 from cityshare.energy.handlers import EnergyError, IngestOutcome
 from cityshare.energy.readings import MAX_BYTES, ReadingError, parse
-from cityshare.kernel.uow import ConflictError
+from cityshare.kernel.errors import ConflictError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -286,12 +285,7 @@ def transient(exc: BaseException) -> bool:
     either way the readings are sound, so they are retried, never dead-lettered."""
     return isinstance(
         exc,
-        ConflictError
-        | EnergyError
-        | sa_exc.OperationalError
-        | sa_exc.InterfaceError
-        | sa_exc.TimeoutError
-        | OSError,
+        ConflictError | StoreUnavailable | EnergyError | OSError,
     )
 
 

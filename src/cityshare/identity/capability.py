@@ -6,10 +6,10 @@ import functools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from cityshare.identity import commands, handlers
+from cityshare.identity import commands, handlers, records
 from cityshare.identity.repo import IdentityRepository
 from cityshare.kernel import keys
-from cityshare.kernel.capability import Capability, CommandHandler, LoggedRecord
+from cityshare.kernel.capability import Capability, CommandHandler
 
 if TYPE_CHECKING:
     import typer
@@ -48,7 +48,7 @@ CAPABILITY = Capability(
     "identity",
     repositories={"identity": lambda conn, _: IdentityRepository(conn)},
     handlers=_handlers,
-    records=[LoggedRecord(t, table, enc) for t, (table, enc) in handlers.RECORD_ENCODERS.items()],
+    records=records.RECORDS,
     routers=_routers,
     cli=_cli,
 )

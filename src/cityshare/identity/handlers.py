@@ -1,21 +1,19 @@
 """Identity capability: enrolment, devices and their keys, the access log (handlers and queries).
 
 Every fact written here is also a leaf of the audit log in the same transaction, encoded by the
-`*_entry` functions below; `cityshare audit verify` re-encodes the stored rows with the same
-functions (see `RECORD_ENCODERS`), so a changed row cannot hide.
+codecs of `identity/records.py`; `cityshare audit verify` re-encodes the stored rows with the
+same codecs (see `records.RECORDS`), so a changed row cannot hide.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from cityshare.identity import commands
+from cityshare.identity import commands, records
 from cityshare.identity.assertion import AssertionInvalid, verify_assertion
 from cityshare.identity.devices import LABEL_RE as DEVICE_LABEL_RE
-from cityshare.identity.devices import DeviceKind, encode_public_key, new_device_id
+from cityshare.identity.devices import DeviceKind, new_device_id
 from cityshare.identity.organisations import NAME_RE as ORG_NAME_RE
 from cityshare.identity.organisations import ORG_ID_BASE, OrgKind, is_organisation
 from cityshare.identity.repo import (
@@ -31,7 +29,7 @@ from cityshare.identity.tables import access_records, device_keys, enrolments, r
 from cityshare.kernel.uow import AbstractUnitOfWork
 from cityshare.ledger.handlers import open_accounts
 from cityshare.ledger.model import AccountState, CreateAccountResult
-from cityshare.tlog import entries, note
+from cityshare.tlog import note
 
 MAX_DEVICES_PER_RESIDENT = 64
 
@@ -42,103 +40,6 @@ class IdentityError(ValueError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
-
-
-# -- how each fact becomes a log entry (and is checked again by `audit verify`) -------------
-
-
-def resident_entry(row: ResidentRow) -> bytes:
-    return entries.encode_record(
-        "resident",
-        {"id": row.id, "pseudonym": row.pseudonym, "issuer": row.issuer, "at": row.enrolled_at},
-    )
-
-
-def enrolment_entry(row: EnrolmentRow) -> bytes:
-    return entries.encode_record(
-        "enrolment",
-        {
-            "id": row.id,
-            "resident_id": row.resident_id,
-            "vid": row.vid,
-            "attrs": row.attrs,
-            "jti": row.jti,
-            "at": row.accepted_at,
-        },
-    )
-
-
-def device_entry(row: DeviceRow) -> bytes:
-    return entries.encode_record(
-        "device",
-        {
-            "id": row.id,
-            "owner_id": row.owner_id,
-            "kind": row.kind,
-            "label": row.label,
-            "at": row.registered_at,
-        },
-    )
-
-
-def device_key_entry(row: DeviceKeyRow) -> bytes:
-    return entries.encode_record(
-        "device_key",
-        {
-            "id": row.id,
-            "device_id": row.device_id,
-            "public_key": encode_public_key(row.public_key),
-            "at": row.added_at,
-        },
-    )
-
-
-def key_revocation_entry(key_id: int, reason: str, at: int) -> bytes:
-    return entries.encode_record("device_key_revoked", {"id": key_id, "reason": reason, "at": at})
-
-
-def access_entry(row: AccessRow) -> bytes:
-    return entries.encode_record(
-        "access",
-        {
-            "id": row.id,
-            "resident_id": row.resident_id,
-            "principal": row.principal,
-            "role": row.role,
-            "purpose": row.purpose,
-            "what": row.what,
-            "at": row.at,
-        },
-    )
-
-
-def organisation_entry(row: OrganisationRow) -> bytes:
-    return entries.encode_record(
-        "organisation",
-        {"id": row.id, "kind": row.kind, "name": row.name, "domain": row.domain,
-         "at": row.created_at},
-    )  # fmt: skip
-
-
-#: JSON entry type -> (table, how a stored row of it is encoded). `audit verify` walks this.
-RECORD_ENCODERS: dict[str, tuple[str, Callable[[Mapping[str, Any]], bytes]]] = {
-    "organisation": ("organisations", lambda r: organisation_entry(OrganisationRow(**r))),
-    "resident": ("residents", lambda r: resident_entry(ResidentRow(**r))),
-    "enrolment": (
-        "enrolments",
-        lambda r: enrolment_entry(EnrolmentRow(**{**r, "attrs": json.loads(r["attrs"])})),
-    ),
-    "device": ("devices", lambda r: device_entry(DeviceRow(**r))),
-    "device_key": (
-        "device_keys",
-        lambda r: device_key_entry(DeviceKeyRow(**{**r, "public_key": bytes(r["public_key"])})),
-    ),
-    "device_key_revoked": (
-        "device_key_revocations",
-        lambda r: key_revocation_entry(r["id"], r["reason"], r["revoked_at"]),
-    ),
-    "access": ("access_records", lambda r: access_entry(AccessRow(**r))),
-}
 
 
 # -- command handlers ------------------------------------------------------------------------
@@ -181,7 +82,7 @@ def enrol_resident(
                 repo.next_id(residents), assertion.pseudonym, assertion.issuer, now_ns
             )
             repo.insert_resident(resident)
-            leaves.append(resident_entry(resident))
+            leaves.append(records.RESIDENT.of(resident))
         holder = repo.resident_by_vid(assertion.vid)
         if holder is not None and holder != resident.id:
             raise IdentityError("vid_in_use", "this virtual id belongs to another resident")
@@ -194,7 +95,7 @@ def enrol_resident(
             now_ns,
         )
         repo.insert_enrolment(enrolment)
-        leaves.append(enrolment_entry(enrolment))
+        leaves.append(records.ENROLMENT.of(enrolment))
         uow.log.append(leaves)
         if created:
             results = open_accounts(
@@ -241,7 +142,7 @@ def create_organisation(
             uow.clock.now_ns(),
         )  # fmt: skip
         repo.insert_organisation(row)
-        uow.log.append([organisation_entry(row)])
+        uow.log.append([records.ORGANISATION.of(row)])
         results = open_accounts(uow, wallet_accounts(row.id), last_timestamp=last, atomic=True)
         if any(r != CreateAccountResult.CREATED for r in results):
             raise RuntimeError(f"wallets of new organisation {row.id} exist already")
@@ -272,7 +173,7 @@ def register_device(cmd: commands.RegisterDevice, uow: AbstractUnitOfWork) -> De
         key = DeviceKeyRow(repo.next_id(device_keys), device.id, cmd.public_key, now)
         repo.insert_device(device)
         repo.insert_key(key)
-        uow.log.append([device_entry(device), device_key_entry(key)])
+        uow.log.append([records.DEVICE.of(device), records.DEVICE_KEY.of(key)])
         uow.commit()
     return device
 
@@ -303,7 +204,7 @@ def rotate_device_key(cmd: commands.RotateDeviceKey, uow: AbstractUnitOfWork) ->
             repo.next_id(device_keys), cmd.device_id, cmd.public_key, uow.clock.now_ns()
         )
         repo.insert_key(key)
-        uow.log.append([device_key_entry(key)])
+        uow.log.append([records.DEVICE_KEY.of(key)])
         uow.commit()
     return key
 
@@ -320,7 +221,7 @@ def record_access(cmd: commands.RecordAccess, uow: AbstractUnitOfWork) -> list[A
             for i, r in enumerate(cmd.requests)
         ]
         uow.identity.insert_access(rows)
-        uow.log.append([access_entry(r) for r in rows])
+        uow.log.append([records.ACCESS.of(r) for r in rows])
         uow.commit()
     return rows
 
@@ -345,7 +246,12 @@ def _revoke_live_keys(uow: AbstractUnitOfWork, device_id: str, reason: str) -> i
     live = [k for k in uow.identity.keys_of([device_id]) if k.live]
     for key in live:
         uow.identity.revoke_key(key.id, reason, now)
-    uow.log.append([key_revocation_entry(k.id, reason, now) for k in live])
+    uow.log.append(
+        [
+            records.DEVICE_KEY_REVOKED.of_mapping({"id": k.id, "reason": reason, "revoked_at": now})
+            for k in live
+        ]
+    )
     return len(live)
 
 

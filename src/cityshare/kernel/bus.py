@@ -11,8 +11,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from cityshare.kernel.errors import ConflictError
 from cityshare.kernel.messages import Command, Event
-from cityshare.kernel.uow import ConflictError, UnitOfWorkFactory
+from cityshare.kernel.uow import UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
 

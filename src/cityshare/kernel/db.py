@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection, make_url
 
+from cityshare.kernel.errors import StoreUnavailable
 from cityshare.kernel.files import private_database
 
 #: Execution option that marks a connection as about to write (SQLite then takes the write lock
@@ -53,6 +54,16 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
     return create_engine(url, **kwargs)
+
+
+def ping(engine: Engine) -> None:
+    """Ask the database for `SELECT 1` on a connection of its own; raise `StoreUnavailable`
+    when it does not answer, whatever stopped it (a health check reports, it does not crash)."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        raise StoreUnavailable(str(exc)) from exc
 
 
 def _configure_sqlite(engine: Engine) -> None:

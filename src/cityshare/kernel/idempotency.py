@@ -51,10 +51,11 @@ from typing import Any
 from cityshare.kernel import idempotency_commands as kernel_idempotency_commands
 from cityshare.kernel import messages as kernel_messages
 from cityshare.kernel.bus import MAX_ATTEMPTS, MessageBus
+from cityshare.kernel.errors import ConflictError
 from cityshare.kernel.idempotency_repo import IdempotencyRow
 from cityshare.kernel.messages import Event
 from cityshare.kernel.seals import BrokenSealError
-from cityshare.kernel.uow import AbstractUnitOfWork, ConflictError
+from cityshare.kernel.uow import AbstractUnitOfWork
 
 log = logging.getLogger(__name__)
 

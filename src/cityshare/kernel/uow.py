@@ -2,16 +2,23 @@
 
 Handlers use it as `with uow: ...; uow.commit()`. Leaving the block without committing rolls
 everything back, so a handler that fails half way writes nothing.
+
+The driver's failures leave it as the service's (`kernel/errors.py`): a transaction PostgreSQL
+wants retried as `ConflictError`, a store that cannot serve (connection refused or lost, pool
+exhausted, SQLite locked past its timeout) as `StoreUnavailable`; integrity errors pass as they
+are. So no door needs to import SQLAlchemy to tell "try again later" from a bug.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from cityshare.billing.repo import BillingRepository
 from cityshare.charging.repo import ChargingRepository
@@ -21,6 +28,7 @@ from cityshare.identity.repo import IdentityRepository
 from cityshare.kernel.capability import RepositoryFactory
 from cityshare.kernel.clock import Clock, SystemClock
 from cityshare.kernel.db import WRITE
+from cityshare.kernel.errors import ConflictError, StoreUnavailable
 from cityshare.kernel.idempotency_repo import IdempotencyRepository
 from cityshare.kernel.messages import Event
 from cityshare.kernel.seal import Sealer
@@ -58,10 +66,6 @@ class AbstractUnitOfWork(Protocol):
     def collect_new_events(self) -> Iterator[Event]: ...
 
 
-class ConflictError(Exception):
-    """Another transaction got in the way (deadlock, serialisation failure): run it again."""
-
-
 #: SQLSTATEs after which PostgreSQL wants the whole transaction retried.
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}
 
@@ -96,16 +100,21 @@ class SqlUnitOfWork:
         self._events: list[Event] = []
 
     def __enter__(self) -> SqlUnitOfWork:
-        conn = self.engine.connect()
-        if self.write:
-            conn = conn.execution_options(**{WRITE: True})
-        elif conn.dialect.name == "postgresql":
-            # Queries that read several tables (statements, invariant checks) must see one
-            # snapshot, as a deferred transaction in SQLite's WAL mode already does.
-            conn = conn.execution_options(
-                isolation_level="REPEATABLE READ", postgresql_readonly=True
-            )
-        conn.begin()
+        with _service_errors():
+            conn = self.engine.connect()
+            try:
+                if self.write:
+                    conn = conn.execution_options(**{WRITE: True})
+                elif conn.dialect.name == "postgresql":
+                    # Queries that read several tables (statements, invariant checks) must see
+                    # one snapshot, as a deferred transaction in SQLite's WAL mode already does.
+                    conn = conn.execution_options(
+                        isolation_level="REPEATABLE READ", postgresql_readonly=True
+                    )
+                conn.begin()
+            except BaseException:
+                conn.close()
+                raise
         self._conn = conn
         for name, open_repository in self.repositories.items():
             setattr(self, name, open_repository(conn, self.sealer))
@@ -129,19 +138,23 @@ class SqlUnitOfWork:
         self._conn = None
         if conn is None:
             return
-        try:
-            if conn.in_transaction():
-                conn.rollback()
-        finally:
-            conn.close()
-        if isinstance(exc, DBAPIError) and _sqlstate(exc) in _RETRYABLE_SQLSTATES:
-            raise ConflictError(str(exc.orig)) from exc
+        with _service_errors():
+            try:
+                if conn.in_transaction():
+                    conn.rollback()
+            finally:
+                conn.close()
+        if isinstance(exc, DBAPIError | PoolTimeoutError):
+            translated = _translated(exc)
+            if translated is not None:
+                raise translated from exc
 
     def commit(self) -> None:
         assert self._conn is not None, "commit outside `with uow:`"
         if self.log.appended is not None:
             self._sign_checkpoint()
-        self._conn.commit()
+        with _service_errors():
+            self._conn.commit()
 
     def _sign_checkpoint(self) -> None:
         frontier = self.log.appended
@@ -169,6 +182,30 @@ class SqlUnitOfWork:
 
 def _sqlstate(exc: DBAPIError) -> str | None:
     return getattr(exc.orig, "sqlstate", None)
+
+
+@contextlib.contextmanager
+def _service_errors() -> Iterator[None]:
+    """Raise the service's error for a driver's error raised inside (see `_translated`)."""
+    try:
+        yield
+    except (DBAPIError, PoolTimeoutError) as exc:
+        translated = _translated(exc)
+        if translated is None:
+            raise
+        raise translated from exc
+
+
+def _translated(exc: DBAPIError | PoolTimeoutError) -> Exception | None:
+    """The service's error for a driver's (None: not the store's availability, e.g. an
+    integrity error, which passes as it is)."""
+    if isinstance(exc, PoolTimeoutError):
+        return StoreUnavailable(str(exc))
+    if _sqlstate(exc) in _RETRYABLE_SQLSTATES:
+        return ConflictError(str(exc.orig))
+    if isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated:
+        return StoreUnavailable(str(exc.orig))
+    return None
 
 
 UnitOfWorkFactory = Callable[[], AbstractUnitOfWork]

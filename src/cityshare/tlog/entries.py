@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from cityshare.ledger.model import NewAccount, TransferRecord
@@ -99,18 +99,39 @@ def encode_record(record_type: str, fields: dict[str, Any]) -> bytes:
 class RecordCodec:
     """How the rows of one table become JSON leaves: the record `type` and the `fields` logged
     (column names), so that a capability writes a leaf from a row object (`of`) and `audit
-    verify` re-encodes a stored row (`of_mapping`) by one definition."""
+    verify` re-encodes a stored row (`of_mapping`) by one definition.
+
+    Some records log a field under another key than its column, or in another form; the leaf
+    bytes are a contract, so the codec states it instead of the record changing. Each is keyed
+    by the logged key: `columns`, the column (and row attribute) it is read from (`"at"` ->
+    `"enrolled_at"`); `logged`, how its value becomes the logged form (raw key bytes ->
+    base64url), for a row object's and a stored row's value alike; `stored`, how a stored
+    column is first read back into the row object's form (JSON text -> dict, a driver's
+    memoryview -> bytes)."""
 
     type: str
     fields: tuple[str, ...]
+    columns: Mapping[str, str] = field(default_factory=dict)
+    logged: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)
+    stored: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)
 
     def of(self, row: Any) -> bytes:
         """The leaf of a row object with these fields as attributes (a row dataclass)."""
-        return encode_record(self.type, {f: getattr(row, f) for f in self.fields})
+        columns, logged = self.columns, self.logged
+        values = {f: getattr(row, columns.get(f, f)) for f in self.fields}
+        for key, form in logged.items():
+            values[key] = form(values[key])
+        return encode_record(self.type, values)
 
     def of_mapping(self, row: Mapping[str, Any]) -> bytes:
         """The leaf of a stored row (column name -> value)."""
-        return encode_record(self.type, {f: row[f] for f in self.fields})
+        columns, logged, stored = self.columns, self.logged, self.stored
+        values = {f: row[columns.get(f, f)] for f in self.fields}
+        for key, read in stored.items():
+            values[key] = read(values[key])
+        for key, form in logged.items():
+            values[key] = form(values[key])
+        return encode_record(self.type, values)
 
 
 def decode(data: bytes) -> Entry:
