@@ -19,6 +19,7 @@ from cityshare.kernel.bus import MessageBus
 from cityshare.kernel.capability import RepositoryFactory
 from cityshare.kernel.clock import Clock, SystemClock
 from cityshare.kernel.db import make_engine
+from cityshare.kernel.scheduler import Lease, Scheduler, scheduled_jobs
 from cityshare.kernel.seal import Sealer
 from cityshare.kernel.settings import Settings, get_settings
 from cityshare.kernel.uow import SqlUnitOfWork
@@ -55,6 +56,13 @@ class Platform:
     def personal_data(self) -> access.PersonalData:
         """Reads of a resident's data by someone else: checked and recorded (every door)."""
         return access.PersonalData(self.uow, self.bus, self.tariff, self.settings.default_provider)
+
+    def scheduler(self) -> Scheduler:
+        """A scheduler of every capability's jobs on this platform's bus, under the lease on
+        its database (`serve` and `cityshare worker` each run one; kernel/scheduler.py)."""
+        lease = Lease(self.engine, self.clock, self.settings.scheduler_lease_seconds)
+        jobs = scheduled_jobs(CAPABILITIES, self.settings)
+        return Scheduler(jobs, self.bus.handle, lease, self.settings)
 
     def close(self) -> None:
         self.reading_verifier.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -19,7 +20,6 @@ from cityshare.bootstrap import Platform
 from cityshare.capabilities import CAPABILITIES
 from cityshare.kernel.db import ping
 from cityshare.kernel.errors import StoreUnavailable
-from cityshare.kernel.scheduler import run_every, scheduled_jobs
 from cityshare.ledger.schemas import Health, error_responses
 
 log = logging.getLogger(__name__)
@@ -46,21 +46,25 @@ the error's `code` say which.
 
 def create_app(platform: Platform, *, run_jobs: bool = True) -> FastAPI:
     """The API of every capability. `run_jobs` (tests turn it off) runs the capabilities'
-    periodic jobs (`kernel/scheduler.py`) while the app serves."""
+    periodic jobs while the app serves: the platform's scheduler (`kernel/scheduler.py`) in a
+    thread of its own, which acts only while it holds the database lease, so `serve` and
+    `cityshare worker` processes on one database never both run them."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        jobs = scheduled_jobs(CAPABILITIES, platform.settings) if run_jobs else []
-        tasks = [
-            asyncio.create_task(run_every(job, platform.bus, platform.settings)) for job in jobs
-        ]
+        stop = threading.Event()
+        worker: threading.Thread | None = None
+        if run_jobs:
+            worker = threading.Thread(
+                target=platform.scheduler().run, args=(stop,), name="scheduler", daemon=True
+            )
+            worker.start()
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            stop.set()
+            if worker is not None:  # it finishes the job under way and gives the lease up
+                await asyncio.to_thread(worker.join)
 
     app = FastAPI(
         title="cityshare",

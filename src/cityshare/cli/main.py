@@ -13,6 +13,7 @@ from cityshare.bench import cli as bench
 from cityshare.capabilities import CAPABILITIES
 from cityshare.cli import db
 from cityshare.cli.common import DB_OPTION, console, settings_with
+from cityshare.cli.worker import worker
 from cityshare.issuer import cli as issuer
 from cityshare.twin import cli as twin
 
@@ -57,7 +58,8 @@ def serve(
     demo: bool = typer.Option(False, "--demo", help="Seed a small demo ledger before serving."),
     log_level: str = typer.Option(None, help="debug, info, warning or error."),
 ) -> None:
-    """Serve the HTTP API (FastAPI + uvicorn). Applies database migrations first.
+    """Serve the HTTP API (FastAPI + uvicorn), and run the periodic jobs as `cityshare worker`
+    does (one process at a time acts: a database lease). Applies database migrations first.
 
     The operator token (CITYSHARE_OPERATOR_TOKEN) stands for an administrator; if it is not set,
     a random one is made for this run and printed here (never logged). Residents enrol with an
@@ -111,6 +113,9 @@ def serve(
         )
     finally:
         platform.close()
+
+
+app.command()(worker)
 
 
 def main() -> None:

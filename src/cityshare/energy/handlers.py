@@ -56,7 +56,7 @@ from json.encoder import encode_basestring_ascii as json_string
 from typing import Any, cast
 
 from cityshare.charging.model import CHAIN_KIND, chain_registered_at
-from cityshare.energy import commands, events
+from cityshare.energy import commands
 from cityshare.energy.model import (
     BASELINE,
     METERED_KINDS,
@@ -632,7 +632,6 @@ class _Batch:
             results[v.index] = ItemResult(v.index, f"anomaly:{bad}" if bad else "accepted", d)
         self.outcome.stored = len(reading_rows)
         self._join(devices, pools, index_of, interval_id, last_timestamp, reading_rows)
-        self.uow.add_event(events.ReadingsIngested(len(reading_rows), self.outcome.intervals))
 
     def sweep(self, limit: int, last_timestamp: int) -> int:
         """Join the readings of up to `limit` devices whose waiting readings are overdue (see
@@ -645,8 +644,6 @@ class _Batch:
         pools: dict[str, dict[int, Reading]] = {d: {} for d in devices}
         interval_id = self.repo.next_ids()[1]
         self._join(devices, pools, {}, interval_id, last_timestamp, marked=devices.keys())
-        if self.outcome.intervals:
-            self.uow.add_event(events.ReadingsIngested(0, self.outcome.intervals))
         return len(devices)
 
     def _join(

@@ -143,6 +143,14 @@ class Settings(BaseSettings):
         "waited the tariff's gap horizon for a reading that never came are credited (0: never; "
         "`cityshare energy sweep` does it by hand).",
     )
+    scheduler_lease_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="How long the periodic jobs' database lease lasts: of the `serve` and "
+        "`cityshare worker` processes on one database, only the lease's holder runs the jobs "
+        "(billing, expiry, sweeps); it renews the lease every third of this, and another "
+        "takes over this long after the holder stopped renewing. Longer than any one job.",
+    )
 
 
 @lru_cache

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cityshare.kernel.uow import AbstractUnitOfWork
-from cityshare.ledger import commands, events
+from cityshare.ledger import commands
 from cityshare.ledger.ids import MAX_CLIENT_ID, NAMED_PLATFORM_ACCOUNTS, reserved_account_id
 from cityshare.ledger.model import (
     MAX_INT,
@@ -113,8 +113,6 @@ def create_transfers(cmd: commands.CreateTransfers, uow: AbstractUnitOfWork) -> 
         )
         if outcome.records or outcome.pending_changes:
             uow.commit()
-            if outcome.records:
-                uow.add_event(events.TransfersCommitted(outcome.created, outcome.last_timestamp))
     return outcome
 
 
@@ -196,7 +194,6 @@ def expire_pending_transfers(cmd: commands.ExpirePendingTransfers, uow: Abstract
             [entries.encode_hold_expired(c.pending_id, expires_at[c.pending_id]) for c in changes]
         )
         uow.commit()
-        uow.add_event(events.PendingTransfersExpired(len(changes)))
     return len(changes)
 
 

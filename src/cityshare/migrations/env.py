@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 import cityshare.capabilities  # noqa: F401  (every capability declares its tables on `metadata`)
+from cityshare.kernel import scheduler_tables  # noqa: F401  (the kernel's own: the lease)
 from cityshare.kernel.tables import metadata
 
 connection = context.config.attributes.get("connection")
