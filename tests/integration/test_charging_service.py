@@ -23,11 +23,11 @@ from cityshare.charging.model import (
     ChargingError,
     OcppVersion,
     Sample,
+    SessionRow,
     SessionStatus,
     hash_password,
 )
 from cityshare.charging.ocpp.door import ChargerRevokedError, ChargingDoor, HandshakeError
-from cityshare.charging.repo import SessionRow
 from cityshare.energy import commands as energy_commands
 from cityshare.energy import handlers as energy
 from cityshare.energy.handlers import IngestOutcome

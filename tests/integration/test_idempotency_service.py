@@ -19,8 +19,7 @@ from cityshare.audit import verify as audit
 from cityshare.bootstrap import Platform
 from cityshare.community import commands as community_commands
 from cityshare.community import tables as community_tables
-from cityshare.community.model import CommunityError
-from cityshare.community.repo import ShareEventRow
+from cityshare.community.model import CommunityError, ShareEventRow
 from cityshare.identity import commands as identity_commands
 from cityshare.identity import tables as identity_tables
 from cityshare.identity.devices import parse_public_key

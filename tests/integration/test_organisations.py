@@ -10,8 +10,8 @@ from cityshare.identity import commands
 from cityshare.identity import handlers as identity
 from cityshare.identity.devices import parse_public_key
 from cityshare.identity.handlers import IdentityError
+from cityshare.identity.model import OrganisationRow
 from cityshare.identity.organisations import ORG_ID_BASE
-from cityshare.identity.repo import OrganisationRow
 from cityshare.identity.residents import wallet_account_id
 from cityshare.ledger import handlers as ledger_service
 from cityshare.ledger.model import Ledger

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from cityshare.billing import records
-from cityshare.billing.repo import ChoiceRow, PriceListRow, RunRow, TopUpRow
+from cityshare.billing.model import ChoiceRow, PriceListRow, RunRow, TopUpRow
 from cityshare.tlog.entries import RecordCodec
 
 PROVIDER = 2**60 + 3

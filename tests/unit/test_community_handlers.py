@@ -15,11 +15,10 @@ import pytest
 from cityshare.community import checks, handlers, records
 from cityshare.community.commands import IssueShares, ShareGrant, TransferShares
 from cityshare.community.fake import FakeCommunityRepository
-from cityshare.community.model import MAX_TOTAL_SHARES, CommunityError
-from cityshare.community.repo import ISSUE, TRANSFER, ShareEventRow
-from cityshare.identity.model import new_vid
+from cityshare.community.model import MAX_TOTAL_SHARES, CommunityError, ShareEventRow
+from cityshare.community.repo import ISSUE, TRANSFER
+from cityshare.identity.model import OrganisationRow, new_vid
 from cityshare.identity.organisations import OrgKind
-from cityshare.identity.repo import OrganisationRow
 from cityshare.identity.residents import ORG_ID_BASE
 from cityshare.kernel.clock import ManualClock
 

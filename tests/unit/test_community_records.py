@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from cityshare.community import records
-from cityshare.community.repo import DistributionRow, PayoutRow, ShareEventRow
+from cityshare.community.model import DistributionRow, PayoutRow, ShareEventRow
 from cityshare.tlog.entries import RecordCodec
 
 ASSET = 2**60 + 5

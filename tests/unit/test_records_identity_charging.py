@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from cityshare.charging import records as charging
-from cityshare.charging.repo import ChargerSecretRow, IdTokenRow, SessionRow, StopRow
+from cityshare.charging.model import ChargerSecretRow, IdTokenRow, SessionRow, StopRow
 from cityshare.identity import records as identity
-from cityshare.identity.repo import (
+from cityshare.identity.model import (
     AccessRow,
     DeviceKeyRow,
     DeviceRow,

@@ -29,7 +29,7 @@ from cityshare.bench.ledger import machine
 from cityshare.billing import commands as billing_commands
 from cityshare.billing import handlers as billing
 from cityshare.billing import records as billing_records
-from cityshare.billing.repo import ChoiceRow
+from cityshare.billing.model import ChoiceRow
 from cityshare.billing.tables import provider_choices
 from cityshare.bootstrap import Platform, bootstrap, unit_of_work
 from cityshare.energy import commands as energy_commands

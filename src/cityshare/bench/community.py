@@ -33,8 +33,7 @@ from cityshare.community import commands as community_commands
 from cityshare.community.handlers import Status
 from cityshare.identity import commands as identity_commands
 from cityshare.identity import records as identity_records
-from cityshare.identity.model import new_vid
-from cityshare.identity.repo import EnrolmentRow, ResidentRow
+from cityshare.identity.model import EnrolmentRow, ResidentRow, new_vid
 from cityshare.identity.residents import wallet_account_id, wallet_accounts
 from cityshare.identity.tables import residents
 from cityshare.kernel.clock import ManualClock

@@ -54,8 +54,7 @@ from cityshare.energy import commands
 from cityshare.energy import handlers as energy
 from cityshare.energy.readings import parse, signature_valid
 from cityshare.identity import records as identity_records
-from cityshare.identity.model import new_vid
-from cityshare.identity.repo import DeviceKeyRow, DeviceRow, EnrolmentRow, ResidentRow
+from cityshare.identity.model import DeviceKeyRow, DeviceRow, EnrolmentRow, ResidentRow, new_vid
 from cityshare.identity.residents import wallet_accounts
 from cityshare.identity.tables import device_keys, residents
 from cityshare.kernel.clock import ManualClock

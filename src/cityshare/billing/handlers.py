@@ -44,8 +44,12 @@ from cityshare.billing.model import (
     NORMAL,
     BillingCode,
     BillingError,
+    ChoiceRow,
     Choices,
+    Due,
     PriceBook,
+    PriceListRow,
+    RunRow,
     charge,
     parse_price_list,
     party_of_wallet,
@@ -56,7 +60,7 @@ from cityshare.billing.model import (
     window_price,
 )
 from cityshare.billing.queries import default_provider, price_versions, seller
-from cityshare.billing.repo import BillRow, ChoiceRow, Due, PriceListRow, RunRow
+from cityshare.billing.repo import BillRow
 from cityshare.billing.tables import billing_runs, price_lists, provider_choices
 from cityshare.energy.model import OK, Tariff
 from cityshare.identity.organisations import is_organisation

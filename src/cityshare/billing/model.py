@@ -274,3 +274,60 @@ def payment_transfer_id(bill_id: int) -> int:
 
 def party_of_wallet(account_id: int) -> int:
     return (account_id - WALLET_BASE) >> 3
+
+
+@dataclass(frozen=True, slots=True)
+class PriceListRow:
+    id: int
+    provider_id: int
+    effective_from: int
+    prices: str
+    set_by: str
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChoiceRow:
+    id: int
+    resident_id: int
+    provider_id: int
+    effective_from: int
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    id: int
+    through_id: int
+    bills: int
+    billed: int
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
+class TopUpRow:
+    id: int
+    reference: str
+    resident_id: int
+    amount: int
+    transfer_id: int
+    actor: str
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """A bill waiting to be paid."""
+
+    bill_id: int
+    provider_id: int
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class WalletMoves:
+    """What moved through a wallet in a time range (posted amounts only)."""
+
+    received: int = 0
+    paid_bills: int = 0
+    other_debits: int = 0

@@ -12,13 +12,13 @@ from cityshare.billing.model import (
     BillingError,
     Month,
     PriceBook,
+    PriceListRow,
     PriceVersion,
     party_of_wallet,
 )
-from cityshare.billing.repo import PriceListRow
 from cityshare.energy.model import Tariff
+from cityshare.identity.model import OrganisationRow
 from cityshare.identity.organisations import OrgKind, is_organisation
-from cityshare.identity.repo import OrganisationRow
 from cityshare.identity.residents import wallet_account_id
 from cityshare.kernel.uow import AbstractUnitOfWork
 from cityshare.ledger.model import Ledger

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Table, and_, case, func, or_, select
 
+from cityshare.billing.model import ChoiceRow, Due, PriceListRow, RunRow, TopUpRow, WalletMoves
 from cityshare.billing.tables import (
     billing_runs,
     energy_arrears,
@@ -38,63 +38,6 @@ BillRow = tuple[int, int, int, int, str, int, int, int, int, int, int, int]
 IntervalHead = tuple[int, int, str, int, str, int, int]
 
 _MOVES_BALANCE = int(TransferFlags.PENDING | TransferFlags.VOID_PENDING_TRANSFER)
-
-
-@dataclass(frozen=True, slots=True)
-class PriceListRow:
-    id: int
-    provider_id: int
-    effective_from: int
-    prices: str
-    set_by: str
-    at: int
-
-
-@dataclass(frozen=True, slots=True)
-class ChoiceRow:
-    id: int
-    resident_id: int
-    provider_id: int
-    effective_from: int
-    at: int
-
-
-@dataclass(frozen=True, slots=True)
-class RunRow:
-    id: int
-    through_id: int
-    bills: int
-    billed: int
-    at: int
-
-
-@dataclass(frozen=True, slots=True)
-class TopUpRow:
-    id: int
-    reference: str
-    resident_id: int
-    amount: int
-    transfer_id: int
-    actor: str
-    at: int
-
-
-@dataclass(frozen=True, slots=True)
-class Due:
-    """A bill waiting to be paid."""
-
-    bill_id: int
-    provider_id: int
-    amount: int
-
-
-@dataclass(frozen=True, slots=True)
-class WalletMoves:
-    """What moved through a wallet in a time range (posted amounts only)."""
-
-    received: int = 0
-    paid_bills: int = 0
-    other_debits: int = 0
 
 
 class BillingRepository(DriverRepository):

@@ -24,8 +24,7 @@ import re
 from dataclasses import dataclass
 
 from cityshare.billing import commands, records
-from cityshare.billing.model import BillingCode, BillingError
-from cityshare.billing.repo import TopUpRow
+from cityshare.billing.model import BillingCode, BillingError, TopUpRow
 from cityshare.billing.tables import top_ups
 from cityshare.identity.organisations import is_organisation
 from cityshare.identity.residents import wallet_account_id

@@ -26,11 +26,16 @@ from dataclasses import dataclass
 
 from cityshare.charging import commands, records
 from cityshare.charging.model import (
+    ChainTotals,
+    ChargerSecretRow,
     ChargingError,
+    IdTokenRow,
     OcppVersion,
     Planned,
     Progress,
+    SessionRow,
     SessionStatus,
+    StopRow,
     chain_id,
     check_password,
     hash_password,
@@ -39,10 +44,9 @@ from cityshare.charging.model import (
     plan,
     verify_password,
 )
-from cityshare.charging.repo import ChainTotals, ChargerSecretRow, IdTokenRow, SessionRow, StopRow
 from cityshare.identity.devices import DeviceKind, counterparty_pseudonym
+from cityshare.identity.model import DeviceRow
 from cityshare.identity.organisations import OrgKind, is_organisation
-from cityshare.identity.repo import DeviceRow
 from cityshare.kernel.uow import AbstractUnitOfWork
 from cityshare.ledger.model import MAX_INT
 

@@ -213,3 +213,61 @@ def plan(progress: Progress, samples: Iterable[Sample]) -> list[Planned]:
         seq += 1
         last = ts
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerSecretRow:
+    id: int
+    device_id: str
+    secret_hash: str
+    set_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class IdTokenRow:
+    id: int
+    device_id: str
+    token_hash: str
+    added_at: int
+    removed_at: int | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.removed_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    id: int
+    charger_id: str
+    operator_id: int
+    ocpp_version: str
+    tx_key: str
+    connector_id: int
+    token_hash: str
+    status: str
+    vehicle_id: str | None
+    owner_id: int | None
+    chain_id: str
+    started_ts: int
+    meter_start_wh: int | None
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class StopRow:
+    id: int  # the session's
+    stopped_ts: int
+    meter_stop_wh: int | None
+    reason: str | None
+    recorded_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChainTotals:
+    """What a session's chain credited: its `ok` intervals summed."""
+
+    import_wh: int = 0
+    export_wh: int = 0
+    carbon_g: int = 0
+    credit_milli: int = 0

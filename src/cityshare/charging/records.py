@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from cityshare.charging.repo import SessionRow, StopRow
+from cityshare.charging.model import SessionRow, StopRow
 from cityshare.kernel.capability import LoggedRecord
 from cityshare.tlog.entries import RecordCodec
 

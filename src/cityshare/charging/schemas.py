@@ -7,8 +7,13 @@ import datetime as dt
 from pydantic import BaseModel, Field
 
 from cityshare.charging.handlers import SessionView
-from cityshare.charging.model import ID_TOKEN_RE, PASSWORD_RE, OcppVersion
-from cityshare.charging.repo import ChargerSecretRow, IdTokenRow
+from cityshare.charging.model import (
+    ID_TOKEN_RE,
+    PASSWORD_RE,
+    ChargerSecretRow,
+    IdTokenRow,
+    OcppVersion,
+)
 from cityshare.identity.schemas import Strict, iso
 
 

@@ -18,8 +18,7 @@ from cityshare.api.errors import refused
 from cityshare.api.idempotency import IdempotencyDep, idempotent_responses
 from cityshare.community import commands
 from cityshare.community import queries as community
-from cityshare.community.model import CommunityError
-from cityshare.community.repo import ShareEventRow
+from cityshare.community.model import CommunityError, ShareEventRow
 from cityshare.community.schemas import (
     AssetSharesOut,
     DistributeIn,

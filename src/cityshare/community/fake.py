@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from cityshare.community.repo import TRANSFER, ShareEventRow
+from cityshare.community.model import ShareEventRow
+from cityshare.community.repo import TRANSFER
 
 
 class FakeCommunityRepository:

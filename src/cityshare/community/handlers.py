@@ -48,13 +48,16 @@ from cityshare.community import commands, records
 from cityshare.community.model import (
     MAX_TOTAL_SHARES,
     CommunityError,
+    DistributionRow,
+    PayoutRow,
     SettlementPeriod,
+    ShareEventRow,
     boundaries,
     is_boundary,
     split_pro_rata,
 )
 from cityshare.community.queries import community_asset
-from cityshare.community.repo import ISSUE, TRANSFER, DistributionRow, PayoutRow, ShareEventRow
+from cityshare.community.repo import ISSUE, TRANSFER
 from cityshare.identity.model import is_valid_vid
 from cityshare.identity.organisations import OrgKind
 from cityshare.identity.residents import wallet_account_id

@@ -13,6 +13,7 @@ import datetime as dt
 import enum
 import zoneinfo
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 #: Shares of one asset, all holders together. Keeps `amount * shares` and every stored count
 #: far inside 64 bits (amounts are at most 2^63 - 1; Python's ints do the products exactly).
@@ -114,3 +115,38 @@ class CommunityError(ValueError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class ShareEventRow:
+    id: int
+    asset_id: int
+    kind: str  # issue or transfer
+    from_id: int  # 0 for an issue
+    to_id: int
+    shares: int
+    actor: str
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
+class DistributionRow:
+    id: int
+    asset_id: int
+    period_end: int
+    credit_milli: int
+    carbon_g: int
+    holders: int
+    total_shares: int
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutRow:
+    id: int
+    distribution_id: int
+    asset_id: int
+    resident_id: int
+    shares: int
+    credit_milli: int
+    carbon_g: int

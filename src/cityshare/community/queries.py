@@ -7,10 +7,15 @@ import datetime as dt
 import zoneinfo
 from dataclasses import dataclass
 
-from cityshare.community.model import NANOSECONDS, CommunityError, SettlementPeriod, next_boundary
-from cityshare.community.repo import DistributionRow
+from cityshare.community.model import (
+    NANOSECONDS,
+    CommunityError,
+    DistributionRow,
+    SettlementPeriod,
+    next_boundary,
+)
+from cityshare.identity.model import OrganisationRow
 from cityshare.identity.organisations import OrgKind, is_organisation
-from cityshare.identity.repo import OrganisationRow
 from cityshare.kernel.uow import AbstractUnitOfWork
 
 

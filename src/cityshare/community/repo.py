@@ -7,11 +7,11 @@ transaction, so those go through the driver cursor (executemany on SQLite, COPY 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, case, func, literal, select, union_all
 
+from cityshare.community.model import DistributionRow, PayoutRow, ShareEventRow
 from cityshare.community.tables import (
     community_distributions,
     community_payouts,
@@ -22,41 +22,6 @@ from cityshare.kernel.driver import DriverRepository
 
 ISSUE = "issue"
 TRANSFER = "transfer"
-
-
-@dataclass(frozen=True, slots=True)
-class ShareEventRow:
-    id: int
-    asset_id: int
-    kind: str  # issue or transfer
-    from_id: int  # 0 for an issue
-    to_id: int
-    shares: int
-    actor: str
-    at: int
-
-
-@dataclass(frozen=True, slots=True)
-class DistributionRow:
-    id: int
-    asset_id: int
-    period_end: int
-    credit_milli: int
-    carbon_g: int
-    holders: int
-    total_shares: int
-    at: int
-
-
-@dataclass(frozen=True, slots=True)
-class PayoutRow:
-    id: int
-    distribution_id: int
-    asset_id: int
-    resident_id: int
-    shares: int
-    credit_milli: int
-    carbon_g: int
 
 
 #: The table's columns in order (`PayoutRow`'s fields and the logged ones follow them).

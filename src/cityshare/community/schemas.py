@@ -7,9 +7,8 @@ import zoneinfo
 from pydantic import BaseModel, Field
 
 from cityshare.community.handlers import DistributionOutcome
-from cityshare.community.model import MAX_TOTAL_SHARES
+from cityshare.community.model import MAX_TOTAL_SHARES, DistributionRow
 from cityshare.community.queries import AssetShares, ResidentShares, SettlementWindow, local_iso
-from cityshare.community.repo import DistributionRow
 from cityshare.identity.organisations import MAX_PARTY_ID, ORG_ID_BASE
 from cityshare.identity.schemas import Strict
 

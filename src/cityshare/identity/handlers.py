@@ -14,9 +14,7 @@ from cityshare.identity import commands, records
 from cityshare.identity.assertion import AssertionInvalid, verify_assertion
 from cityshare.identity.devices import LABEL_RE as DEVICE_LABEL_RE
 from cityshare.identity.devices import DeviceKind, new_device_id
-from cityshare.identity.organisations import NAME_RE as ORG_NAME_RE
-from cityshare.identity.organisations import ORG_ID_BASE, OrgKind, is_organisation
-from cityshare.identity.repo import (
+from cityshare.identity.model import (
     AccessRow,
     DeviceKeyRow,
     DeviceRow,
@@ -24,6 +22,8 @@ from cityshare.identity.repo import (
     OrganisationRow,
     ResidentRow,
 )
+from cityshare.identity.organisations import NAME_RE as ORG_NAME_RE
+from cityshare.identity.organisations import ORG_ID_BASE, OrgKind, is_organisation
 from cityshare.identity.residents import WALLET_LEDGERS, wallet_account_id, wallet_accounts
 from cityshare.identity.tables import access_records, device_keys, enrolments, residents
 from cityshare.kernel.uow import AbstractUnitOfWork

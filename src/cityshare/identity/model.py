@@ -16,6 +16,7 @@ import hmac
 import random
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 # Verhoeff's scheme over the dihedral group D5: it catches every single-digit error and every
 # swap of two adjacent digits, the two mistakes people make most when copying a number.
@@ -178,3 +179,64 @@ def validate_attributes(attrs: Mapping[str, object]) -> dict[str, str]:
             raise IdentityError(f"an age band is one of {', '.join(AGE_BANDS)}")
         result[name] = value
     return result
+
+
+@dataclass(frozen=True, slots=True)
+class OrganisationRow:
+    id: int
+    kind: str
+    name: str
+    domain: str | None
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ResidentRow:
+    id: int
+    pseudonym: str
+    issuer: str
+    enrolled_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class EnrolmentRow:
+    id: int
+    resident_id: int
+    vid: str
+    attrs: dict[str, str]
+    jti: str
+    accepted_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRow:
+    id: str
+    owner_id: int
+    kind: str
+    label: str | None
+    registered_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceKeyRow:
+    id: int
+    device_id: str
+    public_key: bytes
+    added_at: int
+    revoked_at: int | None = None
+    reason: str | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.revoked_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRow:
+    id: int
+    resident_id: int
+    principal: str
+    role: str
+    purpose: str
+    what: str
+    at: int

@@ -25,8 +25,8 @@ from cityshare.identity import commands
 from cityshare.identity import handlers as identity
 from cityshare.identity.devices import DeviceError, DeviceKind, parse_public_key
 from cityshare.identity.handlers import IdentityError
+from cityshare.identity.model import OrganisationRow
 from cityshare.identity.organisations import MAX_PARTY_ID, ORG_ID_BASE, OrgKind
-from cityshare.identity.repo import OrganisationRow
 from cityshare.identity.schemas import DeviceOut
 
 app = typer.Typer(

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from cityshare.identity.handlers import OrganisationData
+from cityshare.identity.model import OrganisationRow
 from cityshare.identity.organisations import NAME_RE, OrgKind
-from cityshare.identity.repo import OrganisationRow
 from cityshare.identity.schemas import DeviceOut, Strict, WalletOut, iso
 
 

@@ -8,11 +8,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Row, Table, func, select
 
+from cityshare.identity.model import (
+    AccessRow,
+    DeviceKeyRow,
+    DeviceRow,
+    EnrolmentRow,
+    OrganisationRow,
+    ResidentRow,
+)
 from cityshare.identity.tables import (
     access_records,
     device_key_revocations,
@@ -22,67 +29,6 @@ from cityshare.identity.tables import (
     organisations,
     residents,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class OrganisationRow:
-    id: int
-    kind: str
-    name: str
-    domain: str | None
-    created_at: int
-
-
-@dataclass(frozen=True, slots=True)
-class ResidentRow:
-    id: int
-    pseudonym: str
-    issuer: str
-    enrolled_at: int
-
-
-@dataclass(frozen=True, slots=True)
-class EnrolmentRow:
-    id: int
-    resident_id: int
-    vid: str
-    attrs: dict[str, str]
-    jti: str
-    accepted_at: int
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceRow:
-    id: str
-    owner_id: int
-    kind: str
-    label: str | None
-    registered_at: int
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceKeyRow:
-    id: int
-    device_id: str
-    public_key: bytes
-    added_at: int
-    revoked_at: int | None = None
-    reason: str | None = None
-
-    @property
-    def live(self) -> bool:
-        return self.revoked_at is None
-
-
-@dataclass(frozen=True, slots=True)
-class AccessRow:
-    id: int
-    resident_id: int
-    principal: str
-    role: str
-    purpose: str
-    what: str
-    at: int
 
 
 def attrs_json(attrs: dict[str, str]) -> str:

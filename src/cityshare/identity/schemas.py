@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cityshare.identity.devices import LABEL_RE, DeviceKind, encode_public_key
 from cityshare.identity.handlers import DeviceView, ResidentData
+from cityshare.identity.model import AccessRow
 from cityshare.identity.policy import (
     PURPOSE_DEVICE_KINDS,
     PURPOSE_FIELDS,
@@ -20,7 +21,6 @@ from cityshare.identity.policy import (
     ResidentField,
     Role,
 )
-from cityshare.identity.repo import AccessRow
 from cityshare.ledger.model import AccountState, Ledger
 
 

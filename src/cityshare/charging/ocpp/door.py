@@ -39,11 +39,11 @@ from cityshare.charging.model import (
     OcppVersion,
     Planned,
     Sample,
+    SessionRow,
     SessionStatus,
     chain_registered_at,
     id_token_digest,
 )
-from cityshare.charging.repo import SessionRow
 from cityshare.energy import commands as energy_commands
 from cityshare.energy.handlers import IngestOutcome
 from cityshare.identity.devices import DEVICE_ID_RE
