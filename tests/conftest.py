@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from cityshare.api.app import create_app
 from cityshare.bootstrap import Platform, bootstrap
 from cityshare.kernel.clock import ManualClock
-from cityshare.kernel.settings import Settings
+from cityshare.settings import Settings
 from cityshare.tlog import note
 from identity_helpers import ISSUER_KEY
 from services import (

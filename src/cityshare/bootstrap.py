@@ -21,8 +21,8 @@ from cityshare.kernel.clock import Clock, SystemClock
 from cityshare.kernel.db import make_engine
 from cityshare.kernel.scheduler import Lease, Scheduler, scheduled_jobs
 from cityshare.kernel.seal import Sealer
-from cityshare.kernel.settings import Settings, get_settings
 from cityshare.kernel.uow import SqlUnitOfWork
+from cityshare.settings import Settings, get_settings
 from cityshare.tlog import cosignature, note
 
 TOKEN_KEY_NAME = "cityshare.local/tokens"

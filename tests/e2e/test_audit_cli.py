@@ -17,8 +17,8 @@ from cityshare.charging import commands as charging_commands
 from cityshare.identity import commands as identity_commands
 from cityshare.identity.devices import parse_public_key
 from cityshare.kernel.clock import ManualClock
-from cityshare.kernel.settings import Settings
 from cityshare.ledger.model import Ledger, Transfer, TransferFlags
+from cityshare.settings import Settings
 from cityshare.tlog import entries, note
 from identity_helpers import new_key
 from ledger_helpers import fund, open_accounts, post

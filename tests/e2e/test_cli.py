@@ -134,7 +134,7 @@ def test_ledger_account_and_statement_name_the_ledger_and_flags_as_the_api_does(
 
     from cityshare.api.app import create_app
     from cityshare.bootstrap import bootstrap
-    from cityshare.kernel.settings import Settings
+    from cityshare.settings import Settings
     from ledger_helpers import fund, open_accounts
 
     url = f"sqlite:///{tmp_path}/x.db"

@@ -34,8 +34,8 @@ from cityshare.bootstrap import Platform, bootstrap
 from cityshare.energy import mqtt, tables
 from cityshare.identity import commands
 from cityshare.kernel.clock import ManualClock
-from cityshare.kernel.settings import Settings
 from cityshare.ledger import handlers as ledger_service
+from cityshare.settings import Settings
 from energy_helpers import Meter, add_device, ingest, resident_with_meter, sign, wallets
 from identity_helpers import ISSUER_KEY
 from processes import cityshare

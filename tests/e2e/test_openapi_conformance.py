@@ -31,7 +31,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from cityshare.api.app import create_app
 from cityshare.bootstrap import bootstrap
 from cityshare.kernel.clock import ManualClock
-from cityshare.kernel.settings import Settings
+from cityshare.settings import Settings
 from conftest import LOG_KEY, OPERATOR_TOKEN
 from identity_helpers import ISSUER_KEY, assertion, new_key
 

@@ -15,8 +15,8 @@ from sqlalchemy import select
 
 from cityshare.bootstrap import Platform, bootstrap
 from cityshare.kernel.scheduler_tables import scheduler_leases
-from cityshare.kernel.settings import Settings
 from cityshare.ledger.model import Transfer, TransferFlags
+from cityshare.settings import Settings
 from ledger_helpers import account, fund, open_accounts, post
 from processes import Server, cityshare, ok
 

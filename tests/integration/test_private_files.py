@@ -17,7 +17,7 @@ from cityshare.identity.model import verhoeff_check_digit
 from cityshare.issuer import Issuer
 from cityshare.issuer.store import DB_FILE, KEY_FILE, SECRET_FILE
 from cityshare.kernel.db import make_engine
-from cityshare.kernel.settings import Settings
+from cityshare.settings import Settings
 from cityshare.twin import replica as twin
 
 

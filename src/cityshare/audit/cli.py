@@ -24,7 +24,7 @@ from cityshare.kernel import keys
 from cityshare.kernel.db import make_engine, normalise_url
 from cityshare.kernel.errors import StoreUnavailable
 from cityshare.kernel.seal import Sealer
-from cityshare.kernel.settings import Settings
+from cityshare.settings import Settings
 from cityshare.tlog import note
 
 app = typer.Typer(help="Verify the audit log and every record it covers.", no_args_is_help=True)

@@ -407,7 +407,7 @@ class _Audit:
         self._check_stored_nodes(leaves)
         self._check_orphan_cosignatures()
         self._check_rows_without_leaves()
-        for table in seals.SEALED_TABLES:
+        for table in seals.sealed_tables():
             self._check_seals(table)
         try:
             self._check_balances()

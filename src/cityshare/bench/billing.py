@@ -38,10 +38,10 @@ from cityshare.identity.residents import wallet_account_id
 from cityshare.identity.tables import residents
 from cityshare.kernel.clock import ManualClock
 from cityshare.kernel.db import is_sqlite
-from cityshare.kernel.settings import Settings
 from cityshare.ledger import commands as ledger_commands
 from cityshare.ledger import handlers as ledger_service
 from cityshare.ledger.model import Ledger, NewAccount, Transfer
+from cityshare.settings import Settings
 from cityshare.tlog import note
 
 SETTLEMENT = 900_001

@@ -59,8 +59,8 @@ from cityshare.identity.residents import wallet_accounts
 from cityshare.identity.tables import device_keys, residents
 from cityshare.kernel.clock import ManualClock
 from cityshare.kernel.db import is_sqlite
-from cityshare.kernel.settings import Settings
 from cityshare.ledger import handlers as ledger_service
+from cityshare.settings import Settings
 from cityshare.tlog import note
 
 Progress = Callable[[int], None]

@@ -37,8 +37,8 @@ from cityshare.bootstrap import Platform, bootstrap
 from cityshare.energy import mqtt, tables
 from cityshare.kernel.clock import ManualClock
 from cityshare.kernel.db import is_sqlite
-from cityshare.kernel.settings import Settings
 from cityshare.ledger import handlers as ledger_service
+from cityshare.settings import Settings
 from cityshare.tlog import note
 
 LOOPBACK = "127.0.0.1"

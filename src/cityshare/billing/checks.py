@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from cityshare.billing.model import BILL_TRANSFER_BASE
-from cityshare.kernel.uow import AbstractUnitOfWork
+from cityshare.billing.uow import BillingUnitOfWork
 
 
 def derived_problems(
-    uow: AbstractUnitOfWork, *, limit: int = 100
+    uow: BillingUnitOfWork, *, limit: int = 100
 ) -> list[tuple[str, int | str | None, str]]:
     """`audit verify`'s check of the arrears queue against the bills and the ledger: a bill
     is queued exactly while its amount is unpaid (no payment transfer exists)."""

@@ -62,10 +62,10 @@ from cityshare.billing.model import (
 from cityshare.billing.queries import default_provider, price_versions, seller
 from cityshare.billing.repo import BillRow
 from cityshare.billing.tables import billing_runs, price_lists, provider_choices
+from cityshare.billing.uow import BillingUnitOfWork
 from cityshare.energy.model import OK, Tariff
 from cityshare.identity.organisations import is_organisation
 from cityshare.identity.residents import wallet_account_id
-from cityshare.kernel.uow import AbstractUnitOfWork
 from cityshare.ledger.handlers import post_transfers
 from cityshare.ledger.model import Ledger, Transfer
 
@@ -82,7 +82,7 @@ def tariff_windows(tariff: Tariff) -> tuple[str, ...]:
 
 
 def set_price_list(
-    cmd: commands.SetPriceList, uow: AbstractUnitOfWork, *, tariff: Tariff
+    cmd: commands.SetPriceList, uow: BillingUnitOfWork, *, tariff: Tariff
 ) -> PriceListRow:
     now_ns = uow.clock.now_ns()
     prices, effective = parse_price_list(
@@ -103,7 +103,7 @@ def set_price_list(
     return row
 
 
-def choose_provider(cmd: commands.ChooseProvider, uow: AbstractUnitOfWork) -> ChoiceRow:
+def choose_provider(cmd: commands.ChooseProvider, uow: BillingUnitOfWork) -> ChoiceRow:
     with uow:
         uow.ledger.lock_ledger()
         if is_organisation(cmd.resident_id) or uow.identity.resident(cmd.resident_id) is None:
@@ -149,7 +149,7 @@ class BillingOutcome:
 
 def bill_energy(
     cmd: commands.BillEnergy,
-    uow: AbstractUnitOfWork,
+    uow: BillingUnitOfWork,
     *,
     default_provider_setting: int | None = None,
 ) -> BillingOutcome:
@@ -179,7 +179,7 @@ def bill_energy(
 class _Batch:
     def __init__(
         self,
-        uow: AbstractUnitOfWork,
+        uow: BillingUnitOfWork,
         outcome: BillingOutcome,
         default_setting: int | None,
         retry_arrears: bool,

@@ -16,18 +16,18 @@ from cityshare.billing.model import (
     PriceVersion,
     party_of_wallet,
 )
+from cityshare.billing.uow import BillingUnitOfWork
 from cityshare.energy.model import Tariff
 from cityshare.identity.model import OrganisationRow
 from cityshare.identity.organisations import OrgKind, is_organisation
 from cityshare.identity.residents import wallet_account_id
-from cityshare.kernel.uow import AbstractUnitOfWork
 from cityshare.ledger.model import Ledger
 
 #: Organisations that sell energy to residents.
 SELLER_KINDS = frozenset({OrgKind.PROVIDER.value, OrgKind.COMMUNITY.value})
 
 
-def seller(uow: AbstractUnitOfWork, org_id: int) -> OrganisationRow:
+def seller(uow: BillingUnitOfWork, org_id: int) -> OrganisationRow:
     org = uow.identity.organisation(org_id) if is_organisation(org_id) else None
     if org is None:
         raise BillingError("not_found", "no such organisation")
@@ -42,7 +42,7 @@ def price_versions(rows: list[PriceListRow]) -> list[PriceVersion]:
     return [PriceVersion(r.id, r.provider_id, r.effective_from, json.loads(r.prices)) for r in rows]
 
 
-def default_provider(uow: AbstractUnitOfWork, setting: int | None) -> int | None:
+def default_provider(uow: BillingUnitOfWork, setting: int | None) -> int | None:
     """The provider of residents who never chose one (inside an open unit of work)."""
     if setting is not None:
         org = uow.identity.organisation(setting) if is_organisation(setting) else None
@@ -80,7 +80,7 @@ def price_list_view(row: PriceListRow) -> PriceListView:
     )
 
 
-def _prices_of(uow: AbstractUnitOfWork, org: OrganisationRow, now_s: int) -> ProviderPrices:
+def _prices_of(uow: BillingUnitOfWork, org: OrganisationRow, now_s: int) -> ProviderPrices:
     rows = uow.billing.price_lists_of([org.id])
     book = PriceBook(price_versions(rows))
     by_id = {r.id: r for r in rows}
@@ -92,7 +92,7 @@ def _prices_of(uow: AbstractUnitOfWork, org: OrganisationRow, now_s: int) -> Pro
     )
 
 
-def provider_prices(uow: AbstractUnitOfWork, org_id: int) -> ProviderPrices:
+def provider_prices(uow: BillingUnitOfWork, org_id: int) -> ProviderPrices:
     """A provider's price list in force now and those set to take effect later."""
     with uow:
         org = seller(uow, org_id)
@@ -108,7 +108,7 @@ class ProviderChoice:
 
 
 def current_provider(
-    uow: AbstractUnitOfWork, resident_id: int, *, default_setting: int | None
+    uow: BillingUnitOfWork, resident_id: int, *, default_setting: int | None
 ) -> ProviderChoice:
     with uow:
         now_s = uow.clock.now_ns() // 1_000_000_000
@@ -182,7 +182,7 @@ class MonthlyStatement:
 
 
 def monthly_statement(
-    uow: AbstractUnitOfWork, resident_id: int, month: Month, *, tariff: Tariff
+    uow: BillingUnitOfWork, resident_id: int, month: Month, *, tariff: Tariff
 ) -> MonthlyStatement:
     """A resident's month (the tariff's local time): what they imported and were billed per
     provider and window, what they exported and earned per window, and their INR wallet."""

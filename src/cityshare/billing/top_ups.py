@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from cityshare.billing import commands, records
 from cityshare.billing.model import BillingCode, BillingError, TopUpRow
 from cityshare.billing.tables import top_ups
+from cityshare.billing.uow import BillingUnitOfWork
 from cityshare.identity.organisations import is_organisation
 from cityshare.identity.residents import wallet_account_id
-from cityshare.kernel.uow import AbstractUnitOfWork
 from cityshare.ledger.handlers import open_accounts, post_transfers
 from cityshare.ledger.ids import INR_SETTLEMENT, PLATFORM_ACCOUNT_CODE, TOP_UP_TRANSFERS
 from cityshare.ledger.model import (
@@ -73,7 +73,7 @@ class TopUpOutcome:
     created: bool
 
 
-def top_up_wallet(cmd: commands.TopUpWallet, uow: AbstractUnitOfWork) -> TopUpOutcome:
+def top_up_wallet(cmd: commands.TopUpWallet, uow: BillingUnitOfWork) -> TopUpOutcome:
     """Credit a resident's INR wallet from the INR settlement account, once per reference
     (see the module docstring): one transaction holds the settlement account's opening, the
     transfer, the `top_ups` row and their log leaves."""
@@ -146,7 +146,7 @@ def top_up_wallet(cmd: commands.TopUpWallet, uow: AbstractUnitOfWork) -> TopUpOu
     return TopUpOutcome(row, created=True)
 
 
-def _clear_top_up_id(uow: AbstractUnitOfWork, top_up_id: int) -> int:
+def _clear_top_up_id(uow: BillingUnitOfWork, top_up_id: int) -> int:
     """The first top-up id from `top_up_id` whose transfer id is free.
 
     Top-up ids are handed out in order and their transfer ids minted from them, which no client

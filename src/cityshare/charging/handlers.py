@@ -44,10 +44,10 @@ from cityshare.charging.model import (
     plan,
     verify_password,
 )
+from cityshare.charging.uow import ChargingUnitOfWork
 from cityshare.identity.devices import DeviceKind, counterparty_pseudonym
 from cityshare.identity.model import DeviceRow
 from cityshare.identity.organisations import OrgKind, is_organisation
-from cityshare.kernel.uow import AbstractUnitOfWork
 from cityshare.ledger.model import MAX_INT
 
 MAX_TOKENS_PER_VEHICLE = 16
@@ -56,7 +56,7 @@ MAX_TOKENS_PER_VEHICLE = 16
 
 
 def set_charger_password(
-    cmd: commands.SetChargerPassword, uow: AbstractUnitOfWork
+    cmd: commands.SetChargerPassword, uow: ChargingUnitOfWork
 ) -> ChargerSecretRow:
     """Record a new password for the operator's charger (the previous one stops working).
     The returned row's hash is not for display."""
@@ -76,7 +76,7 @@ def set_charger_password(
 
 
 def register_id_token(
-    cmd: commands.RegisterIdToken, uow: AbstractUnitOfWork, *, secret: bytes
+    cmd: commands.RegisterIdToken, uow: ChargingUnitOfWork, *, secret: bytes
 ) -> IdTokenRow:
     """Register a token for the owner's vehicle; registering it again changes nothing, and a
     token another vehicle holds is refused (a token names one vehicle)."""
@@ -105,7 +105,7 @@ def register_id_token(
     return row
 
 
-def remove_id_token(cmd: commands.RemoveIdToken, uow: AbstractUnitOfWork) -> IdTokenRow:
+def remove_id_token(cmd: commands.RemoveIdToken, uow: ChargingUnitOfWork) -> IdTokenRow:
     """Remove a registration (removing it again changes nothing)."""
     with uow:
         uow.ledger.lock_ledger()
@@ -124,7 +124,7 @@ def remove_id_token(cmd: commands.RemoveIdToken, uow: AbstractUnitOfWork) -> IdT
 
 
 def start_charging_session(
-    cmd: commands.StartChargingSession, uow: AbstractUnitOfWork, *, secret: bytes
+    cmd: commands.StartChargingSession, uow: ChargingUnitOfWork, *, secret: bytes
 ) -> SessionRow:
     """Record a transaction's start and whom it credits: the owner of the live vehicle the
     token is registered for, or nobody (status unknown or blocked). Once per (charger,
@@ -168,7 +168,7 @@ def _storable(*values: int | None) -> bool:
     return all(v is None or 0 <= v <= MAX_INT for v in values)
 
 
-def stop_charging_session(cmd: commands.StopChargingSession, uow: AbstractUnitOfWork) -> StopRow:
+def stop_charging_session(cmd: commands.StopChargingSession, uow: ChargingUnitOfWork) -> StopRow:
     """Record a transaction's end (once: a resent stop returns the first one)."""
     if not _storable(cmd.stopped_ts, cmd.meter_stop_wh):
         raise ChargingError("invalid_transaction", "times and registers are 0 … 2^63-1")
@@ -189,7 +189,7 @@ def stop_charging_session(cmd: commands.StopChargingSession, uow: AbstractUnitOf
     return row
 
 
-def plan_readings(cmd: commands.PlanChargingReadings, uow: AbstractUnitOfWork) -> list[Planned]:
+def plan_readings(cmd: commands.PlanChargingReadings, uow: ChargingUnitOfWork) -> list[Planned]:
     """The readings of the session's chain that `cmd.samples` (one message's) stand for and
     that are not stored yet. A sample time planned before keeps the seq and registers it was
     given (whichever process planned it: a resend, or one message seen on two connections, maps
@@ -226,14 +226,14 @@ def plan_readings(cmd: commands.PlanChargingReadings, uow: AbstractUnitOfWork) -
     return [p for p in wanted if (chain, p.seq) not in have]
 
 
-def _device(uow: AbstractUnitOfWork, owner_id: int, device_id: str) -> DeviceRow:
+def _device(uow: ChargingUnitOfWork, owner_id: int, device_id: str) -> DeviceRow:
     device = uow.identity.device(device_id)
     if device is None or device.owner_id != owner_id:  # someone else's device is not found
         raise ChargingError("not_found", "no such device")
     return device
 
 
-def _check_charger(uow: AbstractUnitOfWork, device: DeviceRow) -> None:
+def _check_charger(uow: ChargingUnitOfWork, device: DeviceRow) -> None:
     if device.kind != DeviceKind.CHARGER:
         raise ChargingError("not_a_charger", "OCPP passwords are set for chargers")
     org = uow.identity.organisation(device.owner_id) if is_organisation(device.owner_id) else None
@@ -243,7 +243,7 @@ def _check_charger(uow: AbstractUnitOfWork, device: DeviceRow) -> None:
         raise ChargingError("device_revoked", "the charger is revoked")
 
 
-def _is_operator_charger(uow: AbstractUnitOfWork, device: DeviceRow) -> bool:
+def _is_operator_charger(uow: ChargingUnitOfWork, device: DeviceRow) -> bool:
     try:
         _check_charger(uow, device)
     except ChargingError:
@@ -251,7 +251,7 @@ def _is_operator_charger(uow: AbstractUnitOfWork, device: DeviceRow) -> bool:
     return True
 
 
-def _token_status(uow: AbstractUnitOfWork, digest: str) -> tuple[SessionStatus, DeviceRow | None]:
+def _token_status(uow: ChargingUnitOfWork, digest: str) -> tuple[SessionStatus, DeviceRow | None]:
     token = uow.charging.live_token(digest)
     vehicle = uow.identity.device(token.device_id) if token is not None else None
     if vehicle is None:
@@ -273,7 +273,7 @@ class Charger:
     secret_id: int
 
 
-def authenticate_charger(uow: AbstractUnitOfWork, charger_id: str, password: str) -> Charger:
+def authenticate_charger(uow: ChargingUnitOfWork, charger_id: str, password: str) -> Charger:
     """The charger, if it is a live charger of an operator and `password` is its current
     one; else ChargingError `unknown_charger` (no such live charger) or `bad_password`."""
     with uow:
@@ -286,21 +286,21 @@ def authenticate_charger(uow: AbstractUnitOfWork, charger_id: str, password: str
     return Charger(device.id, device.owner_id, secret.id)
 
 
-def charger_admitted(uow: AbstractUnitOfWork, charger: Charger) -> bool:
+def charger_admitted(uow: ChargingUnitOfWork, charger: Charger) -> bool:
     """Whether a charger let in earlier would still be: a live charger of the same operator,
     whose current password is the one it presented."""
     with uow:
         return _admitted(uow, charger)
 
 
-def chargers_no_longer_admitted(uow: AbstractUnitOfWork, chargers: list[Charger]) -> list[str]:
+def chargers_no_longer_admitted(uow: ChargingUnitOfWork, chargers: list[Charger]) -> list[str]:
     """The ids of those of `chargers` (connected earlier) that would not be let in now, in one
     read transaction."""
     with uow:
         return [c.device_id for c in chargers if not _admitted(uow, c)]
 
 
-def _admitted(uow: AbstractUnitOfWork, charger: Charger) -> bool:
+def _admitted(uow: ChargingUnitOfWork, charger: Charger) -> bool:
     device = uow.identity.device(charger.device_id)
     if device is None or device.owner_id != charger.operator_id:
         return False
@@ -310,18 +310,18 @@ def _admitted(uow: AbstractUnitOfWork, charger: Charger) -> bool:
     return secret is not None and secret.id == charger.secret_id
 
 
-def token_status(uow: AbstractUnitOfWork, secret: bytes, token: str) -> SessionStatus:
+def token_status(uow: ChargingUnitOfWork, secret: bytes, token: str) -> SessionStatus:
     """What an Authorize with this token is answered (nothing is recorded)."""
     with uow:
         return _token_status(uow, id_token_digest(secret, token.upper()))[0]
 
 
-def session_by_tx(uow: AbstractUnitOfWork, charger_id: str, tx_key: str) -> SessionRow | None:
+def session_by_tx(uow: ChargingUnitOfWork, charger_id: str, tx_key: str) -> SessionRow | None:
     with uow:
         return uow.charging.session_by_tx(charger_id, tx_key)
 
 
-def session_at(uow: AbstractUnitOfWork, charger_id: str, session_id: int) -> SessionRow | None:
+def session_at(uow: ChargingUnitOfWork, charger_id: str, session_id: int) -> SessionRow | None:
     if not 0 < session_id <= MAX_INT:
         return None  # no session has such an id (and the database could not even look)
     with uow:
@@ -341,7 +341,7 @@ class SessionView:
 
 
 def operator_sessions(
-    uow: AbstractUnitOfWork, org_id: int, secret: bytes, *, after: int = 0, limit: int = 100
+    uow: ChargingUnitOfWork, org_id: int, secret: bytes, *, after: int = 0, limit: int = 100
 ) -> list[SessionView]:
     """An operator's sessions; the vehicle only as the operator's own pseudonym of it."""
     with uow:
@@ -359,7 +359,7 @@ def operator_sessions(
 
 
 def owner_sessions(
-    uow: AbstractUnitOfWork, owner_id: int, *, after: int = 0, limit: int = 100
+    uow: ChargingUnitOfWork, owner_id: int, *, after: int = 0, limit: int = 100
 ) -> list[SessionView]:
     """The sessions that credited a vehicle owner, with what each credited."""
     with uow:
@@ -367,7 +367,7 @@ def owner_sessions(
     return [SessionView(s, stop, totals, s.vehicle_id) for s, stop, totals in rows]
 
 
-def vehicle_tokens(uow: AbstractUnitOfWork, owner_id: int, device_id: str) -> list[IdTokenRow]:
+def vehicle_tokens(uow: ChargingUnitOfWork, owner_id: int, device_id: str) -> list[IdTokenRow]:
     with uow:
         device = _device(uow, owner_id, device_id)
         if device.kind != DeviceKind.VEHICLE:

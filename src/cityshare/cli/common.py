@@ -13,7 +13,7 @@ from cityshare.bootstrap import Platform, bootstrap
 from cityshare.identity.access import ReadRefused, shell_principal
 from cityshare.identity.policy import Purpose
 from cityshare.identity.tokens import Principal
-from cityshare.kernel.settings import Settings, get_settings
+from cityshare.settings import Settings, get_settings
 
 console = Console()
 err_console = Console(stderr=True)

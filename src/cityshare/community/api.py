@@ -28,11 +28,11 @@ from cityshare.community.schemas import (
     ShareIssueIn,
     ShareTransferIn,
 )
+from cityshare.community.uow import CommunityUnitOfWork
 from cityshare.identity.access import ReadRefused
 from cityshare.identity.access_api import read_refused
 from cityshare.identity.organisations_api import OrgId
 from cityshare.identity.policy import Purpose
-from cityshare.kernel.uow import AbstractUnitOfWork
 from cityshare.ledger.schemas import error_responses
 
 router = APIRouter(prefix="/api/v1", tags=["community"])
@@ -63,7 +63,7 @@ def issue_shares(
         org_id, [commands.ShareGrant(body.vid, body.shares)], principal.name
     )
 
-    def answer(rows: list[ShareEventRow], uow: AbstractUnitOfWork) -> ShareEventOut:
+    def answer(rows: list[ShareEventRow], uow: CommunityUnitOfWork) -> ShareEventOut:
         [row] = rows
         with uow:
             holding = uow.community.holding(org_id, row.to_id)
@@ -183,7 +183,7 @@ def transfer_shares(
         body.asset_id, resident, body.to_vid, body.shares, principal.name
     )
 
-    def answer(row: ShareEventRow, uow: AbstractUnitOfWork) -> ShareEventOut:
+    def answer(row: ShareEventRow, uow: CommunityUnitOfWork) -> ShareEventOut:
         with uow:
             holding = uow.community.holding(body.asset_id, resident)
         return ShareEventOut(

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from cityshare.kernel.uow import AbstractUnitOfWork
+from cityshare.community.uow import CommunityUnitOfWork
 
 
-def derived_problems(uow: AbstractUnitOfWork) -> list[tuple[str, int | str | None, str]]:
+def derived_problems(uow: CommunityUnitOfWork) -> list[tuple[str, int | str | None, str]]:
     """What `audit verify` finds wrong with state derived from the logged records: holdings
     that are not the sum of the share events, distributions whose payouts do not add up.
     (table, key, message) each; runs inside the caller's open unit of work."""

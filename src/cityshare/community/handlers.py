@@ -58,10 +58,10 @@ from cityshare.community.model import (
 )
 from cityshare.community.queries import community_asset
 from cityshare.community.repo import ISSUE, TRANSFER
+from cityshare.community.uow import CommunityUnitOfWork
 from cityshare.identity.model import is_valid_vid
 from cityshare.identity.organisations import OrgKind
 from cityshare.identity.residents import wallet_account_id
-from cityshare.kernel.uow import AbstractUnitOfWork
 from cityshare.ledger.handlers import post_transfers
 from cityshare.ledger.ids import COMMUNITY_TRANSFERS
 from cityshare.ledger.model import Ledger, Transfer, TransferFlags
@@ -109,14 +109,14 @@ def _check_vid(vid: str) -> None:
         raise CommunityError("invalid_vid", "a VID is 16 digits with a Verhoeff check digit")
 
 
-def _resident_of(uow: AbstractUnitOfWork, vid: str) -> int:
+def _resident_of(uow: CommunityUnitOfWork, vid: str) -> int:
     resident = uow.identity.resident_by_vid(vid)
     if resident is None:
         raise CommunityError("unknown_vid", "no enrolled resident has this virtual id")
     return resident
 
 
-def issue_shares(cmd: commands.IssueShares, uow: AbstractUnitOfWork) -> list[ShareEventRow]:
+def issue_shares(cmd: commands.IssueShares, uow: CommunityUnitOfWork) -> list[ShareEventRow]:
     if not cmd.grants:
         raise CommunityError("invalid_shares", "name at least one resident to issue shares to")
     for grant in cmd.grants:
@@ -152,7 +152,7 @@ def issue_shares(cmd: commands.IssueShares, uow: AbstractUnitOfWork) -> list[Sha
     return rows
 
 
-def transfer_shares(cmd: commands.TransferShares, uow: AbstractUnitOfWork) -> ShareEventRow:
+def transfer_shares(cmd: commands.TransferShares, uow: CommunityUnitOfWork) -> ShareEventRow:
     _check_vid(cmd.to_vid)
     _check_count(cmd.shares)
     with uow:
@@ -204,7 +204,7 @@ class DistributionOutcome:
 
 def distribute_earnings(
     cmd: commands.DistributeCommunityEarnings,
-    uow: AbstractUnitOfWork,
+    uow: CommunityUnitOfWork,
     *,
     zone: zoneinfo.ZoneInfo,
     period: SettlementPeriod,
@@ -218,7 +218,7 @@ def distribute_earnings(
     return _distribute(uow, cmd.asset_id, cmd.period_end_ns)
 
 
-def _distribute(uow: AbstractUnitOfWork, asset_id: int, period_end: int) -> DistributionOutcome:
+def _distribute(uow: CommunityUnitOfWork, asset_id: int, period_end: int) -> DistributionOutcome:
     with uow:
         last = uow.ledger.lock_ledger()
         community_asset(uow, asset_id)
@@ -289,7 +289,7 @@ def _distribute(uow: AbstractUnitOfWork, asset_id: int, period_end: int) -> Dist
     )
 
 
-def _clear_payout_ids(uow: AbstractUnitOfWork, first: int, n: int) -> int:
+def _clear_payout_ids(uow: CommunityUnitOfWork, first: int, n: int) -> int:
     """The first of `n` payout ids from `first` whose transfer ids are all free.
 
     Payout ids are handed out in order and their transfer ids minted from them, which no client
@@ -347,7 +347,7 @@ def _payout_transfers(
 
 def settle(
     cmd: commands.SettleCommunityAssets,
-    uow: AbstractUnitOfWork,
+    uow: CommunityUnitOfWork,
     *,
     zone: zoneinfo.ZoneInfo,
     period: SettlementPeriod,

@@ -14,12 +14,12 @@ from cityshare.community.model import (
     SettlementPeriod,
     next_boundary,
 )
+from cityshare.community.uow import CommunityUnitOfWork
 from cityshare.identity.model import OrganisationRow
 from cityshare.identity.organisations import OrgKind, is_organisation
-from cityshare.kernel.uow import AbstractUnitOfWork
 
 
-def community_asset(uow: AbstractUnitOfWork, asset_id: int) -> OrganisationRow:
+def community_asset(uow: CommunityUnitOfWork, asset_id: int) -> OrganisationRow:
     org = uow.identity.organisation(asset_id) if is_organisation(asset_id) else None
     if org is None:
         raise CommunityError("not_found", "no such organisation")
@@ -43,7 +43,7 @@ class SettlementWindow:
 
 
 def settlement_window(
-    uow: AbstractUnitOfWork,
+    uow: CommunityUnitOfWork,
     asset_id: int,
     *,
     zone: zoneinfo.ZoneInfo,
@@ -89,7 +89,7 @@ class ResidentShares:
 
 
 def resident_shares(
-    uow: AbstractUnitOfWork, resident_id: int, *, limit: int = 100
+    uow: CommunityUnitOfWork, resident_id: int, *, limit: int = 100
 ) -> ResidentShares:
     """A resident's holdings and their latest payouts (newest first)."""
     with uow:
@@ -118,7 +118,12 @@ class AssetShares:
 
 
 def asset_shares(
-    uow: AbstractUnitOfWork, asset_id: int, *, with_holders: bool, offset: int = 0, limit: int = 100
+    uow: CommunityUnitOfWork,
+    asset_id: int,
+    *,
+    with_holders: bool,
+    offset: int = 0,
+    limit: int = 100,
 ) -> AssetShares:
     """An asset's shares: totals and latest distributions, and, `with_holders`, up to `limit`
     holders from position `offset` (in resident order) with their current VIDs."""

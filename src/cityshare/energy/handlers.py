@@ -80,8 +80,8 @@ from cityshare.energy.repo import (
     ReadingRow,
     TariffRow,
 )
+from cityshare.energy.uow import EnergyUnitOfWork
 from cityshare.identity.residents import wallet_account_id
-from cityshare.kernel.uow import AbstractUnitOfWork
 from cityshare.ledger.handlers import open_accounts, post_transfers
 from cityshare.ledger.ids import (
     CARBON_ISSUANCE,
@@ -268,7 +268,7 @@ class ReadingVerifier:
 
     def __init__(
         self,
-        read_uow: Callable[[], AbstractUnitOfWork],
+        read_uow: Callable[[], EnergyUnitOfWork],
         *,
         workers: int = 0,
         pool_threshold: int = 512,
@@ -500,7 +500,7 @@ class IngestOutcome:
 
 def ingest_readings(
     cmd: commands.IngestReadings,
-    uow: AbstractUnitOfWork,
+    uow: EnergyUnitOfWork,
     *,
     verifier: ReadingVerifier,
     tariff: Tariff,
@@ -518,7 +518,7 @@ def ingest_readings(
 
 
 def ingest_checked(
-    uow: AbstractUnitOfWork, n: int, checked: Checked, *, source: str, tariff: Tariff
+    uow: EnergyUnitOfWork, n: int, checked: Checked, *, source: str, tariff: Tariff
 ) -> IngestOutcome:
     """The write half of ingestion, for `n` items already checked by a ReadingVerifier: one
     transaction under the ledger lock (see the module docstring). A caller may check the next
@@ -555,7 +555,7 @@ class SweepOutcome:
 
 
 def sweep_waiting_readings(
-    cmd: commands.SweepWaitingReadings, uow: AbstractUnitOfWork, *, tariff: Tariff
+    cmd: commands.SweepWaitingReadings, uow: EnergyUnitOfWork, *, tariff: Tariff
 ) -> SweepOutcome:
     """Bridge the gaps of meters gone silent: each stored reading that has waited the tariff's
     gap horizon beside its chain joins it, exactly as the next reading of its device would have
@@ -589,7 +589,7 @@ class _Batch:
 
     def __init__(
         self,
-        uow: AbstractUnitOfWork,
+        uow: EnergyUnitOfWork,
         tariff: Tariff,
         source: str,
         results: dict[int, ItemResult],
@@ -912,7 +912,7 @@ def _add_credits(
 
 
 def derived_problems(
-    uow: AbstractUnitOfWork, *, limit: int = 100
+    uow: EnergyUnitOfWork, *, limit: int = 100
 ) -> list[tuple[str, int | str | None, str]]:
     """`audit verify`'s check of the credits and of the chains marked for the sweep: every `ok`
     interval is posted as exactly its credits (an interval the ledger refused to credit, see
@@ -1015,7 +1015,7 @@ class EnergySummary:
 
 
 def awaiting_review(
-    uow: AbstractUnitOfWork, *, owner_id: int | None = None, after_id: int = 0, limit: int = 100
+    uow: EnergyUnitOfWork, *, owner_id: int | None = None, after_id: int = 0, limit: int = 100
 ) -> list[ReviewItem]:
     """The intervals awaiting review, by interval id after `after_id`: one owner's (the
     resident's view) or every meter's (the grid operators' view), at most `limit`."""
@@ -1027,7 +1027,7 @@ def awaiting_review(
 
 
 def energy_summary(
-    uow: AbstractUnitOfWork, owner_id: int, *, days: int, tariff: Tariff
+    uow: EnergyUnitOfWork, owner_id: int, *, days: int, tariff: Tariff
 ) -> EnergySummary:
     """A resident's metered devices with their latest registers, everything credited to them,
     and what was credited per local day (by interval start) over the last `days` days."""

@@ -45,8 +45,8 @@ from cityshare.identity.policy import (
 )
 from cityshare.identity.residents import resident_of
 from cityshare.identity.tokens import Principal
+from cityshare.identity.uow import IdentityUnitOfWork
 from cityshare.kernel.bus import MessageBus
-from cityshare.kernel.uow import AbstractUnitOfWork
 from cityshare.ledger import handlers as ledger_service
 from cityshare.ledger.model import AccountState
 from cityshare.tlog import handlers as audit_log
@@ -71,7 +71,7 @@ def _not_found(code: str, message: str) -> ReadRefused:
 
 
 def relationships(
-    uow: AbstractUnitOfWork,
+    uow: IdentityUnitOfWork,
     org_id: int,
     resident_ids: Collection[int],
     *,
@@ -111,7 +111,7 @@ def shell_principal(user: str, purpose: Purpose) -> Principal:
 class PersonalData:
     """The queries of residents' personal data, each checked and recorded (module docstring)."""
 
-    uow: Callable[[], AbstractUnitOfWork]
+    uow: Callable[[], IdentityUnitOfWork]
     bus: MessageBus
     tariff: Tariff
     #: CITYSHARE_DEFAULT_PROVIDER: the provider of residents who never chose one.

@@ -41,8 +41,8 @@ from cityshare.identity.schemas import (
     VehiclePresentationIn,
 )
 from cityshare.identity.tokens import Principal
+from cityshare.identity.uow import IdentityUnitOfWork
 from cityshare.kernel import messages as kernel_messages
-from cityshare.kernel.uow import AbstractUnitOfWork
 from cityshare.ledger.schemas import error_responses
 
 router = APIRouter(prefix="/api/v1", tags=["identity"])
@@ -88,10 +88,10 @@ def registered_device(
         raise _device_refusal(exc) from exc
 
 
-def _device_answer(device_id: str | None) -> Callable[[Any, AbstractUnitOfWork], DeviceOut]:
+def _device_answer(device_id: str | None) -> Callable[[Any, IdentityUnitOfWork], DeviceOut]:
     """The device a command changed (`device_id`, or the one it returned), as it now is."""
 
-    def answer(result: Any, uow: AbstractUnitOfWork) -> DeviceOut:
+    def answer(result: Any, uow: IdentityUnitOfWork) -> DeviceOut:
         view = identity.device(uow, device_id or result.id)
         assert view is not None
         return DeviceOut.of(view)

@@ -26,7 +26,7 @@ from cityshare.identity.organisations import NAME_RE as ORG_NAME_RE
 from cityshare.identity.organisations import ORG_ID_BASE, OrgKind, is_organisation
 from cityshare.identity.residents import WALLET_LEDGERS, wallet_account_id, wallet_accounts
 from cityshare.identity.tables import access_records, device_keys, enrolments, residents
-from cityshare.kernel.uow import AbstractUnitOfWork
+from cityshare.identity.uow import IdentityUnitOfWork
 from cityshare.ledger.handlers import open_accounts
 from cityshare.ledger.model import AccountState, CreateAccountResult
 from cityshare.tlog import note
@@ -54,7 +54,7 @@ class Enrolled:
 
 def enrol_resident(
     cmd: commands.EnrolResident,
-    uow: AbstractUnitOfWork,
+    uow: IdentityUnitOfWork,
     *,
     issuers: Sequence[note.Verifier],
     sector: str,
@@ -113,7 +113,7 @@ _OPERATOR_DOMAINS = ("energy", "transit", "parking")
 
 
 def create_organisation(
-    cmd: commands.CreateOrganisation, uow: AbstractUnitOfWork
+    cmd: commands.CreateOrganisation, uow: IdentityUnitOfWork
 ) -> OrganisationRow:
     try:
         kind = OrgKind(cmd.kind)
@@ -150,7 +150,7 @@ def create_organisation(
     return row
 
 
-def register_device(cmd: commands.RegisterDevice, uow: AbstractUnitOfWork) -> DeviceRow:
+def register_device(cmd: commands.RegisterDevice, uow: IdentityUnitOfWork) -> DeviceRow:
     kind = _device_kind(cmd.kind)
     if cmd.label is not None and not DEVICE_LABEL_RE.match(cmd.label):
         raise IdentityError("invalid_label", "a label is 1-64 letters, digits and punctuation")
@@ -178,7 +178,7 @@ def register_device(cmd: commands.RegisterDevice, uow: AbstractUnitOfWork) -> De
     return device
 
 
-def revoke_device(cmd: commands.RevokeDevice, uow: AbstractUnitOfWork) -> int:
+def revoke_device(cmd: commands.RevokeDevice, uow: IdentityUnitOfWork) -> int:
     """Revoke every live key of the device; return how many were revoked (0 if none were)."""
     with uow:
         uow.ledger.lock_ledger()
@@ -188,7 +188,7 @@ def revoke_device(cmd: commands.RevokeDevice, uow: AbstractUnitOfWork) -> int:
     return revoked
 
 
-def rotate_device_key(cmd: commands.RotateDeviceKey, uow: AbstractUnitOfWork) -> DeviceKeyRow:
+def rotate_device_key(cmd: commands.RotateDeviceKey, uow: IdentityUnitOfWork) -> DeviceKeyRow:
     if len(cmd.public_key) != 32:
         raise IdentityError("invalid_key", "an Ed25519 public key is 32 bytes")
     with uow:
@@ -209,7 +209,7 @@ def rotate_device_key(cmd: commands.RotateDeviceKey, uow: AbstractUnitOfWork) ->
     return key
 
 
-def record_access(cmd: commands.RecordAccess, uow: AbstractUnitOfWork) -> list[AccessRow]:
+def record_access(cmd: commands.RecordAccess, uow: IdentityUnitOfWork) -> list[AccessRow]:
     if not cmd.requests:
         return []
     with uow:
@@ -234,14 +234,14 @@ def _device_kind(kind: str) -> str:
         raise IdentityError("invalid_kind", f"a device is one of: {kinds}") from exc
 
 
-def _owned_device(uow: AbstractUnitOfWork, owner_id: int, device_id: str) -> DeviceRow:
+def _owned_device(uow: IdentityUnitOfWork, owner_id: int, device_id: str) -> DeviceRow:
     device = uow.identity.device(device_id)
     if device is None or device.owner_id != owner_id:  # someone else's device is not found
         raise IdentityError("not_found", "no such device")
     return device
 
 
-def _revoke_live_keys(uow: AbstractUnitOfWork, device_id: str, reason: str) -> int:
+def _revoke_live_keys(uow: IdentityUnitOfWork, device_id: str, reason: str) -> int:
     now = uow.clock.now_ns()
     live = [k for k in uow.identity.keys_of([device_id]) if k.live]
     for key in live:
@@ -278,7 +278,7 @@ class ResidentData:
     devices: list[DeviceView]
 
 
-def resident_data(uow: AbstractUnitOfWork, resident_id: int) -> ResidentData | None:
+def resident_data(uow: IdentityUnitOfWork, resident_id: int) -> ResidentData | None:
     with uow:
         repo = uow.identity
         resident = repo.resident(resident_id)
@@ -297,12 +297,12 @@ def resident_data(uow: AbstractUnitOfWork, resident_id: int) -> ResidentData | N
     )
 
 
-def resident_by_vid(uow: AbstractUnitOfWork, vid: str) -> int | None:
+def resident_by_vid(uow: IdentityUnitOfWork, vid: str) -> int | None:
     with uow:
         return uow.identity.resident_by_vid(vid)
 
 
-def device(uow: AbstractUnitOfWork, device_id: str) -> DeviceView | None:
+def device(uow: IdentityUnitOfWork, device_id: str) -> DeviceView | None:
     with uow:
         found = uow.identity.device(device_id)
         if found is None:
@@ -311,7 +311,7 @@ def device(uow: AbstractUnitOfWork, device_id: str) -> DeviceView | None:
 
 
 def access_log(
-    uow: AbstractUnitOfWork, resident_id: int, *, after: int = 0, limit: int = 100
+    uow: IdentityUnitOfWork, resident_id: int, *, after: int = 0, limit: int = 100
 ) -> list[AccessRow]:
     with uow:
         return uow.identity.access_of(resident_id, after=after, limit=limit)
@@ -324,12 +324,12 @@ class OrganisationData:
     devices: list[DeviceView]
 
 
-def organisations(uow: AbstractUnitOfWork, kind: str | None = None) -> list[OrganisationRow]:
+def organisations(uow: IdentityUnitOfWork, kind: str | None = None) -> list[OrganisationRow]:
     with uow:
         return uow.identity.organisations(kind)
 
 
-def organisation_data(uow: AbstractUnitOfWork, org_id: int) -> OrganisationData | None:
+def organisation_data(uow: IdentityUnitOfWork, org_id: int) -> OrganisationData | None:
     """An organisation with its wallets and devices (None if there is no such one)."""
     if not is_organisation(org_id):
         return None
@@ -350,7 +350,7 @@ def organisation_data(uow: AbstractUnitOfWork, org_id: int) -> OrganisationData 
 
 
 def staff_org_problem(
-    uow: AbstractUnitOfWork, role: str, domain: str | None, org_id: int | None
+    uow: IdentityUnitOfWork, role: str, domain: str | None, org_id: int | None
 ) -> str | None:
     """Why a staff credential may not name `org_id` (None when it may, or names none)."""
     if org_id is None:

@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     import typer
     from fastapi import APIRouter
 
-    from cityshare.kernel.settings import Settings
 
 #: `handler(command, uow)`, its other arguments bound at bootstrap.
 CommandHandler = Callable[[Any, Any], Any]
@@ -59,7 +58,7 @@ class Job:
     """Work the scheduler hands to the bus every `every(settings)` seconds (0 or less: never)."""
 
     name: str
-    every: Callable[[Settings], float]
+    every: Callable[[Any], float]
     command: Callable[[], Command]
 
 

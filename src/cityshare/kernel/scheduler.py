@@ -33,7 +33,7 @@ from cityshare.kernel.clock import Clock
 from cityshare.kernel.db import WRITE
 from cityshare.kernel.messages import Command
 from cityshare.kernel.scheduler_tables import scheduler_leases
-from cityshare.kernel.settings import Settings
+from cityshare.kernel.settings import KernelSettings
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ RENEW_FRACTION = 3
 _NS = 1_000_000_000
 
 
-def scheduled_jobs(capabilities: Iterable[Capability], settings: Settings) -> list[Job]:
+def scheduled_jobs(capabilities: Iterable[Capability], settings: KernelSettings) -> list[Job]:
     """The jobs that run with these settings (an interval of 0 turns a job off)."""
     return [job for c in capabilities for job in c.jobs if job.every(settings) > 0]
 
@@ -150,7 +150,7 @@ class Scheduler:
         jobs: Sequence[Job],
         handle: Callable[[Command], Any],
         lease: Lease,
-        settings: Settings,
+        settings: KernelSettings,
     ) -> None:
         self.jobs = list(jobs)
         self.handle = handle

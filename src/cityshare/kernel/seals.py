@@ -3,8 +3,9 @@
 A repository seals each row of these tables as it writes it and checks the seal of each row it
 reads before the row is used; a row whose seal fails is logged at ERROR and never used (its
 repository says what "not used" means for it). `audit verify` checks every row of every table
-in :data:`SEALED_TABLES`. A migration that adds a column to one of them must seal its rows
-again (the seal covers every column but itself).
+:func:`sealed_tables` finds: a table is sealed by having a `seal` column, so a capability seals
+one of its tables by declaring that column, and nothing here names it. A migration that adds a
+column to one of them must seal its rows again (the seal covers every column but itself).
 """
 
 from __future__ import annotations
@@ -15,17 +16,20 @@ from typing import Any
 
 from sqlalchemy import Table
 
-from cityshare.charging.tables import charger_secrets
-from cityshare.kernel.idempotency_tables import idempotency_keys
 from cityshare.kernel.seal import Sealer
+from cityshare.kernel.tables import metadata
 
 log = logging.getLogger(__name__)
 
 #: The column holding a row's seal.
 SEAL = "seal"
 
-#: Every table whose rows are sealed.
-SEALED_TABLES: tuple[Table, ...] = (charger_secrets, idempotency_keys)
+
+
+def sealed_tables() -> tuple[Table, ...]:
+    """Every table whose rows are sealed (those with a `seal` column), in dependency order;
+    every capability's tables must be declared first (`cityshare.capabilities` does it)."""
+    return tuple(t for t in metadata.sorted_tables if SEAL in t.c)
 
 
 class BrokenSealError(LookupError):

@@ -1,17 +1,16 @@
-"""Settings, from the environment (prefix `CITYSHARE_`) or a `.env` file; secrets live only here."""
+"""The platform-wide settings, from the environment (prefix `CITYSHARE_`) or a `.env` file;
+secrets live only here. Each capability adds its own in its `settings.py`, and
+`cityshare.settings.Settings` is all of them."""
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from cityshare.community.model import SettlementPeriod
 
-
-class Settings(BaseSettings):
+class KernelSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CITYSHARE_", env_file=".env", extra="ignore")
 
     database_url: str = Field(
@@ -27,9 +26,6 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     max_batch: int = Field(
         8190, ge=1, le=100_000, description="Most transfers or accounts accepted in one request."
-    )
-    expiry_sweep_seconds: float = Field(
-        1.0, gt=0, description="How often `serve` releases pending transfers whose timeout passed."
     )
     idempotency_retention_seconds: int = Field(
         86400,
@@ -55,27 +51,10 @@ class Settings(BaseSettings):
         "cityshare.local/audit-log",
         description="Name (and checkpoint origin) of a log key generated on first use.",
     )
-    issuer_keys: str = Field(
-        "",
-        description="Verifier keys (vkeys, whitespace-separated) of the identity issuers whose "
-        "enrolment assertions the platform accepts (`cityshare issuer key` prints one).",
-    )
-    sector: str = Field(
-        "cityshare",
-        description="The sector (assertion audience) residents' pseudonyms are derived for.",
-    )
     token_key: SecretStr | None = Field(
         None,
         description="Signing key of bearer tokens (signed-note private key); if unset, "
         "<key_dir>/token.skey (made on first use).",
-    )
-    token_ttl_seconds: int = Field(
-        3600, ge=60, le=7 * 86400, description="How long a resident's or device's token lasts."
-    )
-    pseudonym_secret: SecretStr | None = Field(
-        None,
-        description="Secret (at least 32 characters) keying the per-counterparty pseudonyms of "
-        "vehicles; if unset, <key_dir>/pseudonym.secret (made on first use).",
     )
     seal_secret: SecretStr | None = Field(
         None,
@@ -89,60 +68,6 @@ class Settings(BaseSettings):
         description="Verifier keys (vkeys, whitespace-separated) of the witnesses whose "
         "cosignatures of checkpoints the log accepts and serves.",
     )
-    tariffs_path: Path | None = Field(
-        None,
-        description="A TOML file of tariffs and crediting rules replacing the one shipped in "
-        "the package (cityshare/data/tariffs.toml shows the format).",
-    )
-    verify_workers: int = Field(
-        0,
-        ge=0,
-        le=64,
-        description="Processes that check reading signatures in parallel for large batches "
-        "(0: check them in the serving process).",
-    )
-    mqtt_username: str | None = Field(
-        None, description="User name `cityshare ingest` gives the MQTT broker (if it asks one)."
-    )
-    mqtt_password: SecretStr | None = Field(
-        None, description="Password `cityshare ingest` gives the MQTT broker."
-    )
-    community_period: SettlementPeriod = Field(
-        SettlementPeriod.MONTHLY,
-        description="How often community assets pay their earnings out to shareholders: daily "
-        "or monthly (periods end at local midnight in the tariff's timezone).",
-    )
-    community_settle_seconds: float = Field(
-        3600.0,
-        ge=0,
-        description="How often `serve` settles community assets whose period ended (0: never; "
-        "`cityshare community settle` does it by hand).",
-    )
-    default_provider: int | None = Field(
-        None,
-        description="The organisation (a provider or community id) that sells energy to "
-        "residents who never chose one; if unset, the first organisation of kind provider.",
-    )
-    billing_seconds: float = Field(
-        60.0,
-        ge=0,
-        description="How often `serve` bills new meter intervals and retries arrears (0: "
-        "never; `cityshare energy bill` does it by hand).",
-    )
-    ocpp_recheck_seconds: float = Field(
-        60.0,
-        ge=0,
-        description="How often `cityshare ocpp serve` checks that every connected charger is "
-        "still admitted (live, its operator's, the password it logged in with) and closes the "
-        "connection of one that is not, even if it sends nothing (0: only at its next message).",
-    )
-    reading_sweep_seconds: float = Field(
-        300.0,
-        ge=0,
-        description="How often `serve` bridges the gaps of meters gone silent: readings that "
-        "waited the tariff's gap horizon for a reading that never came are credited (0: never; "
-        "`cityshare energy sweep` does it by hand).",
-    )
     scheduler_lease_seconds: float = Field(
         30.0,
         gt=0,
@@ -151,8 +76,3 @@ class Settings(BaseSettings):
         "(billing, expiry, sweeps); it renews the lease every third of this, and another "
         "takes over this long after the holder stopped renewing. Longer than any one job.",
     )
-
-
-@lru_cache
-def get_settings() -> Settings:
-    return Settings()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -37,18 +37,16 @@ from cityshare.tlog import note
 from cityshare.tlog.repo import LogRepository, StoredCheckpoint
 
 
-class AbstractUnitOfWork(Protocol):
-    ledger: LedgerRepository
+class UnitOfWork(Protocol):
+    """What every unit of work offers: one transaction, the clock, the audit log (every
+    capability appends its records to it), and the events raised. Each capability states the
+    repositories its handlers use in a protocol of its own that extends this one (e.g.
+    `ledger.uow.LedgerUnitOfWork`); `SqlUnitOfWork` has them all, as registered."""
+
     log: LogRepository
-    identity: IdentityRepository
-    energy: EnergyRepository
-    billing: BillingRepository
-    community: CommunityRepository
-    charging: ChargingRepository
-    idempotency: IdempotencyRepository
     clock: Clock
 
-    def __enter__(self) -> AbstractUnitOfWork: ...
+    def __enter__(self) -> Self: ...
 
     def __exit__(
         self,
@@ -64,6 +62,18 @@ class AbstractUnitOfWork(Protocol):
     def add_event(self, event: Event) -> None: ...
 
     def collect_new_events(self) -> Iterator[Event]: ...
+
+
+class AbstractUnitOfWork(UnitOfWork, Protocol):
+    """Every capability's repositories at once (transitional: energy and audit still use it)."""
+
+    ledger: LedgerRepository
+    identity: IdentityRepository
+    energy: EnergyRepository
+    billing: BillingRepository
+    community: CommunityRepository
+    charging: ChargingRepository
+    idempotency: IdempotencyRepository
 
 
 #: SQLSTATEs after which PostgreSQL wants the whole transaction retried.

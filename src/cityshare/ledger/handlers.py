@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from cityshare.kernel.uow import AbstractUnitOfWork
 from cityshare.ledger import commands
 from cityshare.ledger.ids import MAX_CLIENT_ID, NAMED_PLATFORM_ACCOUNTS, reserved_account_id
 from cityshare.ledger.model import (
@@ -26,6 +25,7 @@ from cityshare.ledger.model import (
     same_account,
     validate_new_account,
 )
+from cityshare.ledger.uow import LedgerUnitOfWork
 from cityshare.tlog import entries
 
 _RESOLVING = int(TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDING_TRANSFER)
@@ -35,7 +35,7 @@ _RESOLVING = int(TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDIN
 
 
 def create_accounts(
-    cmd: commands.CreateAccounts, uow: AbstractUnitOfWork
+    cmd: commands.CreateAccounts, uow: LedgerUnitOfWork
 ) -> list[CreateAccountResult]:
     """A client's accounts: ids the platform opens itself (`domain.ids`) answer `reserved_id`."""
     with uow:
@@ -48,7 +48,7 @@ def create_accounts(
 
 
 def open_accounts(
-    uow: AbstractUnitOfWork,
+    uow: LedgerUnitOfWork,
     new: list[NewAccount],
     *,
     last_timestamp: int,
@@ -101,7 +101,7 @@ def open_accounts(
 _ACCOUNT_OK = frozenset({CreateAccountResult.CREATED, CreateAccountResult.EXISTS})
 
 
-def create_transfers(cmd: commands.CreateTransfers, uow: AbstractUnitOfWork) -> BatchOutcome:
+def create_transfers(cmd: commands.CreateTransfers, uow: LedgerUnitOfWork) -> BatchOutcome:
     """A client's transfers: an id or pending id from 2^61 up (`domain.ids`) answers
     `reserved_id`, so no client can take an id the platform mints for its own postings; so does
     a transfer debiting or crediting one of the platform's named accounts (901-904), which only
@@ -117,7 +117,7 @@ def create_transfers(cmd: commands.CreateTransfers, uow: AbstractUnitOfWork) -> 
 
 
 def post_transfers(
-    uow: AbstractUnitOfWork,
+    uow: LedgerUnitOfWork,
     batch: Sequence[Transfer],
     *,
     last_timestamp: int,
@@ -175,7 +175,7 @@ def post_transfers(
     return outcome
 
 
-def expire_pending_transfers(cmd: commands.ExpirePendingTransfers, uow: AbstractUnitOfWork) -> int:
+def expire_pending_transfers(cmd: commands.ExpirePendingTransfers, uow: LedgerUnitOfWork) -> int:
     with uow:
         repo = uow.ledger
         repo.lock_ledger()
@@ -200,13 +200,13 @@ def expire_pending_transfers(cmd: commands.ExpirePendingTransfers, uow: Abstract
 # -- queries (read side) ---------------------------------------------------------------------
 
 
-def get_account(uow: AbstractUnitOfWork, account_id: int) -> AccountState | None:
+def get_account(uow: LedgerUnitOfWork, account_id: int) -> AccountState | None:
     with uow:
         return uow.ledger.get_account(account_id)
 
 
 def find_accounts(
-    uow: AbstractUnitOfWork,
+    uow: LedgerUnitOfWork,
     *,
     owner: str | None = None,
     ledger: int | None = None,
@@ -216,7 +216,7 @@ def find_accounts(
         return uow.ledger.find_accounts(owner=owner, ledger=ledger, limit=limit)
 
 
-def account_owners(uow: AbstractUnitOfWork, account_ids: list[int]) -> list[str | None]:
+def account_owners(uow: LedgerUnitOfWork, account_ids: list[int]) -> list[str | None]:
     with uow:
         found = uow.ledger.load_accounts(set(account_ids))
     return [found[i].owner if i in found else None for i in account_ids]
@@ -231,7 +231,7 @@ class TransferView:
     resolved_by: int = 0
 
 
-def get_transfer(uow: AbstractUnitOfWork, transfer_id: int) -> TransferView | None:
+def get_transfer(uow: LedgerUnitOfWork, transfer_id: int) -> TransferView | None:
     with uow:
         record = uow.ledger.get_transfer(transfer_id)
         if record is None:
@@ -270,7 +270,7 @@ class Statement:
 
 
 def statement(
-    uow: AbstractUnitOfWork, account_id: int, *, after: int = 0, limit: int = 100
+    uow: LedgerUnitOfWork, account_id: int, *, after: int = 0, limit: int = 100
 ) -> Statement | None:
     """An account's history, oldest first, with the running posted balance after each line."""
     with uow:
@@ -320,7 +320,7 @@ class InvariantReport:
         return not self.problems
 
 
-def check_invariants(uow: AbstractUnitOfWork, *, max_problems: int = 100) -> InvariantReport:
+def check_invariants(uow: LedgerUnitOfWork, *, max_problems: int = 100) -> InvariantReport:
     """Per ledger debits equal credits; no flagged account below zero; and every balance equals
     what the transfers themselves add up to (so an edited balance or transfer shows)."""
     problems: list[str] = []

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cityshare.identity.residents import resident_of
-from cityshare.kernel.uow import AbstractUnitOfWork
+from cityshare.kernel.uow import UnitOfWork
 from cityshare.tlog import commands, cosignature, merkle, note
 from cityshare.tlog import entries as log_entries
 
@@ -39,7 +39,7 @@ class CheckpointView:
     note: str
 
 
-def latest_checkpoint(uow: AbstractUnitOfWork, signer: note.Signer) -> CheckpointView:
+def latest_checkpoint(uow: UnitOfWork, signer: note.Signer) -> CheckpointView:
     """The newest signed checkpoint; for a log that has no entries yet, the empty tree."""
     with uow:
         stored = uow.log.latest_checkpoint()
@@ -50,7 +50,7 @@ def latest_checkpoint(uow: AbstractUnitOfWork, signer: note.Signer) -> Checkpoin
     return CheckpointView(stored.size, stored.root, _with_lines(stored.note, cosignatures))
 
 
-def checkpoint_at(uow: AbstractUnitOfWork, size: int) -> CheckpointView | None:
+def checkpoint_at(uow: UnitOfWork, size: int) -> CheckpointView | None:
     with uow:
         stored = uow.log.checkpoint(size)
         if stored is None:
@@ -63,7 +63,7 @@ def _with_lines(signed: str, lines: list[str]) -> str:
     return signed + "".join(line + "\n" for line in lines)
 
 
-def entries(uow: AbstractUnitOfWork, start: int, end: int) -> list[bytes]:
+def entries(uow: UnitOfWork, start: int, end: int) -> list[bytes]:
     """Leaves [start, end), at most MAX_ENTRIES; fewer when the log ends sooner."""
     if start < 0 or end <= start:
         raise LogRangeError("start must be >= 0 and end greater than start")
@@ -75,7 +75,7 @@ def entries(uow: AbstractUnitOfWork, start: int, end: int) -> list[bytes]:
     return [data for _, data in rows]
 
 
-def inclusion_proof(uow: AbstractUnitOfWork, index: int, size: int) -> list[bytes]:
+def inclusion_proof(uow: UnitOfWork, index: int, size: int) -> list[bytes]:
     with uow:
         current = uow.log.size()
         if not 0 <= index < size <= current:
@@ -85,7 +85,7 @@ def inclusion_proof(uow: AbstractUnitOfWork, index: int, size: int) -> list[byte
         return uow.log.inclusion_proof(index, size)
 
 
-def consistency_proof(uow: AbstractUnitOfWork, first: int, second: int) -> list[bytes]:
+def consistency_proof(uow: UnitOfWork, first: int, second: int) -> list[bytes]:
     with uow:
         current = uow.log.size()
         if not 0 < first <= second <= current:
@@ -107,7 +107,7 @@ class CosignaturesAdded:
 
 def add_cosignatures(
     cmd: commands.AddCosignatures,
-    uow: AbstractUnitOfWork,
+    uow: UnitOfWork,
     *,
     log_verifier: note.Verifier,
     witnesses: Sequence[cosignature.CosignatureVerifier],

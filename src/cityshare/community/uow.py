@@ -1,0 +1,16 @@
+"""The unit of work community's handlers and queries use: the repositories they reach."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from cityshare.community.repo import CommunityRepository
+from cityshare.identity.repo import IdentityRepository
+from cityshare.kernel.uow import UnitOfWork
+from cityshare.ledger.repo import LedgerRepository
+
+
+class CommunityUnitOfWork(UnitOfWork, Protocol):
+    community: CommunityRepository
+    identity: IdentityRepository
+    ledger: LedgerRepository

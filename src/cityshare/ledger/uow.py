@@ -1,0 +1,12 @@
+"""The unit of work ledger's handlers and queries use: the repositories they reach."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from cityshare.kernel.uow import UnitOfWork
+from cityshare.ledger.repo import LedgerRepository
+
+
+class LedgerUnitOfWork(UnitOfWork, Protocol):
+    ledger: LedgerRepository
