@@ -51,21 +51,6 @@ class BillingRepository(DriverRepository):
         finally:
             cur.close()
 
-    def _insert(self, table: str, columns: str, rows: Sequence[tuple[Any, ...]]) -> None:
-        if not rows:
-            return
-        cur = self._cursor()
-        try:
-            if self.sqlite:
-                marks = ", ".join("?" * len(rows[0]))
-                cur.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
-            else:
-                with cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row(row)
-        finally:
-            cur.close()
-
     def next_id(self, table: Table) -> int:
         return int(self.conn.execute(select(func.max(table.c.id))).scalar() or 0) + 1
 
@@ -173,7 +158,7 @@ class BillingRepository(DriverRepository):
         return {(row[0], row[1]): row[2] for row in self._rows(sql, params) if row[2] is not None}
 
     def insert_bills(self, rows: Sequence[BillRow]) -> None:
-        self._insert("energy_bills", BILL_COLUMNS, rows)
+        self._bulk_insert("energy_bills", BILL_COLUMNS, rows)
 
     def insert_run(self, row: RunRow) -> None:
         self.conn.execute(
@@ -214,7 +199,7 @@ class BillingRepository(DriverRepository):
 
     def add_arrears(self, rows: Sequence[tuple[int, int]]) -> None:
         """(bill id, resident id) pairs left unpaid."""
-        self._insert("energy_arrears", "bill_id, resident_id", rows)
+        self._bulk_insert("energy_arrears", "bill_id, resident_id", rows)
 
     def remove_arrears(self, bill_ids: Collection[int]) -> None:
         if not bill_ids:

@@ -167,19 +167,7 @@ class CommunityRepository(DriverRepository):
              r.carbon_g)
             for r in rows
         ]  # fmt: skip
-        cur = self._cursor()
-        try:
-            if self.sqlite:
-                marks = ", ".join("?" * len(values[0]))
-                cur.executemany(
-                    f"INSERT INTO community_payouts ({PAYOUT_COLUMNS}) VALUES ({marks})", values
-                )
-            else:
-                with cur.copy(f"COPY community_payouts ({PAYOUT_COLUMNS}) FROM STDIN") as copy:
-                    for value in values:
-                        copy.write_row(value)
-        finally:
-            cur.close()
+        self._bulk_insert("community_payouts", PAYOUT_COLUMNS, values)
 
     def payouts(self, distribution_id: int) -> list[PayoutRow]:
         p = community_payouts.c

@@ -301,31 +301,11 @@ class EnergyRepository(DriverRepository):
 
     # -- bulk writes ----------------------------------------------------------------------
 
-    def _insert(
-        self, table: str, columns: str, types: Sequence[str], rows: Sequence[tuple[Any, ...]]
-    ) -> None:
-        if not rows:
-            return
-        cur = self._cursor()
-        try:
-            if self.sqlite:
-                marks = ", ".join("?" * len(rows[0]))
-                cur.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
-            else:
-                # Binary COPY with the types given: psycopg then packs each value without
-                # looking its type up (text COPY converts every value to a string first).
-                with cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
-                    copy.set_types(types)
-                    for row in rows:
-                        copy.write_row(row)
-        finally:
-            cur.close()
-
     def insert_readings(self, rows: Sequence[ReadingRow]) -> None:
-        self._insert("meter_readings", READING_COLUMNS, _READING_TYPES, rows)
+        self._bulk_insert("meter_readings", READING_COLUMNS, rows, _READING_TYPES)
 
     def insert_intervals(self, rows: Sequence[IntervalRow]) -> None:
-        self._insert("meter_intervals", INTERVAL_COLUMNS, _INTERVAL_TYPES, rows)
+        self._bulk_insert("meter_intervals", INTERVAL_COLUMNS, rows, _INTERVAL_TYPES)
 
     # -- devices whose readings wait beside their chain ------------------------------------
 

@@ -7,7 +7,7 @@ these helpers hide the two drivers' differences (placeholders, "id in a list" pr
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Connection
@@ -36,6 +36,33 @@ class DriverRepository:
     def _ids_param(self, ids: Iterable[int]) -> Any:
         return json.dumps(list(ids)) if self.sqlite else list(ids)
 
+    def _bulk_insert(
+        self,
+        table: str,
+        columns: str,
+        rows: Sequence[Sequence[Any]],
+        types: Sequence[str] | None = None,
+    ) -> None:
+        """Insert `rows` (tuples in the order of `columns`, "a, b, c") in one round trip:
+        executemany on SQLite; COPY on PostgreSQL, binary when the columns' PostgreSQL `types`
+        are given (psycopg then packs each value without looking its type up; text COPY turns
+        every value into a string first)."""
+        if not rows:
+            return
+        cur = self._cursor()
+        try:
+            if self.sqlite:
+                marks = ", ".join("?" * len(rows[0]))
+                cur.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
+            elif types is None:
+                with cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            else:
+                copy_binary(cur, f"{table} ({columns})", types, rows)
+        finally:
+            cur.close()
+
     def _fetch_by_ids(self, sql: str, ids: Collection[int]) -> list[Any]:
         """Rows of `sql`, whose one parameter is the list `ids` (see `_in_ids`)."""
         if not ids:
@@ -58,3 +85,12 @@ class DriverRepository:
         if row is None:
             raise RuntimeError(f"{missing}: run `cityshare db upgrade`")
         return int(row[0])
+
+
+def copy_binary(cur: Any, target: str, types: Sequence[str], rows: Iterable[Any]) -> None:
+    """Binary COPY of `rows` into `target` ("table (a, b)") on a psycopg cursor, row by row:
+    psycopg sends rows while Python makes the next ones."""
+    with cur.copy(f"COPY {target} FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(types)
+        for row in rows:
+            copy.write_row(row)

@@ -112,18 +112,7 @@ class LedgerRepository(DriverRepository):
     def insert_transfers(self, records: Sequence[TransferRecord]) -> None:
         if not records:
             return
-        cur = self._cursor()
-        try:
-            if self.sqlite:
-                cur.executemany(
-                    f"INSERT INTO transfers ({TRANSFER_COLUMNS}) VALUES ({_marks(13)})", records
-                )
-            else:
-                with cur.copy(f"COPY transfers ({TRANSFER_COLUMNS}) FROM STDIN") as copy:
-                    for record in records:
-                        copy.write_row(record)
-        finally:
-            cur.close()
+        self._bulk_insert("transfers", TRANSFER_COLUMNS, records)
 
     def save_balances(self, changed: Iterable[AccountState]) -> None:
         rows = [

@@ -39,7 +39,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Row, select
 
-from cityshare.kernel.driver import DriverRepository
+from cityshare.kernel.driver import DriverRepository, copy_binary
 from cityshare.tlog import merkle
 from cityshare.tlog.tables import log_checkpoints, log_cosignatures
 
@@ -262,7 +262,7 @@ class LogRepository(DriverRepository):
                 # Binary COPY, row by row: psycopg sends rows while Python makes the next ones
                 # (measured faster than building the whole binary payload first).
                 leaves = zip(range(size, frontier.size), hashes, entries, strict=True)
-                self._copy_binary(
+                copy_binary(
                     cur, "log_leaves (idx, hash, data)", ["int8", "bytea", "bytea"], leaves
                 )
                 if stored:
@@ -271,7 +271,7 @@ class LogRepository(DriverRepository):
                         for first_key, level_hashes in stored
                         for i, h in enumerate(level_hashes)
                     )
-                    self._copy_binary(cur, "log_nodes (id, hash)", ["int8", "bytea"], nodes)
+                    copy_binary(cur, "log_nodes (id, hash)", ["int8", "bytea"], nodes)
             cur.execute(self._sql("UPDATE log_head SET size = ? WHERE id = 1"), (frontier.size,))
         finally:
             cur.close()
@@ -284,13 +284,6 @@ class LogRepository(DriverRepository):
         for start in range(0, len(entries), _SQLITE_LEAF_CHUNK):
             end = min(start + _SQLITE_LEAF_CHUNK, len(entries))
             _insert_leaf_chunk_sqlite(cur, first + start, hashes[start:end], entries[start:end])
-
-    @staticmethod
-    def _copy_binary(cur: Any, target: str, types: list[str], rows: Iterable[Any]) -> None:
-        with cur.copy(f"COPY {target} FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(types)
-            for row in rows:
-                copy.write_row(row)
 
     def root(self, size: int) -> bytes:
         if size == 0:
