@@ -7,6 +7,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -15,7 +16,6 @@ from cityshare.api import openapi
 from cityshare.api.body_limit import BodyLimit
 from cityshare.api.deps import PlatformDep
 from cityshare.api.errors import ApiError, install_error_handlers
-from cityshare.billing.handlers import tariff_windows
 from cityshare.bootstrap import Platform
 from cityshare.capabilities import CAPABILITIES
 from cityshare.kernel.db import ping
@@ -96,5 +96,9 @@ def create_app(platform: Platform, *, run_jobs: bool = True) -> FastAPI:
             raise ApiError(503, "database_unavailable", "the database does not answer") from exc
         return Health(status="ok", version=__version__, database=platform.engine.dialect.name)
 
-    openapi.install(app, price_windows=tariff_windows(platform.tariff))
+    def amend(spec: dict[str, Any]) -> None:
+        for capability in CAPABILITIES:
+            capability.openapi(platform, spec)
+
+    openapi.install(app, amend=amend)
     return app

@@ -10,18 +10,17 @@ get right by itself are corrected here, once, for every operation:
   building the document fails, so a new one cannot be published rounded).
 - **Malformed JSON.** Every JSON body that does not parse is answered 400 `malformed_json`
   (see `errors.py`) before any validation, so every operation with a JSON body documents it.
-- **Price-list windows.** A price list prices exactly the windows of the configured tariff,
-  which only the running platform knows; its schema names them (see `billing_schemas.py`).
+- **What only the running platform knows.** Each capability may amend the document
+  (`Capability.openapi`): billing names the configured tariff's windows in a price list.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
 
-from cityshare.billing.model import MAX_PAISE_PER_KWH
 from cityshare.identity.residents import MAX_PARTY_ID, ORG_ID_BASE
 from cityshare.ledger.ids import PLATFORM_ID_BASE
 from cityshare.ledger.model import MAX_INT
@@ -67,27 +66,9 @@ def document_malformed_json(spec: dict[str, Any]) -> None:
                 )
 
 
-def price_list_schema(spec: dict[str, Any], windows: Sequence[str]) -> None:
-    """A price list's `prices` names each window of the tariff, paise per kWh, nothing else."""
-    schema = spec.get("components", {}).get("schemas", {}).get("PriceListIn")
-    if schema is None:
-        return
-    prices = schema["properties"]["prices"]
-    prices.update(
-        type="object",
-        properties={
-            w: {"type": "integer", "minimum": 0, "maximum": MAX_PAISE_PER_KWH} for w in windows
-        },
-        required=list(windows),
-        additionalProperties=False,
-    )
-    schema["properties"]["effective_from"].update(
-        anyOf=[{"type": "integer", "minimum": 0, "maximum": MAX_INT}, {"type": "null"}]
-    )
-
-
-def install(app: FastAPI, *, price_windows: Sequence[str]) -> None:
-    """Serve the corrected document at `/openapi.json` (and in `/docs`)."""
+def install(app: FastAPI, *, amend: Callable[[dict[str, Any]], None]) -> None:
+    """Serve the corrected document at `/openapi.json` (and in `/docs`); `amend` applies the
+    capabilities' own amendments."""
     generate: Callable[[], dict[str, Any]] = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -95,7 +76,7 @@ def install(app: FastAPI, *, price_windows: Sequence[str]) -> None:
             spec = generate()
             exact_integer_bounds(spec)
             document_malformed_json(spec)
-            price_list_schema(spec, price_windows)
+            amend(spec)
             app.openapi_schema = spec
         return app.openapi_schema
 

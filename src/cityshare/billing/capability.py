@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cityshare.billing import checks, commands, handlers, records, top_ups
+from cityshare.billing.openapi import price_list_schema
 from cityshare.billing.repo import BillingRepository
 from cityshare.kernel.capability import Capability, CommandHandler, Job
 
@@ -31,6 +32,10 @@ def _routers() -> Sequence[APIRouter]:
     return [router]
 
 
+def _openapi(platform: Any, spec: dict[str, Any]) -> None:
+    price_list_schema(spec, handlers.tariff_windows(platform.tariff))
+
+
 CAPABILITY = Capability(
     "billing",
     repositories={"billing": lambda conn, _: BillingRepository(conn)},
@@ -39,4 +44,5 @@ CAPABILITY = Capability(
     checks=[checks.derived_problems],
     routers=_routers,
     jobs=[Job("bill-energy", lambda s: s.billing_seconds, commands.BillEnergy)],
+    openapi=_openapi,
 )

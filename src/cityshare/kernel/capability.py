@@ -5,7 +5,8 @@ hub loops over it:
 
 - bootstrap gives the bus each capability's command and event `handlers`;
 - the unit of work opens each capability's `repositories` on its connection (`uow.<name>`);
-- the app includes its `routers`; the CLI adds its `cli` groups;
+- the app includes its `routers` and publishes the API document its `openapi` amends; the CLI
+  adds its `cli` groups;
 - `audit verify` re-encodes the rows of its `records` and runs its derived `checks`;
 - the scheduler (`serve` or `cityshare worker`) runs its periodic `jobs`.
 
@@ -70,6 +71,10 @@ def _none() -> Sequence[Any]:
     return ()
 
 
+def _as_is(_: Any, __: dict[str, Any]) -> None:
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Capability:
     name: str
@@ -89,3 +94,6 @@ class Capability:
     cli: Callable[[], Sequence[tuple[str, typer.Typer]]] = _none
     #: Its periodic work.
     jobs: Sequence[Job] = ()
+    #: Amends the published OpenAPI document (in place), given the platform: what only the
+    #: running platform knows (e.g. the windows of the configured tariff).
+    openapi: Callable[[Any, dict[str, Any]], None] = _as_is
