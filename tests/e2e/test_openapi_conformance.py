@@ -182,3 +182,12 @@ def test_integer_bounds_are_published_exactly() -> None:
     assert transfer["amount"]["maximum"] == 2**63 - 1
     assert isinstance(transfer["amount"]["maximum"], int)
     assert transfer["user_data"]["minimum"] == -(2**63)
+
+
+def test_schema_names_do_not_depend_on_where_the_code_lives() -> None:
+    """Two models of one name would be published under their module paths
+    (`cityshare__api__schemas__StatementOut`), which a move of the code would rename for every
+    generated client: each published model has a name of its own."""
+    names = APP.openapi()["components"]["schemas"]
+    assert not [n for n in names if n.startswith("cityshare__")]
+    assert {"StatementOut", "MonthlyStatementOut"} <= set(names)

@@ -26,11 +26,11 @@ from cityshare.billing import queries as billing
 from cityshare.billing.model import BillingError, month_of
 from cityshare.billing.schemas import (
     ChooseProviderIn,
+    MonthlyStatementOut,
     PriceListIn,
     PriceListOut,
     ProviderChoiceOut,
     ProviderPricesOut,
-    StatementOut,
     TopUpIn,
     TopUpOut,
 )
@@ -177,30 +177,32 @@ def top_up(
     return TopUpOut.of(outcome)
 
 
-def _statement(platform: PlatformDep, resident_id: int, month: str) -> StatementOut:
+def _statement(platform: PlatformDep, resident_id: int, month: str) -> MonthlyStatementOut:
     try:
         period = month_of(month, platform.tariff.zone)
     except BillingError as exc:
         raise refused(exc) from exc
-    return StatementOut.of(
+    return MonthlyStatementOut.of(
         billing.monthly_statement(platform.uow(), resident_id, period, tariff=platform.tariff)
     )
 
 
 @router.get(
     "/me/statements/{month}",
-    response_model=StatementOut,
+    response_model=MonthlyStatementOut,
     summary="Your monthly statement: energy in and out, bills, payments, arrears, wallet",
     responses=error_responses(401, 403, 422),
 )
-def my_statement(platform: PlatformDep, principal: ResidentDep, month: MonthPath) -> StatementOut:
+def my_statement(
+    platform: PlatformDep, principal: ResidentDep, month: MonthPath
+) -> MonthlyStatementOut:
     assert principal.resident_id is not None
     return _statement(platform, principal.resident_id, month)
 
 
 @router.get(
     "/residents/{vid}/statements/{month}",
-    response_model=StatementOut,
+    response_model=MonthlyStatementOut,
     summary="A resident's monthly statement, for billing (staff; the read is recorded)",
     responses=error_responses(401, 403, 404, 422),
 )
@@ -210,11 +212,11 @@ def resident_statement(
     vid: VID,
     month: MonthPath,
     purpose: Annotated[Purpose, Query(description="Must be `billing`, granted to you.")],
-) -> StatementOut:
+) -> MonthlyStatementOut:
     try:
         found = platform.personal_data.energy_statement(principal, vid, month, purpose)
     except ReadRefused as exc:
         raise read_refused(exc) from exc
     except BillingError as exc:
         raise refused(exc) from exc
-    return StatementOut.of(found)
+    return MonthlyStatementOut.of(found)

@@ -192,7 +192,7 @@ class TotalsOut(BaseModel):
     credit_milli: int
 
 
-class StatementOut(BaseModel):
+class MonthlyStatementOut(BaseModel):
     month: str
     timezone: str
     start_ts: int = Field(description="Local midnight of the 1st (unix seconds).")
@@ -205,7 +205,7 @@ class StatementOut(BaseModel):
     totals: TotalsOut
 
     @classmethod
-    def of(cls, s: MonthlyStatement) -> StatementOut:
+    def of(cls, s: MonthlyStatement) -> MonthlyStatementOut:
         return cls(
             month=s.month,
             timezone=s.timezone,
@@ -264,4 +264,4 @@ class StatementOut(BaseModel):
 
 def statement_json(s: MonthlyStatement) -> dict[str, Any]:
     """The statement as the API answers it (the CLI prints the same with --json)."""
-    return StatementOut.of(s).model_dump()
+    return MonthlyStatementOut.of(s).model_dump()
