@@ -89,3 +89,7 @@ class Capability:
     cli: Callable[[], Sequence[tuple[str, typer.Typer]]] = _none
     #: Its periodic work.
     jobs: Sequence[Job] = ()
+    #: The lock every writer takes first in its transaction, given the unit of work, if this
+    #: capability keeps it (the ledger's write lock serialises every writer); a keyed write
+    #: takes it before it looks its key up (kernel/idempotency.py).
+    writer_lock: Callable[[Any], object] | None = None
