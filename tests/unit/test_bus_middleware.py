@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from cityshare.kernel import idempotency
 from cityshare.kernel.bus import MAX_ATTEMPTS, MessageBus, Middleware, Next
 from cityshare.kernel.errors import ConflictError
 from cityshare.kernel.messages import Command, Event
@@ -158,3 +159,56 @@ def test_a_middleware_that_loses_a_race_is_retried_and_then_gives_up() -> None:
     with pytest.raises(ConflictError, match="key taken"):
         make_bus(share, always_taken).handle(Share(1))
     assert len(set(calls)) == len(calls) == MAX_ATTEMPTS
+
+
+# -- the idempotency middleware on a fake unit of work -----------------------------------------
+
+
+def test_the_idempotency_middleware_passes_an_unkeyed_command_through() -> None:
+    """Without `idempotency=` in the context it neither opens the unit of work nor takes the
+    writers' lock: the handler gets the command and the unit of work as they are."""
+    locked: list[object] = []
+    seen: list[tuple[Command, object]] = []
+
+    def share(cmd: Share, uow: FakeUnitOfWork) -> int:
+        seen.append((cmd, uow))
+        return cmd.amount
+
+    command = Share(4)
+    bus = make_bus(share, idempotency.IdempotencyMiddleware(locked.append))
+    assert bus.handle(command) == 4
+    [(cmd, uow)] = seen
+    assert cmd is command
+    assert isinstance(uow, FakeUnitOfWork)
+    assert locked == []
+
+
+def test_a_keyed_write_is_refused_on_a_bus_without_the_middleware() -> None:
+    """A bus that would run the command as if no key had been sent refuses instead."""
+    bus = make_bus(lambda cmd, uow: 0)
+    request = idempotency.keyed_request("operator:desk", "k", "POST", "/x", {})
+    with pytest.raises(RuntimeError, match="no idempotency middleware"):
+        idempotency.run(bus, request, Share(1), lambda _, uow: (200, "{}"), retention_seconds=1)
+
+
+def test_the_joined_unit_of_work_offers_every_repository_of_the_one_it_wraps() -> None:
+    """Repositories are found on the wrapped unit of work by name, so one a new capability
+    registers needs no change to the joined view; its own state stays its own."""
+
+    class Wrapped(FakeUnitOfWork):
+        log = object()
+        clock = object()
+        brand_new_capability = object()
+        _private = object()
+
+    wrapped = Wrapped()
+    joined = idempotency.JoinedUnitOfWork(wrapped, writable=True)  # type: ignore[arg-type]
+    assert joined.brand_new_capability is wrapped.brand_new_capability
+    assert (joined.log, joined.clock) == (wrapped.log, wrapped.clock)
+    with pytest.raises(AttributeError):
+        _ = joined._private
+    with joined:
+        joined.add_event(Shared(1))
+        joined.commit()
+    assert joined.committed
+    assert list(wrapped.collect_new_events()) == [Shared(1)]
