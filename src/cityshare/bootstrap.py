@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, make_url
 
@@ -16,9 +18,10 @@ from cityshare.identity.model import check_sector
 from cityshare.identity.tokens import TokenService
 from cityshare.kernel import keys
 from cityshare.kernel.bus import MessageBus
-from cityshare.kernel.capability import RepositoryFactory
+from cityshare.kernel.capability import Capability, RepositoryFactory
 from cityshare.kernel.clock import Clock, SystemClock
 from cityshare.kernel.db import make_engine
+from cityshare.kernel.idempotency import IdempotencyMiddleware
 from cityshare.kernel.scheduler import Lease, Scheduler, scheduled_jobs
 from cityshare.kernel.seal import Sealer
 from cityshare.kernel.uow import SqlUnitOfWork
@@ -103,6 +106,7 @@ def bootstrap(
         MessageBus(
             uow_factory=lambda: unit_of_work(engine, clock, log_signer=log_signer, sealer=sealer),
             command_handlers={},
+            middleware=[IdempotencyMiddleware(writer_lock(CAPABILITIES))],
         ),
         log_signer,
         tokens,
@@ -117,6 +121,18 @@ def bootstrap(
         for event, handlers in capability.event_handlers(platform).items():
             platform.bus.event_handlers.setdefault(event, []).extend(handlers)
     return platform
+
+
+def writer_lock(capabilities: Sequence[Capability]) -> Callable[[Any], None]:
+    """The locks every writer takes (`Capability.writer_lock`), taken in the capabilities'
+    order."""
+    locks = [c.writer_lock for c in capabilities if c.writer_lock is not None]
+
+    def lock(uow: Any) -> None:
+        for take in locks:
+            take(uow)
+
+    return lock
 
 
 #: Each capability's repository, by its name on a unit of work.

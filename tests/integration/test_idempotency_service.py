@@ -398,7 +398,7 @@ def test_a_handler_that_writes_in_two_transactions_is_refused_not_merged(
             )
 
     before = ledger_clock()
-    bus = MessageBus(platform.bus.uow_factory, {Twice: handler})
+    bus = MessageBus(platform.bus.uow_factory, {Twice: handler}, middleware=platform.bus.middleware)
     request = idempotency.keyed_request(STAFF, "twice", "POST", "/x", {})
     with pytest.raises(RuntimeError, match="one transaction"):
         idempotency.run(bus, request, Twice(), lambda _, uow: (200, "{}"), retention_seconds=DAY)

@@ -4,9 +4,10 @@ devices).
 
 A route takes `idempotency: IdempotencyDep` and answers with `idempotency.run(platform,
 command, body, answer)`: without the header that is the usual bus call and answer; with it,
-kernel/idempotency.py runs the command at most once for that key and principal, and a
-retry gets the first answer again, byte for byte, with `Idempotent-Replayed: true`. A key
-that is not 1-255 printable ASCII is a 400; one used before for another request a 422.
+the bus's idempotency middleware (kernel/idempotency.py) runs the command at most once for
+that key and principal, and a retry gets the first answer again, byte for byte, with
+`Idempotent-Replayed: true`. A key that is not 1-255 printable ASCII is a 400; one used
+before for another request a 422.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from cityshare.api.errors import ApiError
 from cityshare.bootstrap import Platform
 from cityshare.kernel import idempotency as service
 from cityshare.kernel.messages import Command
-from cityshare.kernel.uow import AbstractUnitOfWork
 from cityshare.ledger.schemas import ErrorOut, error_responses
 
 HEADER = "Idempotency-Key"
@@ -56,10 +56,12 @@ class Idempotency:
         platform: Platform,
         command: Command,
         body: BaseModel,
-        answer: Callable[[Any, AbstractUnitOfWork], M],
+        answer: Callable[[Any, Any], M],
     ) -> M | Response:
         """Hand `command` to the bus and answer `answer(result, uow)` (which reads what it
-        needs through `uow`). The handler's refusals propagate, as from `bus.handle`."""
+        needs through `uow`, a read-only unit of work with every capability's repository, so
+        typed by the route's own capability protocol). The handler's refusals propagate, as
+        from `bus.handle`."""
         if not self.keys:
             return answer(platform.bus.handle(command), platform.uow())
         try:

@@ -97,3 +97,7 @@ class Capability:
     #: Amends the published OpenAPI document (in place), given the platform: what only the
     #: running platform knows (e.g. the windows of the configured tariff).
     openapi: Callable[[Any, dict[str, Any]], None] = _as_is
+    #: The lock every writer takes first in its transaction, given the unit of work, if this
+    #: capability keeps it (the ledger's write lock serialises every writer); a keyed write
+    #: takes it before it looks its key up (kernel/idempotency.py).
+    writer_lock: Callable[[Any], object] | None = None

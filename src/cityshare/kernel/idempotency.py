@@ -5,15 +5,18 @@ was lost) gets the first answer again instead of a second effect. A key is scope
 principal that sent it (`Principal.name`, role and subject): one principal's key never
 meets another's, and a stored answer is only ever replayed to the principal it was made for.
 
-**Exactly once.** :func:`run` opens one write transaction, takes the ledger's write lock
-(which serialises every writer), and looks the key up. Only if it is new does it run the
+**Exactly once.** This is bus middleware (:class:`IdempotencyMiddleware`, registered in
+bootstrap; :func:`run` hands it a keyed write). On each of the bus's attempts it opens the
+attempt's write transaction, takes the lock every writer takes (the ledger's write lock,
+which serialises every writer), and looks the key up. Only if it is new does it run the
 command's handler, *inside that same transaction*: the handler's `with uow:` joins it and its
 `commit()` is deferred (see :class:`JoinedUnitOfWork`). The answer is rendered from what the
 handler returned, still inside it; then the key, the request's fingerprint and the answer are
 stored and everything commits at once. So an effect and its stored answer are written
 together or not at all (a crash cannot leave one without the other), and a concurrent retry
 waits for the lock, then finds the answer. The primary key (principal, key) is the backstop:
-an insert that finds the key taken rolls its attempt back, and the next attempt replays.
+an insert that finds the key taken rolls its attempt back (a `ConflictError`), and the bus's
+next attempt replays.
 
 **Same key, other request.** The fingerprint is the SHA-256 of the method, the path and the
 canonical JSON body; a key sent again with another fingerprint is refused
@@ -43,19 +46,19 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol, Self
 
 from cityshare.kernel import idempotency_commands as kernel_idempotency_commands
 from cityshare.kernel import messages as kernel_messages
-from cityshare.kernel.bus import MAX_ATTEMPTS, MessageBus
+from cityshare.kernel.bus import MessageBus, Next
 from cityshare.kernel.errors import ConflictError
-from cityshare.kernel.idempotency_repo import IdempotencyRow
+from cityshare.kernel.idempotency_repo import IdempotencyRepository, IdempotencyRow
 from cityshare.kernel.messages import Event
 from cityshare.kernel.seals import BrokenSealError
-from cityshare.kernel.uow import AbstractUnitOfWork
+from cityshare.kernel.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +70,15 @@ MAX_PRINCIPAL_LENGTH = 200
 PURGE_BATCH = 100
 NANOSECONDS = 1_000_000_000
 
-#: What renders a handler's result as the answer (status, JSON text), in the transaction.
-Respond = Callable[[Any, AbstractUnitOfWork], tuple[int, str]]
+#: What renders a handler's result as the answer (status, JSON text), in the transaction: it
+#: is given a read-only view of it (:class:`JoinedUnitOfWork`), with every repository.
+Respond = Callable[[Any, Any], tuple[int, str]]
+
+
+class IdempotencyUnitOfWork(UnitOfWork, Protocol):
+    """The repository the middleware and the purge use."""
+
+    idempotency: IdempotencyRepository
 
 
 class IdempotencyError(ValueError):
@@ -124,6 +134,20 @@ def keyed_request(principal: str, key: str, method: str, path: str, body: Any) -
     return KeyedRequest(principal, check_key(key), fingerprint(method, path, body))
 
 
+#: The `bus.handle` context key under which a keyed write is handed to the middleware.
+CONTEXT = "idempotency"
+
+
+@dataclass(frozen=True, slots=True)
+class Keyed:
+    """A command to handle at most once under `request`'s key: what `bus.handle` is given as
+    `idempotency=` for :class:`IdempotencyMiddleware`."""
+
+    request: KeyedRequest
+    respond: Respond
+    retention_seconds: int
+
+
 def run(
     bus: MessageBus,
     request: KeyedRequest,
@@ -140,63 +164,88 @@ def run(
     handler of one transaction does); one that commits nothing (it found nothing to do) gets
     its answer rendered but not stored. Raises :class:`IdempotencyError`
     (`idempotency_key_reused`) when the key was used for another request.
+
+    The work is :class:`IdempotencyMiddleware`'s, which `bus` must have (bootstrap registers
+    it): a bus without it would run the command as if no key had been sent.
     """
-    handler = bus.command_handlers[type(command)]
-    for attempt in range(1, MAX_ATTEMPTS + 1):
-        try:
-            answer, events = _attempt(bus, handler, request, command, respond, retention_seconds)
-        except (ConflictError, _KeyTakenError):
-            if attempt == MAX_ATTEMPTS:
-                raise
-            log.info("%s under an idempotency key lost a race; retrying", type(command).__name__)
-            continue
-        _publish(bus, events)
-        return answer
-    raise AssertionError("unreachable")
+    if not any(isinstance(m, IdempotencyMiddleware) for m in bus.middleware):
+        raise RuntimeError("this bus has no idempotency middleware to run a keyed write")
+    answer = bus.handle(command, **{CONTEXT: Keyed(request, respond, retention_seconds)})
+    assert isinstance(answer, Answer)
+    return answer
 
 
-class _KeyTakenError(Exception):
-    """Another transaction stored the key first: this attempt rolls back, the next replays."""
+class _KeyTakenError(ConflictError):
+    """Another transaction stored the key first: this attempt rolls back, and the bus runs
+    the next one, which replays."""
 
 
-def _attempt(
-    bus: MessageBus,
-    handler: Callable[[Any, Any], Any],
-    request: KeyedRequest,
-    command: kernel_messages.Command,
-    respond: Respond,
-    retention_seconds: int,
-) -> tuple[Answer, list[Event]]:
-    uow = bus.uow_factory()
-    with uow:
-        uow.ledger.lock_ledger()
-        repo = uow.idempotency
-        now = uow.clock.now_ns()
-        cutoff = now - retention_seconds * NANOSECONDS
-        try:
-            stored = repo.get(request.principal, request.key)
-        except BrokenSealError as exc:
-            raise IdempotencyError(
-                "idempotency_key_unverifiable",
-                "the answer stored for this Idempotency-Key fails its integrity check, so it is "
-                "not replayed, and the request was not run again (the first one may have taken "
-                "effect): check before sending it again under a new key",
-            ) from exc
-        if stored is not None and stored.created_at >= cutoff:
-            return _replay(stored, request), []
-        joined = JoinedUnitOfWork(uow, writable=True)
-        result = handler(command, joined)
-        status, body = respond(result, JoinedUnitOfWork(uow, writable=False))
-        if not joined.committed:
-            return Answer(status, body, replayed=False), []  # nothing written, nothing kept
-        if stored is not None:  # expired: the key may name a new request now
-            repo.delete(request.principal, request.key)
-        repo.purge(cutoff, PURGE_BATCH)
-        row = IdempotencyRow(request.principal, request.key, request.fingerprint, status, body, now)
-        if not repo.insert(row):
-            raise _KeyTakenError(request.key)
-        uow.commit()
-    return Answer(status, body, replayed=False), list(uow.collect_new_events())
+#: Takes the lock every writer takes first in its transaction (so writers are serialised).
+WriterLock = Callable[[Any], object]
+
+
+class IdempotencyMiddleware:
+    """The bus middleware (kernel/bus.py) of keyed writes: a command handed to the bus with
+    `idempotency=Keyed(...)` (see :func:`run`) is run at most once per key, and the bus
+    returns its :class:`Answer`; any other passes through untouched.
+
+    On each attempt it opens the attempt's transaction, takes `writer_lock` (the lock every
+    writer takes, declared by the capability that keeps it: see `Capability.writer_lock`),
+    and looks the key up: a stored answer is replayed; otherwise the rest of the chain runs
+    on the transaction joined (:class:`JoinedUnitOfWork`), the answer is rendered, stored,
+    and everything commits at once. A key stored first by another transaction raises a
+    `ConflictError`, so the bus runs the attempt again (which then replays).
+    """
+
+    def __init__(self, writer_lock: WriterLock | None = None) -> None:
+        self.writer_lock = writer_lock
+
+    def __call__(
+        self,
+        command: kernel_messages.Command,
+        uow: IdempotencyUnitOfWork,
+        call_next: Next,
+        context: Mapping[str, Any],
+    ) -> Any:
+        keyed = context.get(CONTEXT)
+        if keyed is None:
+            return call_next(command, uow)
+        assert isinstance(keyed, Keyed)
+        request = keyed.request
+        with uow:
+            if self.writer_lock is not None:
+                self.writer_lock(uow)
+            repo = uow.idempotency
+            now = uow.clock.now_ns()
+            cutoff = now - keyed.retention_seconds * NANOSECONDS
+            try:
+                stored = repo.get(request.principal, request.key)
+            except BrokenSealError as exc:
+                raise IdempotencyError(
+                    "idempotency_key_unverifiable",
+                    "the answer stored for this Idempotency-Key fails its integrity check, so "
+                    "it is not replayed, and the request was not run again (the first one may "
+                    "have taken effect): check before sending it again under a new key",
+                ) from exc
+            if stored is not None and stored.created_at >= cutoff:
+                return _replay(stored, request)
+            joined = JoinedUnitOfWork(uow, writable=True)
+            result = call_next(command, joined)
+            status, body = keyed.respond(result, JoinedUnitOfWork(uow, writable=False))
+            if not joined.committed:  # nothing written, nothing kept (nor any event raised)
+                for _ in uow.collect_new_events():
+                    pass
+                return Answer(status, body, replayed=False)
+            if stored is not None:  # expired: the key may name a new request now
+                repo.delete(request.principal, request.key)
+            repo.purge(cutoff, PURGE_BATCH)
+            row = IdempotencyRow(
+                request.principal, request.key, request.fingerprint, status, body, now
+            )
+            if not repo.insert(row):
+                raise _KeyTakenError(request.key)
+            uow.commit()
+        return Answer(status, body, replayed=False)
 
 
 def _replay(stored: IdempotencyRow, request: KeyedRequest) -> Answer:
@@ -209,44 +258,36 @@ def _replay(stored: IdempotencyRow, request: KeyedRequest) -> Answer:
     return Answer(stored.status, stored.body, replayed=True)
 
 
-def _publish(bus: MessageBus, events: list[Event]) -> None:
-    """As the bus does after a command: an event handler must not undo a committed write."""
-    for event in events:
-        for handler in bus.event_handlers.get(type(event), []):
-            try:
-                handler(event)
-            except Exception:
-                log.exception("event handler %r failed on %r", handler, event)
-
-
 class JoinedUnitOfWork:
-    """A handler's view of the transaction :func:`run` holds open: `with uow:` joins it instead
-    of beginning one, and `commit()` only records that the handler wants its writes kept
-    (`run` commits them together with the stored answer). Leaving the block by an exception
-    lets it reach `run`'s own block, which rolls everything back.
+    """A handler's view of the transaction :class:`IdempotencyMiddleware` holds open:
+    `with uow:` joins it instead of beginning one, and `commit()` only records that the
+    handler wants its writes kept (the middleware commits them together with the stored
+    answer). Leaving the block by an exception lets it reach the middleware's own block,
+    which rolls everything back.
 
     Writable, it allows one block (a handler of one transaction); a second block, or a
     rollback in the middle, would break the all-or-nothing promise and raises instead. The
     read-only view (for rendering the answer) allows any number of blocks and no commit.
+
+    Every other attribute (each capability's repository: `uow.ledger`, `uow.community`, …)
+    is the wrapped unit of work's, so a new capability's repository needs no change here.
     """
 
-    def __init__(self, uow: AbstractUnitOfWork, *, writable: bool) -> None:
+    def __init__(self, uow: UnitOfWork, *, writable: bool) -> None:
         self._uow = uow
         self._writable = writable
         self._blocks = 0
         self._open = False
         self.committed = False
-        self.ledger = uow.ledger
         self.log = uow.log
-        self.identity = uow.identity
-        self.energy = uow.energy
-        self.billing = uow.billing
-        self.community = uow.community
-        self.charging = uow.charging
-        self.idempotency = uow.idempotency
         self.clock = uow.clock
 
-    def __enter__(self) -> JoinedUnitOfWork:
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # never the wrapped one's private state (nor a recursion)
+            raise AttributeError(name)
+        return getattr(self._uow, name)
+
+    def __enter__(self) -> Self:
         if self._open:
             raise RuntimeError("a unit of work is entered once at a time")
         if self._writable and self._blocks:
@@ -287,7 +328,7 @@ class JoinedUnitOfWork:
 
 def purge_expired(
     cmd: kernel_idempotency_commands.PurgeIdempotencyKeys,
-    uow: AbstractUnitOfWork,
+    uow: IdempotencyUnitOfWork,
     *,
     retention_seconds: int,
 ) -> int:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from cityshare.kernel.capability import Capability, CommandHandler, Job
 from cityshare.ledger import commands, handlers
 from cityshare.ledger.repo import LedgerRepository
+from cityshare.ledger.uow import LedgerUnitOfWork
 
 if TYPE_CHECKING:
     import typer
@@ -34,12 +35,18 @@ def _cli() -> Sequence[tuple[str, typer.Typer]]:
     return [("ledger", app)]
 
 
+def _lock_writers(uow: LedgerUnitOfWork) -> None:
+    """Every writer of balances takes the ledger's write lock first (ledger/repo.py)."""
+    uow.ledger.lock_ledger()
+
+
 CAPABILITY = Capability(
     "ledger",
     repositories={"ledger": lambda conn, _: LedgerRepository(conn)},
     handlers=_handlers,
     routers=_routers,
     cli=_cli,
+    writer_lock=_lock_writers,
     jobs=[
         # Holds whose timeout passed are released by the clock, not by a client.
         Job(
