@@ -22,10 +22,11 @@ demo: $(STAMP)
 services:
 	bash scripts/ensure-services.sh
 
-## make lint: ruff and mypy
+## make lint: ruff, mypy, and the architecture contracts (import-linter, see pyproject.toml)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 ## make test: lint, then every test on SQLite and on a real PostgreSQL started by the tests
 test: $(STAMP) services lint

@@ -20,6 +20,7 @@ from cityshare.bootstrap import Platform
 from cityshare.community import commands as community_commands
 from cityshare.community import tables as community_tables
 from cityshare.community.model import CommunityError, ShareEventRow
+from cityshare.community.uow import CommunityUnitOfWork
 from cityshare.identity import commands as identity_commands
 from cityshare.identity import tables as identity_tables
 from cityshare.identity.devices import parse_public_key
@@ -30,7 +31,6 @@ from cityshare.kernel import messages as kernel_messages
 from cityshare.kernel.bus import MessageBus
 from cityshare.kernel.clock import ManualClock
 from cityshare.kernel.idempotency import Answer, IdempotencyError, KeyedRequest
-from cityshare.kernel.uow import AbstractUnitOfWork
 from cityshare.ledger import tables as ledger_tables
 from identity_helpers import a_vid, assertion, new_key
 
@@ -72,7 +72,7 @@ def issue_request(principal: str, key: str, asset: int, vid: str, shares: int) -
     )  # fmt: skip
 
 
-def answer_issue(rows: list[ShareEventRow], uow: AbstractUnitOfWork) -> tuple[int, str]:
+def answer_issue(rows: list[ShareEventRow], uow: CommunityUnitOfWork) -> tuple[int, str]:
     """What the API answers: the event and the holder's holding, read in the transaction."""
     [row] = rows
     with uow:
@@ -181,7 +181,7 @@ def test_the_answer_is_stored_with_the_effect_or_not_at_all(
     """A failure after the handler did its work but before the commit (here: rendering the
     answer breaks) leaves neither the effect nor the key; the retry then runs it once."""
 
-    def broken(rows: list[ShareEventRow], uow: AbstractUnitOfWork) -> tuple[int, str]:
+    def broken(rows: list[ShareEventRow], uow: CommunityUnitOfWork) -> tuple[int, str]:
         raise RuntimeError("the process died here")
 
     request = issue_request(STAFF, "crash-1", asset, asha.vid, 5)
@@ -384,7 +384,7 @@ def test_a_handler_that_writes_in_two_transactions_is_refused_not_merged(
     class Twice(kernel_messages.Command):
         pass
 
-    def handler(_: Twice, uow: AbstractUnitOfWork) -> None:
+    def handler(_: Twice, uow: CommunityUnitOfWork) -> None:
         for _round in range(2):
             with uow:
                 last = uow.ledger.lock_ledger()

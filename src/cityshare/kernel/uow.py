@@ -218,4 +218,4 @@ def _translated(exc: DBAPIError | PoolTimeoutError) -> Exception | None:
     return None
 
 
-UnitOfWorkFactory = Callable[[], AbstractUnitOfWork]
+UnitOfWorkFactory = Callable[[], UnitOfWork]
