@@ -17,7 +17,7 @@ from cityshare.billing.handlers import (
     top_up_transfer_id,
 )
 from cityshare.community.handlers import MAX_PAYOUT_ID, payout_transfer_id
-from cityshare.energy.handlers import MAX_INTERVAL_ID, PLATFORM_ACCOUNTS, EnergyCode, transfer_id
+from cityshare.energy.model import MAX_INTERVAL_ID, PLATFORM_ACCOUNTS, EnergyCode, transfer_id
 from cityshare.identity.residents import MAX_PARTY_ID, wallet_account_id
 from cityshare.ledger import ids
 from cityshare.ledger.model import MAX_INT, Ledger

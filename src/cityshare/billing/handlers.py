@@ -73,7 +73,8 @@ from cityshare.billing.model import (
 )
 from cityshare.billing.repo import BillRow, ChoiceRow, Due, PriceListRow, RunRow, TopUpRow
 from cityshare.billing.tables import billing_runs, price_lists, provider_choices, top_ups
-from cityshare.energy.model import OK, Tariff
+from cityshare.energy.model import OK
+from cityshare.energy.tariff import Tariff
 from cityshare.identity.organisations import OrgKind, is_organisation
 from cityshare.identity.repo import OrganisationRow
 from cityshare.identity.residents import WALLET_BASE, wallet_account_id
