@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from websockets.asyncio.client import ClientConnection
 
 from cityshare.bootstrap import Platform
-from cityshare.energy.model import Tariff
+from cityshare.energy.tariff import Tariff
 from energy_helpers import wallets
 from identity_helpers import assertion, new_key
 

@@ -11,8 +11,8 @@ from sqlalchemy import Engine, make_url
 
 from cityshare import migrate
 from cityshare.capabilities import CAPABILITIES
-from cityshare.energy import handlers as energy
-from cityshare.energy.model import Tariff, load_tariff
+from cityshare.energy import verify as energy
+from cityshare.energy.tariff import Tariff, load_tariff
 from cityshare.identity import access
 from cityshare.identity.model import check_sector
 from cityshare.identity.tokens import TokenService

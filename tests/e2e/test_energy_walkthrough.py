@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 
 import cityshare as cityshare_package
-from cityshare.energy.model import load_tariff
+from cityshare.energy.tariff import load_tariff
 from processes import Server, cityshare, ok
 
 

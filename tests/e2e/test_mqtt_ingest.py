@@ -31,7 +31,7 @@ from sqlalchemy import func, select
 
 from cityshare.audit import verify as audit
 from cityshare.bootstrap import Platform, bootstrap
-from cityshare.energy import mqtt, tables
+from cityshare.energy import mqtt, mqtt_batching, tables
 from cityshare.identity import commands
 from cityshare.kernel.clock import ManualClock
 from cityshare.ledger import handlers as ledger_service
@@ -268,7 +268,7 @@ def publish(broker: str, messages: list[tuple[str, bytes]]) -> None:
 
 
 def as_messages(tokens: list[str]) -> list[tuple[str, bytes]]:
-    return [mqtt.reading_message(t) for t in tokens]
+    return [mqtt_batching.reading_message(t) for t in tokens]
 
 
 class DeadLetters:
@@ -287,7 +287,7 @@ class DeadLetters:
         self.client.on_message = lambda _c, _u, msg: self._add(msg.topic, msg.payload)
         self.client.on_subscribe = lambda *_args: subscribed.set()
         self.client.connect(address.host, address.port)
-        self.client.subscribe(mqtt.REJECTED_PREFIX + "+", qos=1)
+        self.client.subscribe(mqtt_batching.REJECTED_PREFIX + "+", qos=1)
         self.client.loop_start()
         assert subscribed.wait(30), "the dead-letter subscription was not confirmed"
 
@@ -417,21 +417,21 @@ def test_bad_messages_are_logged_and_dead_lettered_while_the_good_ones_around_th
         headers={"kid": meter.device_id},
     )
     good = world.readings(0, range(10))
-    topic = mqtt.reading_topic(meter.device_id)
+    topic = mqtt_batching.reading_topic(meter.device_id)
     bad: list[tuple[str, tuple[str, bytes]]] = [
         ("bad_signature", (topic, sign(stranger, meter.device_id, seq=20, ts=ts,
                                        import_wh=imported, export_wh=exported).encode())),
         ("unsupported_alg", (topic, unsigned.encode())),
         ("malformed", (topic, good[9].rsplit(".", 1)[0].encode() + b".")),  # no signature
-        ("revoked_key", mqtt.reading_message(revoked.reading(0, ts, 0, 0))),
+        ("revoked_key", mqtt_batching.reading_message(revoked.reading(0, ts, 0, 0))),
         ("malformed", (topic, b"this is not a JWS")),
         ("malformed", (topic, b"\xff\xfe\x00 binary, not UTF-8")),
-        ("topic_mismatch", (mqtt.reading_topic(other.device_id), good[9].encode())),
+        ("topic_mismatch", (mqtt_batching.reading_topic(other.device_id), good[9].encode())),
         ("too_large", (topic, b"A" * 1025)),
     ]  # fmt: skip
     messages = as_messages(good[:2])
     for (_, message), token in zip(bad, good[2:], strict=True):  # each between good ones
-        messages += [message, mqtt.reading_message(token)]
+        messages += [message, mqtt_batching.reading_message(token)]
     world.expect(0, range(10))
     publish(mqtt_broker.url, messages)
     wait_until(lambda: worker.handled() == len(messages), "every message handled", worker)
@@ -441,14 +441,14 @@ def test_bad_messages_are_logged_and_dead_lettered_while_the_good_ones_around_th
 
     logged = worker.run_log()
     for reason, (topic_name, _) in bad:
-        device = topic_name.removeprefix(mqtt.READINGS_PREFIX)
+        device = topic_name.removeprefix(mqtt_batching.READINGS_PREFIX)
         assert f"reading rejected reason={reason} topic={topic_name} device={device}" in logged
     wait_until(lambda: len(dead_letters.received()) == 8, "8 dead letters", worker)
     letters = dead_letters.received()
     dead_letters.close()
     assert sorted((t, body["reason"], body["topic"]) for t, body in letters) == sorted(
         (
-            mqtt.REJECTED_PREFIX + t.removeprefix(mqtt.READINGS_PREFIX),
+            mqtt_batching.REJECTED_PREFIX + t.removeprefix(mqtt_batching.READINGS_PREFIX),
             reason,
             t,
         )

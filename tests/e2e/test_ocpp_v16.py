@@ -24,7 +24,7 @@ from sqlalchemy.exc import OperationalError
 from cityshare.bootstrap import Platform
 from cityshare.charging.ocpp.door import ChargingDoor
 from cityshare.charging.ocpp.server import ServerThread
-from cityshare.energy.handlers import CREDIT_ISSUANCE
+from cityshare.ledger.ids import CREDIT_ISSUANCE
 from ocpp_helpers import (
     EXPORT,
     IMPORT,

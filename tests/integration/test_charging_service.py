@@ -29,7 +29,7 @@ from cityshare.charging.model import (
 )
 from cityshare.charging.ocpp.door import ChargerRevokedError, ChargingDoor, HandshakeError
 from cityshare.energy import commands as energy_commands
-from cityshare.energy import handlers as energy
+from cityshare.energy import queries as energy
 from cityshare.energy.handlers import IngestOutcome
 from cityshare.identity import access
 from cityshare.identity import commands as identity_commands

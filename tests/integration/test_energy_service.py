@@ -19,20 +19,16 @@ from cityshare.audit import verify as audit
 from cityshare.bootstrap import Platform, bootstrap, unit_of_work
 from cityshare.energy import commands as energy_commands
 from cityshare.energy import handlers as energy
+from cityshare.energy import queries
 from cityshare.energy import tables as energy_tables
-from cityshare.energy.handlers import (
-    CARBON_ISSUANCE,
-    CREDIT_ISSUANCE,
-    GRID_ENERGY,
-    EnergyCode,
-    ReadingVerifier,
-    transfer_id,
-)
+from cityshare.energy.model import EnergyCode, transfer_id
+from cityshare.energy.verify import ReadingVerifier
 from cityshare.identity import commands as identity_commands
 from cityshare.kernel.clock import ManualClock
 from cityshare.ledger import commands as ledger_commands
 from cityshare.ledger import handlers as ledger_service
 from cityshare.ledger import tables as ledger_tables
+from cityshare.ledger.ids import CARBON_ISSUANCE, CREDIT_ISSUANCE, GRID_ENERGY
 from cityshare.ledger.model import Ledger, NewAccount, Transfer
 from cityshare.tlog import entries
 from energy_helpers import Meter, add_device, enrol, ingest, resident_with_meter, sign, wallets
@@ -137,7 +133,7 @@ def test_a_resident_sees_their_meters_and_credits_per_day(
     meter = resident_with_meter(platform)
     late_evening(clock)
     ingest(platform, [meter.reading(0, ist(9), 0, 0), meter.reading(1, ist(9, 15), 5, 1000)])
-    summary = energy.energy_summary(
+    summary = queries.energy_summary(
         platform.uow(), meter.resident_id, days=3, tariff=platform.tariff
     )
     assert [(d.device_id, d.seq, d.ts, d.import_wh, d.export_wh) for d in summary.devices] == [
@@ -151,7 +147,7 @@ def test_a_resident_sees_their_meters_and_credits_per_day(
     assert [d.date for d in summary.days] == [DAY - dt.timedelta(days=i) for i in (2, 1, 0)]
     assert summary.days[-1].sums == summary.totals
     other = enrol(platform, "bala")
-    empty = energy.energy_summary(platform.uow(), other, days=1, tariff=platform.tariff)
+    empty = queries.energy_summary(platform.uow(), other, days=1, tariff=platform.tariff)
     assert (empty.devices, empty.totals.export_wh) == ([], 0)
 
 
@@ -242,6 +238,16 @@ def test_a_batch_retried_after_a_crash_loses_and_doubles_nothing(
 
 
 # -- bad items never stop good ones ----------------------------------------------------------
+
+
+def test_signed_and_attested_readings_come_by_their_own_commands(platform: Platform) -> None:
+    """`IngestReadings` carries JWS strings from the HTTP and MQTT doors; the OCPP door's
+    attested readings come as `IngestAttestedReadings` (source "ocpp"), which checks no JWS."""
+    with pytest.raises(ValueError, match="unknown source"):
+        platform.bus.handle(energy_commands.IngestReadings([], "ocpp"))
+    outcome = platform.bus.handle(energy_commands.IngestAttestedReadings(["a.b.c"]))  # type: ignore[list-item]
+    assert results(outcome) == ["rejected:malformed"]
+    assert count(platform, energy_tables.meter_readings) == 0
 
 
 def test_every_bad_item_is_refused_with_its_reason_and_the_good_ones_go_through(
@@ -400,13 +406,13 @@ def test_one_corrupt_reading_does_not_freeze_billing_and_no_import_escapes(
     ]
     answers = [results(ingest(platform, [r]))[0] for r in readings[:3]]
     assert answers == ["accepted", "accepted", "anomaly:impossible_power"]
-    review = energy.awaiting_review(platform.uow(), owner_id=meter.resident_id)
+    review = queries.awaiting_review(platform.uow(), owner_id=meter.resident_id)
     assert [(i.seq, i.status) for i in review] == [(2, "impossible_power")]
     assert [results(ingest(platform, [r]))[0] for r in readings[3:]] == ["accepted"] * 2
     assert wallets(platform, meter.resident_id)["ENERGY"] == -(1440 - 1000)
     with platform.uow() as uow:
         assert uow.energy.owner_totals(meter.resident_id).import_wh == 440
-    assert energy.awaiting_review(platform.uow(), owner_id=meter.resident_id) == []
+    assert queries.awaiting_review(platform.uow(), owner_id=meter.resident_id) == []
     audit_ok(platform)
 
 
@@ -426,13 +432,13 @@ def test_a_reset_and_a_jump_that_persists_wait_for_review(
             meter.reading(4, ist(13, 30), 50, 0),
         ],
     )
-    review = energy.awaiting_review(platform.uow(), owner_id=meter.resident_id)
+    review = queries.awaiting_review(platform.uow(), owner_id=meter.resident_id)
     assert [(i.device_id, i.seq, i.status) for i in review] == [
         (meter.device_id, 1, "impossible_power"),
         (meter.device_id, 3, "meter_reset"),
     ]
-    assert energy.awaiting_review(platform.uow()) == review  # the operators' view: every meter
-    assert energy.awaiting_review(platform.uow(), owner_id=meter.resident_id + 1) == []
+    assert queries.awaiting_review(platform.uow()) == review  # the operators' view: every meter
+    assert queries.awaiting_review(platform.uow(), owner_id=meter.resident_id + 1) == []
 
 
 def test_a_backlog_split_across_workers_credits_what_orderly_delivery_does(
@@ -485,7 +491,7 @@ def test_a_backlog_posted_newest_first_credits_what_orderly_delivery_does(
     for r in glitch(one_by_one)[::-1]:
         ingest(platform, [r])
     assert wallets(platform, one_by_one.resident_id)["ENERGY"] == 5100 - 3000
-    review = energy.awaiting_review(platform.uow(), owner_id=one_by_one.resident_id)
+    review = queries.awaiting_review(platform.uow(), owner_id=one_by_one.resident_id)
     assert [(i.seq, i.prev_seq, i.status) for i in review] == [(0, 1, "register_backwards")]
     audit_ok(platform)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from cityshare.bootstrap import Platform, unit_of_work
-from cityshare.energy import handlers as energy
+from cityshare.energy import model as energy
 from cityshare.kernel.clock import ManualClock
 from cityshare.ledger import commands
 from cityshare.ledger import handlers as ledger_service

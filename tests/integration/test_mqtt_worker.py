@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from cityshare.bootstrap import Platform
-from cityshare.energy import commands, mqtt, tables
+from cityshare.energy import commands, mqtt, mqtt_batching, tables
 from cityshare.energy.handlers import IngestOutcome
 from cityshare.kernel.clock import ManualClock
 from cityshare.kernel.errors import StoreUnavailable
@@ -53,7 +53,7 @@ class Running:
         except BaseException as exc:  # surfaced by stop()
             self.error = exc
 
-    def stop(self) -> mqtt.Counts:
+    def stop(self) -> mqtt_batching.Counts:
         self.worker.stop.set()
         self.thread.join(30)
         assert not self.thread.is_alive()
@@ -69,7 +69,7 @@ def start_worker(
     group = f"g{uuid.uuid4().hex[:10]}"
     running: list[Running] = []
 
-    def start(handle: mqtt.Handle | None = None, **overrides: object) -> Running:
+    def start(handle: mqtt_batching.Handle | None = None, **overrides: object) -> Running:
         config = mqtt.WorkerConfig(
             broker=mqtt.parse_broker(mqtt_broker.url),
             client_id=f"{group}-worker",
@@ -95,7 +95,8 @@ def day(meter: Meter, n: int) -> list[str]:
 
 
 def publish(broker: MosquittoServer, tokens: Sequence[str]) -> None:
-    mqtt.publish_messages(mqtt.parse_broker(broker.url), [mqtt.reading_message(t) for t in tokens])
+    messages = [mqtt_batching.reading_message(t) for t in tokens]
+    mqtt.publish_messages(mqtt.parse_broker(broker.url), messages)
 
 
 def test_a_batch_committed_but_never_acknowledged_comes_back_as_duplicates_and_changes_nothing(

@@ -10,7 +10,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cityshare.bootstrap import Platform
-from cityshare.energy.handlers import Checked, ReadingVerifier
+from cityshare.energy.verify import Checked, ReadingVerifier
 from cityshare.identity import commands
 from energy_helpers import add_device, resident_with_meter, sign
 

@@ -1,5 +1,6 @@
-"""Energy rules (energy/model.py): tariffs as data, integer credits with carried remainders,
-every anomaly, resets, and a chain that credits the same whatever order readings arrive in."""
+"""Energy rules (energy/chain.py, energy/tariff.py): tariffs as data, integer credits with
+carried remainders, every anomaly, resets, and a chain that credits the same whatever order
+readings arrive in."""
 
 from __future__ import annotations
 
@@ -14,20 +15,20 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from cityshare.energy.model import (
-    BASELINE,
-    NORMAL,
-    OK,
-    Anomaly,
+from cityshare.energy.chain import (
     ChainState,
     Device,
     Reading,
     Step,
+    advance,
+    rescale_carries,
+)
+from cityshare.energy.model import BASELINE, OK, Anomaly
+from cityshare.energy.tariff import (
+    NORMAL,
     Tariff,
     TariffError,
-    advance,
     load_tariff,
-    rescale_carries,
     tariff_from_data,
     tariff_from_json,
 )

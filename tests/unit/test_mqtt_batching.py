@@ -12,19 +12,21 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cityshare.energy import commands
 from cityshare.energy.handlers import EnergyError, IngestOutcome, ItemResult
 from cityshare.energy.mqtt import (
-    BatchProcessor,
     Broker,
-    Delivery,
     MqttError,
     MqttWorker,
-    Rejection,
     WorkerConfig,
-    _logfmt,
     parse_broker,
+    shared_subscription,
+)
+from cityshare.energy.mqtt_batching import (
+    BatchProcessor,
+    Delivery,
+    Rejection,
+    _logfmt,
     reading_message,
     reading_topic,
     screen,
-    shared_subscription,
 )
 from cityshare.kernel.errors import StoreUnavailable
 from energy_helpers import sign

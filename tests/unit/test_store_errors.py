@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
-from cityshare.energy.mqtt import transient
+from cityshare.energy.mqtt_batching import transient
 from cityshare.kernel.db import make_engine, ping
 from cityshare.kernel.errors import ConflictError, StoreUnavailable
 from cityshare.kernel.uow import SqlUnitOfWork

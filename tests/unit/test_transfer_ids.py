@@ -12,7 +12,7 @@ import pytest
 from cityshare.billing.model import MAX_BILL_ID, payment_transfer_id
 from cityshare.billing.top_ups import MAX_TOP_UP_ID, SETTLEMENT_ACCOUNT, top_up_transfer_id
 from cityshare.community.handlers import MAX_PAYOUT_ID, payout_transfer_id
-from cityshare.energy.handlers import MAX_INTERVAL_ID, PLATFORM_ACCOUNTS, EnergyCode, transfer_id
+from cityshare.energy.model import MAX_INTERVAL_ID, PLATFORM_ACCOUNTS, EnergyCode, transfer_id
 from cityshare.identity.residents import MAX_PARTY_ID, wallet_account_id
 from cityshare.ledger import ids
 from cityshare.ledger.model import MAX_INT, Ledger

@@ -53,6 +53,7 @@ from cityshare.bootstrap import Platform, bootstrap, unit_of_work
 from cityshare.energy import commands
 from cityshare.energy import handlers as energy
 from cityshare.energy.readings import parse, signature_valid
+from cityshare.energy.verify import Checked
 from cityshare.identity import records as identity_records
 from cityshare.identity.model import DeviceKeyRow, DeviceRow, EnrolmentRow, ResidentRow, new_vid
 from cityshare.identity.residents import wallet_accounts
@@ -315,7 +316,7 @@ def _run(
     verify_seconds = 0.0
     real_check = verifier.check
 
-    def timed_check(items: Any) -> energy.Checked:
+    def timed_check(items: Any) -> Checked:
         nonlocal verify_seconds
         started = time.perf_counter()
         try:
@@ -414,7 +415,7 @@ def _pipelined(
 ) -> tuple[int, int, float]:
     """Check batch k+1 in a thread while batch k is written (one writer, as always)."""
     verifier = platform.reading_verifier
-    checked: queue.Queue[tuple[int, energy.Checked] | None] = queue.Queue(maxsize=2)
+    checked: queue.Queue[tuple[int, Checked] | None] = queue.Queue(maxsize=2)
 
     def checker() -> None:
         try:

@@ -35,6 +35,7 @@ from cityshare.bench.ingest import INTERVAL, START, Progress, _setup, make_readi
 from cityshare.bench.ledger import machine
 from cityshare.bootstrap import Platform, bootstrap
 from cityshare.energy import mqtt, tables
+from cityshare.energy.mqtt_batching import reading_message
 from cityshare.kernel.clock import ManualClock
 from cityshare.kernel.db import is_sqlite
 from cityshare.ledger import handlers as ledger_service
@@ -242,7 +243,7 @@ def _run(
     readings = make_readings(keys, intervals, seed)
     if START + INTERVAL * (intervals + 1) > time.time():
         raise BenchError("the readings would be in the future of the workers' clocks")
-    messages = [mqtt.reading_message(token) for row in readings for token in row]
+    messages = [reading_message(token) for row in readings for token in row]
     total = len(messages)
     pool = Workers(folder, broker, settings, mqtt_workers, batch)
     setup_seconds = time.perf_counter() - setup_started

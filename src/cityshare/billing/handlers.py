@@ -63,7 +63,8 @@ from cityshare.billing.queries import default_provider, price_versions, seller
 from cityshare.billing.repo import BillRow
 from cityshare.billing.tables import billing_runs, price_lists, provider_choices
 from cityshare.billing.uow import BillingUnitOfWork
-from cityshare.energy.model import OK, Tariff
+from cityshare.energy.model import OK
+from cityshare.energy.tariff import Tariff
 from cityshare.identity.organisations import is_organisation
 from cityshare.identity.residents import wallet_account_id
 from cityshare.ledger.handlers import post_transfers

@@ -17,7 +17,7 @@ from cityshare.billing.model import (
     party_of_wallet,
 )
 from cityshare.billing.uow import BillingUnitOfWork
-from cityshare.energy.model import Tariff
+from cityshare.energy.tariff import Tariff
 from cityshare.identity.model import OrganisationRow
 from cityshare.identity.organisations import OrgKind, is_organisation
 from cityshare.identity.residents import wallet_account_id

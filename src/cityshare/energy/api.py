@@ -9,8 +9,9 @@ from fastapi import APIRouter, Body, Query
 
 from cityshare.api.deps import PlatformDep, ResidentDep, StaffDep
 from cityshare.api.errors import ApiError
-from cityshare.energy import commands
-from cityshare.energy import handlers as energy
+from cityshare.energy import commands, queries
+from cityshare.energy.handlers import EnergyError
+from cityshare.energy.model import MAX_INTERVAL_ID
 from cityshare.energy.schemas import EnergyOut, ReadingsOut, ReviewOut
 from cityshare.identity.access import ReadRefused
 from cityshare.identity.access_api import read_refused
@@ -50,7 +51,7 @@ def post_readings(
         raise ApiError(413, "batch_too_large", f"{len(readings)} readings; at most {limit}")
     try:
         outcome = platform.bus.handle(commands.IngestReadings(readings, "http"))
-    except energy.EnergyError as exc:
+    except EnergyError as exc:
         # The platform, not the reading, is wrong (its energy accounts or tariffs): nothing
         # was written, so the meter's retry is safe once an operator has mended it.
         log.error("ALARM: ingestion cannot run: %s", exc)
@@ -70,7 +71,7 @@ def my_energy(
     days: Annotated[int, Query(ge=1, le=366, description="How many local days to list.")] = 7,
 ) -> EnergyOut:
     assert principal.resident_id is not None
-    summary = energy.energy_summary(
+    summary = queries.energy_summary(
         platform.uow(), principal.resident_id, days=days, tariff=platform.tariff
     )
     return EnergyOut.of(summary)
@@ -88,7 +89,7 @@ def review(
     platform: PlatformDep,
     principal: StaffDep,
     after: Annotated[
-        int, Query(ge=0, le=energy.MAX_INTERVAL_ID, description="Last interval seen.")
+        int, Query(ge=0, le=MAX_INTERVAL_ID, description="Last interval seen.")
     ] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[ReviewOut]:

@@ -6,7 +6,7 @@ import functools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from cityshare.energy import commands, handlers
+from cityshare.energy import checks, commands, handlers, records
 from cityshare.energy.repo import EnergyRepository
 from cityshare.kernel.capability import Capability, CommandHandler, Job, LoggedRecord
 
@@ -19,6 +19,9 @@ def _handlers(platform: Any) -> Mapping[type, CommandHandler]:
     return {
         commands.IngestReadings: functools.partial(
             handlers.ingest_readings, verifier=platform.reading_verifier, tariff=platform.tariff
+        ),
+        commands.IngestAttestedReadings: functools.partial(
+            handlers.ingest_attested_readings, tariff=platform.tariff
         ),
         commands.SweepWaitingReadings: functools.partial(
             handlers.sweep_waiting_readings, tariff=platform.tariff
@@ -44,9 +47,18 @@ CAPABILITY = Capability(
     "energy",
     repositories={"energy": lambda conn, _: EnergyRepository(conn)},
     handlers=_handlers,
-    records=[LoggedRecord(t, table, enc) for t, (table, enc) in handlers.RECORD_ENCODERS.items()],
-    # The devices marked for the sweep, derived from the readings and chains.
-    checks=[handlers.derived_problems],
+    records=[
+        LoggedRecord(records.TARIFF.type, "tariffs", records.TARIFF.of_mapping),
+        LoggedRecord(
+            records.METER_READING.type, "meter_readings", records.METER_READING.of_mapping
+        ),
+        LoggedRecord(
+            records.METER_INTERVAL.type, "meter_intervals", records.METER_INTERVAL.of_mapping
+        ),
+    ],
+    # The credits of ok intervals, and the devices marked for the sweep, derived from the
+    # readings and chains.
+    checks=[checks.derived_problems],
     routers=_routers,
     cli=_cli,
     jobs=[

@@ -30,12 +30,21 @@ class AttestedReading:
 @dataclass(frozen=True, slots=True)
 class IngestReadings(Command):
     """Verify, deduplicate, store and credit signed meter readings (JWS strings, see
-    `cityshare.energy.readings`). Every door hands over the same command: `source` names it
-    (http, mqtt or ocpp). Each item gets its own result; bad items never stop good ones.
-    The OCPP door hands over `AttestedReading`s (source "ocpp" only)."""
+    `cityshare.energy.readings`). The HTTP and MQTT doors hand over this command: `source`
+    names the door (http or mqtt). Each item gets its own result; bad items never stop good
+    ones (an item that is not a JWS string is refused as malformed)."""
 
-    readings: Sequence[str | AttestedReading]
+    readings: Sequence[str]
     source: str = "http"
+
+
+@dataclass(frozen=True, slots=True)
+class IngestAttestedReadings(Command):
+    """Deduplicate, store and credit the readings the OCPP door attests (stored with source
+    "ocpp"): the same write path and results as `IngestReadings`, with no signature to check.
+    Only the in-process OCPP door sends this command; no HTTP or MQTT input can become one."""
+
+    readings: Sequence[AttestedReading]
 
 
 @dataclass(frozen=True, slots=True)

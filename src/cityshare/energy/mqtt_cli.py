@@ -14,6 +14,7 @@ import typer
 
 from cityshare.cli.common import DB_OPTION, console, err_console, print_json, settings_with
 from cityshare.energy import mqtt
+from cityshare.energy.mqtt_batching import reading_message
 from cityshare.energy.readings import ReadingError
 
 app = typer.Typer(
@@ -214,7 +215,7 @@ def publish(
         if not line.strip():
             continue
         try:
-            messages.append(mqtt.reading_message(line))
+            messages.append(reading_message(line))
         except ReadingError as exc:
             bad += 1
             err_console.print(f"line {number}: not sent ({exc.reason}: {exc})")

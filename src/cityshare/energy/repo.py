@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, insert, select
 
-from cityshare.energy.model import ChainState, Reading
+from cityshare.energy.chain import ChainState, Reading
 from cityshare.energy.tables import meter_intervals, meter_readings, meter_waiting, tariffs
 from cityshare.kernel.driver import DriverRepository
 

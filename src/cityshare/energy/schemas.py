@@ -6,7 +6,8 @@ import datetime as dt
 
 from pydantic import BaseModel, Field
 
-from cityshare.energy.handlers import EnergySummary, IngestOutcome, ReviewItem
+from cityshare.energy.handlers import IngestOutcome
+from cityshare.energy.queries import EnergySummary, ReviewItem
 from cityshare.energy.repo import IntervalSums
 
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass, replace
 from cityshare.billing import queries as billing
 from cityshare.billing.model import BillingError, month_of
 from cityshare.community import queries as community
-from cityshare.energy import handlers as energy
-from cityshare.energy.model import Tariff
+from cityshare.energy import queries as energy
+from cityshare.energy.tariff import Tariff
 from cityshare.identity import commands
 from cityshare.identity import handlers as identity
 from cityshare.identity.organisations import is_organisation

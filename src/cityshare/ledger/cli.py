@@ -23,7 +23,7 @@ from cityshare.cli.common import (
     refused_read,
     shell_reader,
 )
-from cityshare.energy import handlers as energy
+from cityshare.energy import model as energy
 from cityshare.identity import handlers as identity
 from cityshare.identity.access import ReadRefused
 from cityshare.identity.policy import Purpose

@@ -2,9 +2,10 @@
 
 Chargers are authenticated here (security profile 1), tokens answered, sessions recorded
 through the charging capability's commands, and meter values planned into readings of the
-session's chain and handed to the energy capability as the same `IngestReadings` the HTTP
-and MQTT doors send (source "ocpp"), as `AttestedReading`s: the door authenticated the
-charger itself, so there is no device signature to check.
+session's chain and handed to the energy capability as `AttestedReading`s in an
+`IngestAttestedReadings` (stored with source "ocpp", through the same write path as the HTTP
+and MQTT doors' `IngestReadings`): the door authenticated the charger itself, so there is no
+device signature to check.
 
 Planning is shared through the database, not kept in a process: each sample time's seq and
 registers are recorded under the ledger's write lock (`PlanChargingReadings`) before the
@@ -198,7 +199,7 @@ class ChargingDoor:
         if not readings:
             return None
         outcome: IngestOutcome = self.platform.bus.handle(
-            energy_commands.IngestReadings(list(readings), source="ocpp")
+            energy_commands.IngestAttestedReadings(list(readings))
         )
         odd = [r.result for r in outcome.results if r.result not in ("accepted", "duplicate")]
         if odd:
