@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cityshare.energy.model import TariffRow
 from cityshare.energy.records import INTERVALS, METER_INTERVAL, METER_READING, READINGS, TARIFF
-from cityshare.energy.repo import TariffRow
 from cityshare.tlog.entries import encode_record
 
 MAX = (1 << 63) - 1

@@ -8,6 +8,7 @@ The rules themselves are `energy.chain` (how readings become credited intervals)
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 
 from cityshare.ledger.ids import (
     CARBON_ISSUANCE,
@@ -68,3 +69,38 @@ def transfer_id(interval_id: int, code: EnergyCode) -> int:
     if not 0 < interval_id <= MAX_INTERVAL_ID:
         raise ValueError("interval ids are 1 … 2^58-1")
     return ENERGY_TRANSFER_BASE | (interval_id << 2) | (code - EnergyCode.EXPORT_CREDIT)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceKey:
+    id: int
+    public_key: bytes
+    live: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceKeys:
+    """A device as ingestion needs it: owner, kind, registration time and every key."""
+
+    device_id: str
+    owner_id: int
+    kind: str
+    registered_at: int
+    keys: tuple[DeviceKey, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TariffRow:
+    id: int
+    digest: str
+    name: str
+    body: str
+    added_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class IntervalSums:
+    import_wh: int = 0
+    export_wh: int = 0
+    carbon_g: int = 0
+    credit_milli: int = 0

@@ -6,8 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from cityshare.energy.model import MAX_INTERVAL_ID, METERED_KINDS
-from cityshare.energy.repo import IntervalSums
+from cityshare.energy.model import MAX_INTERVAL_ID, METERED_KINDS, IntervalSums
 from cityshare.energy.tariff import Tariff
 from cityshare.energy.uow import EnergyUnitOfWork
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select
 
 from cityshare.energy.chain import ChainState, Reading
+from cityshare.energy.model import DeviceKey, DeviceKeys, IntervalSums, TariffRow
 from cityshare.energy.tables import meter_intervals, meter_readings, meter_waiting, tariffs
 from cityshare.kernel.driver import DriverRepository
 
@@ -50,41 +51,6 @@ IntervalRow = tuple[
     int, str, int, int, str, int, int, str, int, int, int, int, int, int,
     int, int, int, int, int, int, int, int, int, int, int, int,
 ]  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceKey:
-    id: int
-    public_key: bytes
-    live: bool
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceKeys:
-    """A device as ingestion needs it: owner, kind, registration time and every key."""
-
-    device_id: str
-    owner_id: int
-    kind: str
-    registered_at: int
-    keys: tuple[DeviceKey, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class TariffRow:
-    id: int
-    digest: str
-    name: str
-    body: str
-    added_at: int
-
-
-@dataclass(frozen=True, slots=True)
-class IntervalSums:
-    import_wh: int = 0
-    export_wh: int = 0
-    carbon_g: int = 0
-    credit_milli: int = 0
 
 
 class EnergyRepository(DriverRepository):

@@ -7,8 +7,8 @@ import datetime as dt
 from pydantic import BaseModel, Field
 
 from cityshare.energy.handlers import IngestOutcome
+from cityshare.energy.model import IntervalSums
 from cityshare.energy.queries import EnergySummary, ReviewItem
-from cityshare.energy.repo import IntervalSums
 
 
 class ReadingResultOut(BaseModel):

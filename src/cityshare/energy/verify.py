@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from cityshare.energy.commands import AttestedReading
-from cityshare.energy.model import METERED_KINDS
+from cityshare.energy.model import METERED_KINDS, DeviceKey, DeviceKeys
 from cityshare.energy.readings import Job, ReadingError, SignedReading, parse, which_key
-from cityshare.energy.repo import DeviceKey, DeviceKeys
 from cityshare.energy.uow import EnergyUnitOfWork
 
 
