@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cityshare.energy import commands
 from cityshare.energy.handlers import EnergyError, IngestOutcome, ItemResult
+from cityshare.energy.model import Verdict
 from cityshare.energy.mqtt import (
     Broker,
     MqttError,
@@ -34,6 +35,12 @@ from energy_helpers import sign
 DEVICE = "dev-aaaaaaaaaaaaaaaa"
 OTHER = "dev-bbbbbbbbbbbbbbbb"
 KEY = Ed25519PrivateKey.generate()
+
+
+def answer(index: int, wire: str) -> ItemResult:
+    """An item's result from its answer on the wire ("rejected:malformed")."""
+    verdict, _, detail = wire.partition(":")
+    return ItemResult(index, Verdict(verdict), detail or None)
 
 
 def reading(seq: int, device: str = DEVICE) -> str:
@@ -62,7 +69,7 @@ class Recorder:
             raise StoreUnavailable("database is locked")
         self.events.append(("committed", list(cmd.readings)))
         return IngestOutcome(
-            [ItemResult(i, self.results.get(t, "accepted")) for i, t in enumerate(cmd.readings)]
+            [answer(i, self.results.get(t, "accepted")) for i, t in enumerate(cmd.readings)]
         )
 
     def dead_letter(self, rejections: Sequence[Rejection]) -> bool:
@@ -163,7 +170,7 @@ def test_a_reading_that_keeps_breaking_the_handler_is_isolated_and_dead_lettered
         seen.append(list(cmd.readings))
         if poison in cmd.readings:
             raise ZeroDivisionError("a bug")
-        return IngestOutcome([ItemResult(i, "accepted") for i in range(len(cmd.readings))])
+        return IngestOutcome([answer(i, "accepted") for i in range(len(cmd.readings))])
 
     rec = Recorder()
     p = BatchProcessor(handle, rec, first_delay_s=0.001, attempts=2)

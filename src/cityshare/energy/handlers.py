@@ -69,6 +69,7 @@ from cityshare.energy.model import (
     EnergyCode,
     IntervalSums,
     TariffRow,
+    Verdict,
     transfer_id,
 )
 from cityshare.energy.records import INTERVALS, READINGS, TARIFF
@@ -96,10 +97,16 @@ class EnergyError(RuntimeError):
 @dataclass(frozen=True, slots=True)
 class ItemResult:
     index: int
-    #: accepted, duplicate, anomaly:<kind> or rejected:<reason>
-    result: str
+    verdict: Verdict
+    #: An anomaly's kind or a rejection's reason; None when accepted or a duplicate.
+    detail: str | None = None
     #: The device, when the item is authentic (signed by one of its keys).
     device: str | None = None
+
+    @property
+    def result(self) -> str:
+        """As the doors answer it: accepted, duplicate, anomaly:<kind> or rejected:<reason>."""
+        return self.verdict.value if self.detail is None else f"{self.verdict}:{self.detail}"
 
 
 @dataclass(slots=True)
@@ -148,23 +155,18 @@ def ingest_checked(
     transaction under the ledger lock (see the module docstring). A caller may check the next
     batch while this one is written (`cityshare bench ingest --pipeline` does)."""
     results: dict[int, ItemResult] = {
-        i: ItemResult(i, f"rejected:{reason}") for i, reason in checked.rejected.items()
+        i: ItemResult(i, Verdict.REJECTED, reason) for i, reason in checked.rejected.items()
     }
     for i, device_id in checked.duplicates.items():
-        results[i] = ItemResult(i, "duplicate", device_id)
+        results[i] = ItemResult(i, Verdict.DUPLICATE, device=device_id)
     outcome = IngestOutcome([])
     with uow:
         last = uow.ledger.lock_ledger()
         _Batch(uow, tariff, source, results, outcome).run(checked.verified, last)
     for i in sorted(results):
         result = results[i]
-        if result.result.startswith("rejected:"):
-            log.info(
-                "reading %d of a batch from %s rejected: %s",
-                i,
-                source,
-                result.result.removeprefix("rejected:"),
-            )
+        if result.verdict is Verdict.REJECTED:
+            log.info("reading %d of a batch from %s rejected: %s", i, source, result.detail)
     outcome.results = [results[i] for i in range(n)]
     return outcome
 
@@ -253,7 +255,11 @@ class _Batch:
             pools[d][r.seq] = reading
             index_of[(d, r.seq)] = v.index
             bad = reading_anomaly(reading, kinds[d], tariff)
-            results[v.index] = ItemResult(v.index, f"anomaly:{bad}" if bad else "accepted", d)
+            results[v.index] = (
+                ItemResult(v.index, Verdict.ANOMALY, bad, d)
+                if bad
+                else ItemResult(v.index, Verdict.ACCEPTED, device=d)
+            )
         self.outcome.stored = len(reading_rows)
         self._join(devices, pools, index_of, interval_id, last_timestamp, reading_rows)
 
@@ -338,7 +344,7 @@ class _Batch:
                 elif status != BASELINE:
                     index = index_of.get((device_id, step.seq))
                     if index is not None:
-                        results[index] = ItemResult(index, f"anomaly:{status}", device_id)
+                        results[index] = ItemResult(index, Verdict.ANOMALY, status, device_id)
                 interval_id += 1
             chain = steps[-1].state if steps else state
             if pool and chain is not None:
@@ -384,16 +390,16 @@ class _Batch:
             if prior is None:
                 unseen.append(v)
             elif (prior.ts, prior.import_wh, prior.export_wh) == (r.ts, r.import_wh, r.export_wh):
-                results[v.index] = ItemResult(v.index, "duplicate", r.device_id)
+                results[v.index] = ItemResult(v.index, Verdict.DUPLICATE, device=r.device_id)
             else:
-                results[v.index] = ItemResult(v.index, "rejected:seq_reused", r.device_id)
+                results[v.index] = ItemResult(v.index, Verdict.REJECTED, "seq_reused", r.device_id)
         revoked = self.repo.revoked_among({v.key_id for v in unseen if v.key_id})
         seen: dict[tuple[str, int], tuple[int, int, int]] = {}
         fresh = []
         for v in unseen:
             r = v.reading
             if v.key_id in revoked:
-                results[v.index] = ItemResult(v.index, "rejected:revoked_key", r.device_id)
+                results[v.index] = ItemResult(v.index, Verdict.REJECTED, "revoked_key", r.device_id)
                 continue
             key = (r.device_id, r.seq)
             claims = (r.ts, r.import_wh, r.export_wh)
@@ -402,9 +408,9 @@ class _Batch:
                 seen[key] = claims
                 fresh.append(v)
             elif earlier == claims:
-                results[v.index] = ItemResult(v.index, "duplicate", r.device_id)
+                results[v.index] = ItemResult(v.index, Verdict.DUPLICATE, device=r.device_id)
             else:
-                results[v.index] = ItemResult(v.index, "rejected:seq_reused", r.device_id)
+                results[v.index] = ItemResult(v.index, Verdict.REJECTED, "seq_reused", r.device_id)
         return fresh
 
     def _tariff_id(self) -> int:

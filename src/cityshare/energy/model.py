@@ -104,3 +104,16 @@ class IntervalSums:
     export_wh: int = 0
     carbon_g: int = 0
     credit_milli: int = 0
+
+
+class Verdict(enum.StrEnum):
+    """What became of one item of a batch of readings."""
+
+    #: Stored, and credited once its chain reaches it.
+    ACCEPTED = "accepted"
+    #: Already stored (a replay or a retried batch): nothing changed.
+    DUPLICATE = "duplicate"
+    #: Stored, but no credit: the reading breaks a rule (its kind says which).
+    ANOMALY = "anomaly"
+    #: Not stored (its reason says why).
+    REJECTED = "rejected"

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from cityshare.energy import commands
-from cityshare.energy.handlers import EnergyError, IngestOutcome
+from cityshare.energy.handlers import EnergyError, IngestOutcome, ItemResult
+from cityshare.energy.model import Verdict
 from cityshare.energy.readings import MAX_BYTES, ReadingError, parse
 from cityshare.kernel.errors import ConflictError, StoreUnavailable
 
@@ -221,14 +222,14 @@ class BatchProcessor:
             return False
         counts = Counts()
         for (delivery, _), result in zip(items, results, strict=True):
-            if result == "accepted":
+            if result.verdict is Verdict.ACCEPTED:
                 counts.accepted += 1
-            elif result == "duplicate":
+            elif result.verdict is Verdict.DUPLICATE:
                 counts.duplicate += 1
-            elif result.startswith("anomaly:"):
+            elif result.verdict is Verdict.ANOMALY:
                 counts.anomaly += 1
             else:
-                rejections.append(Rejection(delivery, result.removeprefix("rejected:")))
+                rejections.append(Rejection(delivery, str(result.detail)))
         for rejection in rejections:
             d = rejection.delivery
             log.warning(
@@ -261,14 +262,14 @@ class BatchProcessor:
         total.rejected += c.rejected
         total.batches += 1
 
-    def _ingest(self, items: list[tuple[Delivery, str]]) -> list[str] | None:
+    def _ingest(self, items: list[tuple[Delivery, str]]) -> list[ItemResult] | None:
         """Each item's result, from one handler run when it succeeds; None when abandoned."""
         delay = self.first_delay_s
         failures = 0
         while True:
             try:
                 outcome = self.handle(commands.IngestReadings([t for _, t in items], SOURCE))
-                return [r.result for r in outcome.results]
+                return outcome.results
             except Exception as exc:
                 failures += 1
                 if not transient(exc):
@@ -288,14 +289,14 @@ class BatchProcessor:
                 return None
             delay = min(delay * 2, self.max_delay_s)
 
-    def _split(self, items: list[tuple[Delivery, str]]) -> list[str] | None:
+    def _split(self, items: list[tuple[Delivery, str]]) -> list[ItemResult] | None:
         """Halve a batch that keeps failing until the message that fails it is alone."""
         if len(items) == 1:
             log.error(
                 "a reading keeps failing the handler; dead-lettered %s",
                 _logfmt(topic=items[0][0].topic),
             )
-            return ["rejected:internal_error"]
+            return [ItemResult(0, Verdict.REJECTED, "internal_error")]
         half = len(items) // 2
         first = self._ingest(items[:half])
         if first is None:

@@ -7,7 +7,7 @@ import datetime as dt
 from pydantic import BaseModel, Field
 
 from cityshare.energy.handlers import IngestOutcome
-from cityshare.energy.model import IntervalSums
+from cityshare.energy.model import IntervalSums, Verdict
 from cityshare.energy.queries import EnergySummary, ReviewItem
 
 
@@ -37,12 +37,12 @@ class ReadingsOut(BaseModel):
 
     @classmethod
     def of(cls, outcome: IngestOutcome) -> ReadingsOut:
-        kinds = [r.result.partition(":")[0] for r in outcome.results]
+        verdicts = [r.verdict for r in outcome.results]
         return cls(
-            accepted=kinds.count("accepted"),
-            anomalies=kinds.count("anomaly"),
-            duplicates=kinds.count("duplicate"),
-            rejected=kinds.count("rejected"),
+            accepted=verdicts.count(Verdict.ACCEPTED),
+            anomalies=verdicts.count(Verdict.ANOMALY),
+            duplicates=verdicts.count(Verdict.DUPLICATE),
+            rejected=verdicts.count(Verdict.REJECTED),
             results=[ReadingResultOut(index=r.index, result=r.result, device=r.device)
                      for r in outcome.results],
         )  # fmt: skip

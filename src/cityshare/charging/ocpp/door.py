@@ -47,9 +47,13 @@ from cityshare.charging.model import (
 )
 from cityshare.energy import commands as energy_commands
 from cityshare.energy.handlers import IngestOutcome
+from cityshare.energy.model import Verdict
 from cityshare.identity.devices import DEVICE_ID_RE
 
 log = logging.getLogger("cityshare.charging.ocpp")
+
+#: Readings not worth a line in the log.
+_UNREMARKABLE = frozenset({Verdict.ACCEPTED, Verdict.DUPLICATE})
 
 
 #: What a reading planned from a message keeps as its evidence: the message (a string), or
@@ -201,7 +205,7 @@ class ChargingDoor:
         outcome: IngestOutcome = self.platform.bus.handle(
             energy_commands.IngestAttestedReadings(list(readings))
         )
-        odd = [r.result for r in outcome.results if r.result not in ("accepted", "duplicate")]
+        odd = [r.result for r in outcome.results if r.verdict not in _UNREMARKABLE]
         if odd:
             log.info("session %d: readings %s", session.id, ", ".join(odd))
         return outcome
