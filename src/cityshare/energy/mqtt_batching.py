@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from cityshare.energy import commands
 from cityshare.energy.handlers import EnergyError, IngestOutcome, ItemResult
 from cityshare.energy.model import Verdict
-from cityshare.energy.readings import MAX_BYTES, ReadingError, parse
+from cityshare.energy.readings import MAX_BYTES, ReadingError, known_device, parse
 from cityshare.kernel.errors import ConflictError, StoreUnavailable
 
 #: The door's one logger (`energy.mqtt`'s), whichever of its modules logs.
@@ -108,25 +108,18 @@ def screen(delivery: Delivery) -> str | Rejection:
         token = delivery.payload.decode("utf-8")
     except UnicodeDecodeError:
         return Rejection(delivery, "malformed")
-    header = token.partition(".")[0]
-    kid = _KIDS.get(header)
+    # The handler parses each reading anyway, so the worker parses only a header not seen yet.
+    kid = known_device(token)
     if kid is None:
         try:
             kid = parse(token).device_id
         except ReadingError:
             return token
-        if len(_KIDS) >= _MAX_KIDS:
-            _KIDS.clear()
-        _KIDS[header] = kid
     if kid != delivery.device:
         return Rejection(delivery, "topic_mismatch")
     return token
 
 
-#: Header segment -> the device it names: a device sends the same header every time, and the
-#: handler parses each reading anyway, so the worker parses only a header it has not seen.
-_KIDS: dict[str, str] = {}
-_MAX_KIDS = 1 << 17
 
 
 @dataclass(slots=True)

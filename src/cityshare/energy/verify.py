@@ -16,7 +16,14 @@ from typing import cast
 
 from cityshare.energy.commands import AttestedReading
 from cityshare.energy.model import METERED_KINDS, DeviceKey, DeviceKeys
-from cityshare.energy.readings import Job, ReadingError, SignedReading, parse, which_key
+from cityshare.energy.readings import (
+    Job,
+    ReadingError,
+    SignedReading,
+    known_device,
+    parse,
+    which_key,
+)
 from cityshare.energy.uow import EnergyUnitOfWork
 
 
@@ -68,8 +75,6 @@ class ReadingVerifier:
         self.pool_threshold = pool_threshold
         self._pool: Executor | None = None
         self._lock = threading.Lock()
-        #: Header segment -> the device it names, for headers parsed here without error.
-        self._kids: dict[str, str] = {}
 
     def _executor(self) -> Executor:
         with self._lock:
@@ -151,18 +156,14 @@ class ReadingVerifier:
         out = Checked()
         rejected = out.rejected
         kids: list[tuple[int, str]] = []
-        known = self._kids
         for i, item in enumerate(items):
-            kid = known.get(item.partition(".")[0]) if type(item) is str else None
+            kid = known_device(item) if type(item) is str else None
             if kid is None:
                 try:
                     kid = parse(item).device_id  # a header not seen yet, or a bad item
                 except ReadingError as exc:
                     rejected[i] = exc.reason
                     continue
-                if len(known) >= _MAX_KNOWN_HEADERS:
-                    known.clear()
-                known[cast(str, item).partition(".")[0]] = kid
             kids.append((i, kid))
         if not kids:
             return out
@@ -204,7 +205,6 @@ class ReadingVerifier:
         return out
 
 
-_MAX_KNOWN_HEADERS = 1 << 17
 
 #: The key id of an attested reading: none (key ids start at 1), so never a revoked one.
 ATTESTED_KEY_ID = 0
