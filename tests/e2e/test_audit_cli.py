@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from cityshare.audit import verify as audit
+from cityshare.audit import registry as audit_registry
 from cityshare.bootstrap import bootstrap
 from cityshare.charging import commands as charging_commands
 from cityshare.identity import commands as identity_commands
@@ -63,7 +63,7 @@ def db(tmp_path: Path) -> str:
 def leaf_of(url: str, table: str, key: int) -> int:
     with create_engine(url).connect() as conn:
         for idx, data in conn.execute(text("SELECT idx, data FROM log_leaves ORDER BY idx")):
-            if audit.entry_key(entries.decode(data)) == (table, key):
+            if audit_registry.entry_key(entries.decode(data)) == (table, key):
                 return int(idx)
     raise AssertionError(f"no leaf for {table} {key}")
 

@@ -34,7 +34,9 @@ from sqlalchemy import (
     update,
 )
 
+from cityshare.audit import registry as audit_registry
 from cityshare.audit import verify as audit
+from cityshare.audit.report import AuditReport
 from cityshare.billing import commands as billing_commands
 from cityshare.bootstrap import Platform, unit_of_work
 from cityshare.charging import commands as charging_commands
@@ -197,7 +199,7 @@ def seed(platform: Platform, clock: ManualClock) -> None:
     assert post(platform, Transfer(next_id, 11, 10, 3, CREDIT)) == ["created"]
 
 
-def run_verify(target: Platform | Engine, verifier: note.Verifier, **kw: Any) -> audit.AuditReport:
+def run_verify(target: Platform | Engine, verifier: note.Verifier, **kw: Any) -> AuditReport:
     """`audit verify` as the platform runs it: with its seal key (a platform's own, or `sealer`
     given with an engine)."""
     if isinstance(target, Platform):
@@ -210,7 +212,7 @@ def leaf_of(platform: Platform, table: str, key: int) -> int:
     with platform.uow() as uow:
         rows = uow.log.entries(0, uow.log.size())
     for idx, data in rows:
-        if audit.entry_key(entries.decode(data)) == (table, key):
+        if audit_registry.entry_key(entries.decode(data)) == (table, key):
             return idx
     raise AssertionError(f"no leaf for {table} {key}")
 
@@ -220,7 +222,7 @@ def execute(platform: Platform, sql: str, **params: Any) -> None:
         conn.execute(text(sql), params)
 
 
-def messages(report: audit.AuditReport) -> str:
+def messages(report: AuditReport) -> str:
     return "\n".join(str(p) for p in report.problems)
 
 
@@ -719,27 +721,27 @@ def test_problems_beyond_the_limit_are_counted(seeded: Platform) -> None:
 
 
 def test_json_record_types_plug_in_with_one_registration() -> None:
-    registry: dict[str, audit.RecordType] = {}
+    registry: dict[str, audit_registry.RecordType] = {}
 
     def encode(row: Any) -> bytes:
         return entries.encode_record("resident", {"id": row["id"], "pseudonym": row["pseudonym"]})
 
-    audit.register_record_type("resident", "residents", encode, registry=registry)
+    audit_registry.register_record_type("resident", "residents", encode, registry=registry)
     data = encode({"id": 7, "pseudonym": "p-7"})
-    assert audit.entry_key(entries.decode(data), registry) == ("residents", 7)
+    assert audit_registry.entry_key(entries.decode(data), registry) == ("residents", 7)
     assert registry["resident"].encode({"id": 7, "pseudonym": "p-7"}) == data
     for record_type, table in (("resident", "others"), ("other", "residents"), ("x", "accounts")):
         with pytest.raises(ValueError, match="already"):
-            audit.register_record_type(record_type, table, encode, registry=registry)
+            audit_registry.register_record_type(record_type, table, encode, registry=registry)
     unknown = entries.decode(entries.encode_record("device", {"id": "d-1"}))
-    with pytest.raises(audit.UnknownEntryError, match="'device' record"):
-        audit.entry_key(unknown, registry)
+    with pytest.raises(audit_registry.UnknownEntryError, match="'device' record"):
+        audit_registry.entry_key(unknown, registry)
     no_id = entries.decode(entries.encode_record("resident", {"pseudonym": "p"}))
-    with pytest.raises(audit.UnknownEntryError, match="without"):
-        audit.entry_key(no_id, registry)
+    with pytest.raises(audit_registry.UnknownEntryError, match="without"):
+        audit_registry.entry_key(no_id, registry)
     # Ledger entries are keyed whatever the registry holds.
     record = TransferRecord(5, 1, 2, 3, 1, 0, 0, 0, 0, 0, 9, -3, 3)
-    assert audit.entry_key(entries.decode(entries.encode_transfer(record)), registry) == (
+    assert audit_registry.entry_key(entries.decode(entries.encode_transfer(record)), registry) == (
         "transfers",
         5,
     )

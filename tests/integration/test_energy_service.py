@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, select
 
 from cityshare.audit import verify as audit
+from cityshare.audit.report import AuditReport
 from cityshare.bootstrap import Platform, bootstrap, unit_of_work
 from cityshare.energy import commands as energy_commands
 from cityshare.energy import handlers as energy
@@ -62,7 +63,7 @@ def balance(platform: Platform, account_id: int) -> int:
     return account.balance
 
 
-def audit_ok(platform: Platform) -> audit.AuditReport:
+def audit_ok(platform: Platform) -> AuditReport:
     report = audit.verify(platform.uow(), platform.log_signer.verifier)
     assert report.ok, "\n".join(str(p) for p in report.problems)
     assert ledger_service.check_invariants(platform.uow()).ok

@@ -11,6 +11,7 @@ from sqlalchemy import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from cityshare.audit import verify as audit_service
+from cityshare.audit.report import AuditReport
 from cityshare.bootstrap import default_key_dir, parse_witness_keys, unit_of_work
 from cityshare.cli.common import (
     DB_OPTION,
@@ -147,7 +148,7 @@ def _seal_key(settings: Settings, url: str) -> Sealer | None:
         raise _usage_error(str(exc)) from exc
 
 
-def _print_summary(report: audit_service.AuditReport, verifier: note.Verifier) -> None:
+def _print_summary(report: AuditReport, verifier: note.Verifier) -> None:
     records = ", ".join(f"{n} {table}" for table, n in report.records.items())
     console.print(
         f"checked {report.leaves} leaves, {report.nodes} tree nodes, {report.checkpoints} "
