@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from sqlalchemy import make_url
-from sqlalchemy.exc import SQLAlchemyError
 
 from cityshare.audit import verify as audit_service
 from cityshare.audit.report import AuditReport
@@ -22,7 +18,7 @@ from cityshare.cli.common import (
     settings_with,
 )
 from cityshare.kernel import keys
-from cityshare.kernel.db import make_engine, normalise_url
+from cityshare.kernel.db import is_sqlite, make_engine, normalise_url, sqlite_file
 from cityshare.kernel.errors import StoreUnavailable
 from cityshare.kernel.seal import Sealer
 from cityshare.settings import Settings
@@ -65,10 +61,9 @@ def verify(
     url = normalise_url(settings.database_url)
     # Verification only reads: unlike the other commands it neither migrates the database nor
     # makes a log key, so pointing it at the wrong place changes nothing there.
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        path = parsed.database
-        if not path or path == ":memory:" or not Path(path).is_file():
+    if is_sqlite(url):
+        path = sqlite_file(url)
+        if path is None or not path.is_file():
             raise _usage_error(f"no database file at {path or '(none)'}")
     verifier = _log_verifier(settings, url, log_key)
     try:
@@ -99,7 +94,7 @@ def verify(
                     witnesses=witnesses,
                     sealer=sealer,
                 )
-    except (SQLAlchemyError, StoreUnavailable) as exc:
+    except StoreUnavailable as exc:
         # Typically a database without the cityshare schema (or at an older revision).
         raise _usage_error(
             f"cannot read the database ({type(exc).__name__}); is it a cityshare database at "

@@ -9,9 +9,9 @@ the transfers in SQL.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import (
     Connection,
@@ -27,7 +27,6 @@ from sqlalchemy import (
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql.elements import ColumnElement
 
-from cityshare.audit.registry import record_types
 from cityshare.kernel import tables as kernel_tables
 from cityshare.ledger import tables as ledger_tables
 from cityshare.ledger.model import NewAccount, PendingState, TransferFlags, TransferRecord
@@ -84,7 +83,23 @@ class Kind:
         return self.columns[0]
 
 
-def kinds() -> dict[str, Kind]:
+class LoggedTable(Protocol):
+    """Where the rows of one JSON record type live and how a row becomes its leaf again
+    (`audit.registry.RecordType`)."""
+
+    @property
+    def table(self) -> str: ...
+
+    @property
+    def encode(self) -> Callable[[Mapping[str, Any]], bytes]: ...
+
+    @property
+    def key(self) -> str: ...
+
+
+def kinds(record_types: Iterable[LoggedTable]) -> dict[str, Kind]:
+    """How the rows of each logged table are matched with their leaves: the ledger's, and
+    those of every JSON record type given (the registry's)."""
     p = ledger_tables.pending_transfers
     account = ("id", "ledger", "code", "flags", "owner", "user_data", "timestamp")
     kinds = {
@@ -98,7 +113,7 @@ def kinds() -> dict[str, Kind]:
             p, ("id", "expires_at", "state"), _encode_hold_expired, logged=p.c.state == _EXPIRED
         ),
     }
-    for record_type in record_types().values():
+    for record_type in record_types:
         table = kernel_tables.metadata.tables.get(record_type.table)
         if table is None:
             raise ValueError(f"record table {record_type.table!r} is not in the schema")

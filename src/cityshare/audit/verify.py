@@ -50,15 +50,17 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from cityshare.audit.checkpoints import CheckpointChecks
 from cityshare.audit.ledger_state import LedgerStateChecks, state_name
-from cityshare.audit.registry import UnknownEntryError, derived_checks, entry_key
+from cityshare.audit.registry import UnknownEntryError, derived_checks, entry_key, record_types
 from cityshare.audit.repo import AuditRepo, Checkpoint, Kind, SumOverflowError, kinds
 from cityshare.audit.report import AuditReport, Recorder
 from cityshare.kernel import seals
+from cityshare.kernel.errors import StoreUnavailable
 from cityshare.kernel.seal import Sealer
-from cityshare.kernel.uow import AbstractUnitOfWork
+from cityshare.kernel.uow import SqlReadUnitOfWork
 from cityshare.ledger.model import PendingState, TransferRecord
 from cityshare.tlog import cosignature, entries, merkle, note
 from cityshare.tlog.repo import LEVEL_SHIFT, node_key
@@ -76,7 +78,7 @@ Progress = Callable[[int, int], None]
 
 
 def verify(
-    uow: AbstractUnitOfWork,
+    uow: SqlReadUnitOfWork,
     log_verifier: note.Verifier,
     *,
     progress: Progress | None = None,
@@ -96,21 +98,27 @@ def verify(
     seal key); without one, those rows are only counted, as unchecked (an auditor from
     outside the platform holds no seal key).
 
-    Runs in one read transaction (one snapshot on PostgreSQL, as in SQLite's WAL mode)."""
-    with uow:
-        audit = _Audit(
-            uow.ledger.conn,
-            log_verifier,
-            max_problems,
-            chunk_size,
-            progress,
-            witnesses=witnesses,
-            sealer=sealer,
-        )
-        audit.run()
-        for check in derived_checks():
-            for table, key, message in check(uow):
-                audit.problem(table, key, None, message)
+    Runs in one read transaction (one snapshot on PostgreSQL, as in SQLite's WAL mode).
+    A database that is not a cityshare database at the current revision (a table or a column
+    missing) raises `StoreUnavailable`, as one that does not answer does."""
+    try:
+        with uow:
+            audit = _Audit(
+                uow.connection,
+                log_verifier,
+                max_problems,
+                chunk_size,
+                progress,
+                witnesses=witnesses,
+                sealer=sealer,
+            )
+            audit.run()
+            for check in derived_checks():
+                for table, key, message in check(uow):
+                    audit.problem(table, key, None, message)
+    except SQLAlchemyError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise StoreUnavailable(f"{type(exc).__name__}: {first}") from exc
     return audit.report
 
 
@@ -134,7 +142,7 @@ class _Audit:
         self.checkpoint_checks = CheckpointChecks(verifier, witnesses, self.report, self.problem)
         self.ledger_checks = LedgerStateChecks(self.repo, self.report, self.problem, max_problems)
         self.sealer = sealer
-        self.kinds = kinds()
+        self.kinds = kinds(record_types().values())
         #: Per table, leaves matched with their row (for kinds that are not `ordered`, each key
         #: at most once; for `ordered` ones the strictly increasing timestamps see to that).
         self.matched: dict[str, int] = dict.fromkeys(self.kinds, 0)

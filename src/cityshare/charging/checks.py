@@ -3,16 +3,15 @@ planned (`charging_chain_seqs`) against the readings stored for them, and the pl
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import and_, func, or_, select
 
 from cityshare.charging import tables
 from cityshare.energy import tables as energy_tables
+from cityshare.kernel.uow import SqlReadUnitOfWork
 
 
 def planned_reading_problems(
-    uow: Any, *, limit: int = 100
+    uow: SqlReadUnitOfWork, *, limit: int = 100
 ) -> list[tuple[str, int | str | None, str]]:
     """Each sample the OCPP central system planned (`charging_chain_seqs`) whose reading was
     stored says what that reading says (time and registers): else a resent sample would be
@@ -22,7 +21,7 @@ def planned_reading_problems(
     r = energy_tables.meter_readings
     planned = (p.c.ts, p.c.import_wh, p.c.export_wh)
     stored = (r.c.ts, r.c.import_wh, r.c.export_wh)
-    rows = uow.ledger.conn.execute(
+    rows = uow.connection.execute(
         select(p.c.chain_id, p.c.seq, *planned, *stored)
         .join(r, and_(r.c.device_id == p.c.chain_id, r.c.seq == p.c.seq))
         .where(or_(*(a != b for a, b in zip(planned, stored, strict=True))))
@@ -41,7 +40,7 @@ def planned_reading_problems(
 
 
 def planned_chain_problems(
-    uow: Any, *, limit: int = 100
+    uow: SqlReadUnitOfWork, *, limit: int = 100
 ) -> list[tuple[str, int | str | None, str]]:
     """The plan of each session's chain is what `plan_readings` gives out and nothing else,
     so a planned row moved to another chain or seq, or removed, shows even where no reading
@@ -55,7 +54,7 @@ def planned_chain_problems(
     p = tables.charging_chain_seqs
     r = energy_tables.meter_readings
     sessions = tables.charging_sessions
-    conn = uow.ledger.conn
+    conn = uow.connection
     out: list[tuple[str, int | str | None, str]] = []
 
     def add(key: str, message: str) -> None:

@@ -20,19 +20,12 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from cityshare.billing.repo import BillingRepository
-from cityshare.charging.repo import ChargingRepository
-from cityshare.community.repo import CommunityRepository
-from cityshare.energy.repo import EnergyRepository
-from cityshare.identity.repo import IdentityRepository
 from cityshare.kernel.capability import RepositoryFactory
 from cityshare.kernel.clock import Clock, SystemClock
 from cityshare.kernel.db import WRITE
 from cityshare.kernel.errors import ConflictError, StoreUnavailable
-from cityshare.kernel.idempotency_repo import IdempotencyRepository
 from cityshare.kernel.messages import Event
 from cityshare.kernel.seal import Sealer
-from cityshare.ledger.repo import LedgerRepository
 from cityshare.tlog import note
 from cityshare.tlog.repo import LogRepository, StoredCheckpoint
 
@@ -64,16 +57,12 @@ class UnitOfWork(Protocol):
     def collect_new_events(self) -> Iterator[Event]: ...
 
 
-class AbstractUnitOfWork(UnitOfWork, Protocol):
-    """Every capability's repositories at once (transitional: energy and audit still use it)."""
+class SqlReadUnitOfWork(UnitOfWork, Protocol):
+    """A unit of work whose one connection reads across every table in one snapshot: what
+    `audit verify` and the derived checks it runs need."""
 
-    ledger: LedgerRepository
-    identity: IdentityRepository
-    energy: EnergyRepository
-    billing: BillingRepository
-    community: CommunityRepository
-    charging: ChargingRepository
-    idempotency: IdempotencyRepository
+    @property
+    def connection(self) -> Connection: ...
 
 
 #: SQLSTATEs after which PostgreSQL wants the whole transaction retried.
@@ -130,6 +119,13 @@ class SqlUnitOfWork:
             setattr(self, name, open_repository(conn, self.sealer))
         self._events = []
         return self
+
+    @property
+    def connection(self) -> Connection:
+        """The transaction's connection, for what reads across every table in one snapshot
+        (`audit verify` and the derived checks it runs); handlers use repositories."""
+        assert self._conn is not None, "the connection outside `with uow:`"
+        return self._conn
 
     if TYPE_CHECKING:
         # The repositories are attributes set from the registrations; each capability's
