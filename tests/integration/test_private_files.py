@@ -19,6 +19,7 @@ from cityshare.issuer.store import DB_FILE, KEY_FILE, SECRET_FILE
 from cityshare.kernel.db import make_engine
 from cityshare.settings import Settings
 from cityshare.twin import replica as twin
+from cityshare.twin import witness as twin_witness
 
 
 def mode(path: Path) -> int:
@@ -94,11 +95,16 @@ def test_the_issuer_keeps_its_key_secret_and_database_owner_only(tmp_path: Path)
 
 def test_the_twin_keeps_its_folder_key_and_replica_owner_only(tmp_path: Path) -> None:
     directory = tmp_path / "twin"
-    twin.init(directory)
+    twin_witness.init(directory)
     replica = twin.Replica(directory / twin.REPLICA_FILE)
     try:
         assert mode(directory) == 0o700
-        for name in (twin.WITNESS_KEY_FILE, twin.REPLICA_FILE, "replica.db-wal", "replica.db-shm"):
+        for name in (
+            twin_witness.WITNESS_KEY_FILE,
+            twin.REPLICA_FILE,
+            "replica.db-wal",
+            "replica.db-shm",
+        ):
             assert mode(directory / name) == 0o600, name
     finally:
         replica.close()

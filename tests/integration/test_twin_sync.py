@@ -17,7 +17,11 @@ from cityshare.bootstrap import Platform
 from cityshare.ledger import commands
 from cityshare.ledger.model import Ledger, NewAccount
 from cityshare.tlog import note
+from cityshare.twin import evidence as twin_evidence
 from cityshare.twin import replica as twin
+from cityshare.twin import sync as twin_sync
+from cityshare.twin import verify as twin_verify
+from cityshare.twin import witness as twin_witness
 from conftest import OPERATOR_TOKEN
 from ledger_helpers import fund, open_accounts
 
@@ -58,7 +62,7 @@ def proxy(client: TestClient) -> Proxy:
 
 @pytest.fixture
 def twin_dir(tmp_path: Path) -> Path:
-    twin.init(tmp_path / "twin")
+    twin_witness.init(tmp_path / "twin")
     return tmp_path / "twin"
 
 
@@ -68,8 +72,8 @@ def http(proxy: Proxy) -> Iterator[httpx.Client]:
         yield c
 
 
-def run_sync(http: httpx.Client, twin_dir: Path, platform: Platform) -> twin.SyncReport:
-    return twin.sync(
+def run_sync(http: httpx.Client, twin_dir: Path, platform: Platform) -> twin_sync.SyncReport:
+    return twin_sync.sync(
         http, twin_dir, log_key=platform.log_signer.verifier.vkey, token=OPERATOR_TOKEN
     )
 
@@ -115,7 +119,7 @@ def test_an_entry_changed_in_transit_is_caught_by_the_root_check(
     proxy.meddle = passthrough
     report = run_sync(http, twin_dir, platform)
     assert report.fetched == report.size == 7
-    assert twin.verify(twin_dir).ok
+    assert twin_verify.verify(twin_dir).ok
 
 
 def test_a_same_size_checkpoint_with_another_root_is_caught(
@@ -152,7 +156,7 @@ def trusted_note(twin_dir: Path) -> str:
 
 
 def only_evidence(twin_dir: Path) -> dict[str, object]:
-    [path] = (twin_dir / twin.EVIDENCE_DIR).iterdir()
+    [path] = (twin_dir / twin_evidence.EVIDENCE_DIR).iterdir()
     assert path.stat().st_mode & 0o777 == 0o600
     return dict(json.loads(path.read_text()))
 
@@ -179,23 +183,23 @@ def test_a_fork_at_the_trusted_size_is_kept_as_evidence_and_reported_by_verify(
         trusted,
         forged,
     )
-    report = twin.verify(twin_dir)
+    report = twin_verify.verify(twin_dir)
     assert not report.ok
     assert report.problems == []
     assert report.replay.ok
-    [item] = twin.verify_json(report)["evidence"]
+    [item] = twin_verify.verify_json(report)["evidence"]
     assert item["kind"] == "fork"
     assert item["problem"] is None
     assert item["trusted"]["size"] == item["offered"]["size"] == size
     assert item["offered"]["root"] == base64.b64encode(bytes(32)).decode()
     # What is kept is checked, not believed: a note the log did not sign is not evidence.
-    path = next((twin_dir / twin.EVIDENCE_DIR).iterdir())
+    path = next((twin_dir / twin_evidence.EVIDENCE_DIR).iterdir())
     record = json.loads(path.read_text())
     record["offered"] = forged.replace("\n\n", "\n\n— nobody AAAAAA==\n", 1).rpartition(
         "\n— "
     )[0]
     path.write_text(json.dumps(record))
-    [item] = twin.verify_json(twin.verify(twin_dir))["evidence"]
+    [item] = twin_verify.verify_json(twin_verify.verify(twin_dir))["evidence"]
     assert "the offered note" in item["problem"]
 
 
@@ -223,7 +227,7 @@ def test_a_rollback_is_kept_as_evidence_and_told_apart_from_a_fork(
         run_sync(http, twin_dir, platform)
     evidence = only_evidence(twin_dir)
     assert (evidence["kind"], evidence["offered"]) == ("rollback", offered)
-    [item] = twin.verify_json(twin.verify(twin_dir))["evidence"]
+    [item] = twin_verify.verify_json(twin_verify.verify(twin_dir))["evidence"]
     assert item["problem"] is None
     assert ("a forked history" if forked else "an old checkpoint served again") in item["detail"]
 
@@ -243,9 +247,9 @@ def test_a_bigger_tree_not_consistent_with_the_trusted_one_is_kept_with_its_proo
     assert evidence["kind"] == "inconsistent"
     assert isinstance(evidence["proof"], list)
     assert evidence["proof"]
-    report = twin.verify(twin_dir)
+    report = twin_verify.verify(twin_dir)
     assert not report.ok
-    [item] = twin.verify_json(report)["evidence"]
+    [item] = twin_verify.verify_json(report)["evidence"]
     assert (item["problem"], item["offered"]["size"]) == (None, size + 1)
 
 
@@ -259,8 +263,8 @@ def test_a_refusal_that_is_no_equivocation_keeps_no_evidence(
     serve_instead(proxy, note.sign_note(note.Checkpoint(other.name, 1, bytes(32)).text(), other))
     with pytest.raises(twin.TamperError, match="does not verify"):
         run_sync(http, twin_dir, platform)
-    assert not (twin_dir / twin.EVIDENCE_DIR).exists()
-    assert twin.verify(twin_dir).ok
+    assert not (twin_dir / twin_evidence.EVIDENCE_DIR).exists()
+    assert twin_verify.verify(twin_dir).ok
 
 
 @pytest.mark.parametrize(
@@ -347,7 +351,7 @@ def test_a_sync_cut_off_half_way_leaves_nothing_and_simply_reruns(
 
     proxy.meddle = passthrough
     progress: list[tuple[int, int]] = []
-    report = twin.sync(
+    report = twin_sync.sync(
         http,
         twin_dir,
         log_key=platform.log_signer.verifier.vkey,
@@ -355,7 +359,7 @@ def test_a_sync_cut_off_half_way_leaves_nothing_and_simply_reruns(
     )
     assert report.fetched == report.size == 1_400 + 7
     assert progress == [(0, 1_407), (1_000, 1_407), (1_407, 1_407)]
-    result = twin.verify(twin_dir)
+    result = twin_verify.verify(twin_dir)
     assert result.ok
     assert result.replay.account_entries == 1_406
 
@@ -365,28 +369,28 @@ def test_a_replica_edited_on_disk_fails_verify(
 ) -> None:
     history(platform)
     run_sync(http, twin_dir, platform)
-    assert twin.verify(twin_dir).ok
+    assert twin_verify.verify(twin_dir).ok
     with sqlite3.connect(twin_dir / twin.REPLICA_FILE) as conn:
         data = conn.execute("SELECT data FROM leaves WHERE idx = 6").fetchone()[0]
         edited = bytearray(data)
         edited[30] ^= 1  # inside the amount of transfer 1
         conn.execute("UPDATE leaves SET data = ? WHERE idx = 6", (bytes(edited),))
-    report = twin.verify(twin_dir)
+    report = twin_verify.verify(twin_dir)
     assert not report.ok
     assert any("the replica was changed" in p for p in report.problems)
-    data_json = twin.verify_json(report)
+    data_json = twin_verify.verify_json(report)
     assert data_json["ok"] is False
     assert any(p.startswith("leaf 6: transfer 1 records") for p in data_json["problems"])
 
 
 def test_verify_without_a_replica_says_so(tmp_path: Path) -> None:
     with pytest.raises(twin.TwinError, match="twin sync"):
-        twin.verify(tmp_path / "nothing")
+        twin_verify.verify(tmp_path / "nothing")
 
 
 def test_init_keeps_an_existing_key(tmp_path: Path) -> None:
-    first, created = twin.init(tmp_path / "t", "a.example/twin")
-    again, created_again = twin.init(tmp_path / "t", "b.example/twin")
+    first, created = twin_witness.init(tmp_path / "t", "a.example/twin")
+    again, created_again = twin_witness.init(tmp_path / "t", "b.example/twin")
     assert (created, created_again) == (True, False)
     assert again.vkey == first.vkey
-    assert (tmp_path / "t" / twin.WITNESS_KEY_FILE).stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "t" / twin_witness.WITNESS_KEY_FILE).stat().st_mode & 0o777 == 0o600

@@ -12,7 +12,11 @@ from rich.table import Table
 
 from cityshare.cli.common import JSON_OPTION, console, err_console, print_json
 from cityshare.ledger.model import Ledger
+from cityshare.twin import evidence as twin_evidence
 from cityshare.twin import replica as twin
+from cityshare.twin import sync as twin_sync
+from cityshare.twin import verify as twin_verify
+from cityshare.twin import witness as twin_witness
 
 app = typer.Typer(
     help="The digital twin: replicate the audit log, check every checkpoint is consistent with "
@@ -41,12 +45,12 @@ def _progress() -> Progress:
 def init(
     directory: Path = DIR_OPTION,
     name: str = typer.Option(
-        twin.DEFAULT_WITNESS_NAME, "--name", help="The witness's name (no spaces, no '+')."
+        twin_witness.DEFAULT_WITNESS_NAME, "--name", help="The witness's name (no spaces, no '+')."
     ),
 ) -> None:
     """Make the twin's cosigning key (DIR/witness.skey, mode 0600) and print its public key."""
     try:
-        cosigner, created = twin.init(directory, name)
+        cosigner, created = twin_witness.init(directory, name)
     except twin.TwinError as exc:
         err_console.print(f"[red]✗[/] {exc}")
         raise typer.Exit(1) from exc
@@ -54,9 +58,13 @@ def init(
         err_console.print(f"[red]✗[/] {exc}")
         raise typer.Exit(2) from exc
     if created:
-        console.print(f"[green]✓[/] witness key made in {directory / twin.WITNESS_KEY_FILE}")
+        console.print(
+            f"[green]✓[/] witness key made in {directory / twin_witness.WITNESS_KEY_FILE}"
+        )
     else:
-        console.print(f"{directory / twin.WITNESS_KEY_FILE} already exists; keeping that key")
+        console.print(
+            f"{directory / twin_witness.WITNESS_KEY_FILE} already exists; keeping that key"
+        )
     console.print(
         "Give the primary this key so it accepts and serves the twin's cosignatures:\n"
         f"  CITYSHARE_WITNESS_KEYS={cosigner.vkey}",
@@ -69,7 +77,7 @@ def key(directory: Path = DIR_OPTION) -> None:
     """Print the twin's witness verifier key (vkey) and nothing else, for scripts and
     configuration (CITYSHARE_WITNESS_KEYS on the primary)."""
     try:
-        cosigner = twin.load_cosigner(directory)
+        cosigner = twin_witness.load_cosigner(directory)
     except twin.TwinError as exc:
         err_console.print(f"[red]✗[/] {exc}")
         raise typer.Exit(1) from exc
@@ -116,7 +124,7 @@ def sync(
 
         try:
             with httpx.Client(base_url=url, timeout=60) as client:
-                report = twin.sync(
+                report = twin_sync.sync(
                     client,
                     directory,
                     log_key=log_key,
@@ -176,12 +184,12 @@ def verify(directory: Path = DIR_OPTION, as_json: bool = JSON_OPTION) -> None:
             progress.update(task, completed=done, total=total, visible=True)
 
         try:
-            report = twin.verify(directory, on_progress=on_progress)
+            report = twin_verify.verify(directory, on_progress=on_progress)
         except twin.TwinError as exc:
             progress.stop()
             err_console.print(f"[red]✗[/] {exc}")
             raise typer.Exit(1) from exc
-    data = twin.verify_json(report)
+    data = twin_verify.verify_json(report)
     if as_json:
         print_json(data)
         raise typer.Exit(0 if report.ok else 1)
@@ -222,10 +230,10 @@ def verify(directory: Path = DIR_OPTION, as_json: bool = JSON_OPTION) -> None:
             if item.trusted is not None and item.offered is not None
             else ""
         )
-        meaning = twin.EVIDENCE_KINDS.get(item.kind, item.kind)
+        meaning = twin_evidence.EVIDENCE_KINDS.get(item.kind, item.kind)
         detail = f" ({item.detail})" if item.detail else ""
         invalid = f"; but the file is not valid evidence: {item.problem}" if item.problem else ""
-        where = directory / twin.EVIDENCE_DIR / item.file
+        where = directory / twin_evidence.EVIDENCE_DIR / item.file
         console.print(
             f"[red]✗ evidence[/] {escape(f'{where}: {meaning}{sizes}{detail}{invalid}')}",
             soft_wrap=True,
