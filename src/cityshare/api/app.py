@@ -16,11 +16,11 @@ from cityshare.api import openapi
 from cityshare.api.body_limit import BodyLimit
 from cityshare.api.deps import PlatformDep
 from cityshare.api.errors import ApiError, install_error_handlers
+from cityshare.api.responses import Health, error_responses
 from cityshare.bootstrap import Platform
 from cityshare.capabilities import CAPABILITIES
 from cityshare.kernel.db import ping
 from cityshare.kernel.errors import StoreUnavailable
-from cityshare.ledger.schemas import Health, error_responses
 
 log = logging.getLogger(__name__)
 

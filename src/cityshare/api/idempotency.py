@@ -21,10 +21,10 @@ from pydantic import BaseModel
 
 from cityshare.api.deps import PrincipalDep
 from cityshare.api.errors import ApiError
+from cityshare.api.responses import ErrorOut, error_responses
 from cityshare.bootstrap import Platform
 from cityshare.kernel import idempotency as service
 from cityshare.kernel.messages import Command
-from cityshare.ledger.schemas import ErrorOut, error_responses
 
 HEADER = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"

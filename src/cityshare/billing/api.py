@@ -21,6 +21,7 @@ from cityshare.api.deps import (
     require_platform_operator,
 )
 from cityshare.api.errors import ApiError, refused
+from cityshare.api.responses import error_responses
 from cityshare.billing import commands
 from cityshare.billing import queries as billing
 from cityshare.billing.model import BillingError, month_of
@@ -40,7 +41,6 @@ from cityshare.identity.access_api import read_refused
 from cityshare.identity.api import VID
 from cityshare.identity.organisations_api import OrgId
 from cityshare.identity.policy import Purpose
-from cityshare.ledger.schemas import error_responses
 
 router = APIRouter(prefix="/api/v1", tags=["billing"])
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
+from cityshare.api.responses import Strict
 from cityshare.billing.queries import (
     MonthlyStatement,
     PriceListView,
@@ -18,7 +19,6 @@ from cityshare.billing.queries import (
 )
 from cityshare.billing.top_ups import TopUpOutcome
 from cityshare.identity.residents import wallet_account_id
-from cityshare.identity.schemas import Strict
 from cityshare.ledger.ids import INR_SETTLEMENT
 from cityshare.ledger.model import MAX_INT, Ledger
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Query
 
 from cityshare.api.deps import PlatformDep, PrincipalDep, ResidentDep, require_org_staff
 from cityshare.api.errors import refused
+from cityshare.api.responses import error_responses
 from cityshare.charging import commands
 from cityshare.charging import handlers as charging
 from cityshare.charging.model import ChargingError
@@ -23,7 +24,6 @@ from cityshare.charging.schemas import (
 )
 from cityshare.identity.api import DeviceId
 from cityshare.identity.organisations_api import OrgId
-from cityshare.ledger.schemas import error_responses
 
 router = APIRouter(prefix="/api/v1", tags=["charging"])
 

@@ -6,6 +6,7 @@ import datetime as dt
 
 from pydantic import BaseModel, Field
 
+from cityshare.api.responses import Strict
 from cityshare.charging.handlers import SessionView
 from cityshare.charging.model import (
     ID_TOKEN_RE,
@@ -14,7 +15,7 @@ from cityshare.charging.model import (
     IdTokenRow,
     OcppVersion,
 )
-from cityshare.identity.schemas import Strict, iso
+from cityshare.identity.schemas import iso
 
 
 def _utc(seconds: int | None) -> str | None:

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Query, Response
 from cityshare.api.deps import PlatformDep, PrincipalDep, ResidentDep, require_org_staff
 from cityshare.api.errors import refused
 from cityshare.api.idempotency import IdempotencyDep, idempotent_responses
+from cityshare.api.responses import error_responses
 from cityshare.community import commands
 from cityshare.community import queries as community
 from cityshare.community.model import CommunityError, ShareEventRow
@@ -33,7 +34,6 @@ from cityshare.identity.access import ReadRefused
 from cityshare.identity.access_api import read_refused
 from cityshare.identity.organisations_api import OrgId
 from cityshare.identity.policy import Purpose
-from cityshare.ledger.schemas import error_responses
 
 router = APIRouter(prefix="/api/v1", tags=["community"])
 

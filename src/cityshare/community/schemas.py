@@ -6,11 +6,11 @@ import zoneinfo
 
 from pydantic import BaseModel, Field
 
+from cityshare.api.responses import Strict
 from cityshare.community.handlers import DistributionOutcome
 from cityshare.community.model import MAX_TOTAL_SHARES, DistributionRow
 from cityshare.community.queries import AssetShares, ResidentShares, SettlementWindow, local_iso
 from cityshare.identity.organisations import MAX_PARTY_ID, ORG_ID_BASE
-from cityshare.identity.schemas import Strict
 
 VID_PATTERN = r"^[1-9][0-9]{15}$"
 

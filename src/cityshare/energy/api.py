@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Query
 
 from cityshare.api.deps import PlatformDep, ResidentDep, StaffDep
 from cityshare.api.errors import ApiError
+from cityshare.api.responses import error_responses
 from cityshare.energy import commands, queries
 from cityshare.energy.handlers import EnergyError
 from cityshare.energy.model import MAX_INTERVAL_ID
@@ -16,7 +17,6 @@ from cityshare.energy.schemas import EnergyOut, ReadingsOut, ReviewOut
 from cityshare.identity.access import ReadRefused
 from cityshare.identity.access_api import read_refused
 from cityshare.identity.policy import Purpose
-from cityshare.ledger.schemas import error_responses
 
 log = logging.getLogger(__name__)
 

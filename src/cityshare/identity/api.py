@@ -11,6 +11,7 @@ from fastapi import APIRouter, Path, Query, Response
 from cityshare.api.deps import AdminDep, CounterpartyDep, PlatformDep, ResidentDep, StaffDep
 from cityshare.api.errors import ApiError, refused
 from cityshare.api.idempotency import Idempotency, IdempotencyDep, idempotent_responses
+from cityshare.api.responses import error_responses
 from cityshare.identity import commands as identity_commands
 from cityshare.identity import device_proof
 from cityshare.identity import handlers as identity
@@ -43,7 +44,6 @@ from cityshare.identity.schemas import (
 from cityshare.identity.tokens import Principal
 from cityshare.identity.uow import IdentityUnitOfWork
 from cityshare.kernel import messages as kernel_messages
-from cityshare.ledger.schemas import error_responses
 
 router = APIRouter(prefix="/api/v1", tags=["identity"])
 

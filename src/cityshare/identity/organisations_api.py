@@ -15,6 +15,7 @@ from fastapi import APIRouter, Path, Query, Response
 from cityshare.api.deps import AdminDep, PlatformDep, PrincipalDep, require_org_staff
 from cityshare.api.errors import ApiError, refused
 from cityshare.api.idempotency import IdempotencyDep, idempotent_responses
+from cityshare.api.responses import error_responses
 from cityshare.identity import commands
 from cityshare.identity import handlers as identity
 from cityshare.identity.api import IDENTITY_STATUSES, DeviceId, changed_device, registered_device
@@ -27,7 +28,6 @@ from cityshare.identity.organisations_schemas import (
     OrganisationOut,
 )
 from cityshare.identity.schemas import DeviceIn, DeviceOut, KeyIn
-from cityshare.ledger.schemas import error_responses
 
 router = APIRouter(prefix="/api/v1", tags=["organisations"])
 

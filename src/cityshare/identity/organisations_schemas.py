@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cityshare.api.responses import Strict
 from cityshare.identity.handlers import OrganisationData
 from cityshare.identity.model import OrganisationRow
 from cityshare.identity.organisations import NAME_RE, OrgKind
-from cityshare.identity.schemas import DeviceOut, Strict, WalletOut, iso
+from cityshare.identity.schemas import DeviceOut, WalletOut, iso
 
 
 class OrganisationIn(Strict):

@@ -10,6 +10,7 @@ import datetime as dt
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cityshare.api.responses import Strict
 from cityshare.identity.devices import LABEL_RE, DeviceKind, encode_public_key
 from cityshare.identity.handlers import DeviceView, ResidentData
 from cityshare.identity.model import AccessRow
@@ -22,10 +23,6 @@ from cityshare.identity.policy import (
     Role,
 )
 from cityshare.ledger.model import AccountState, Ledger
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 def iso(ns: int) -> str:

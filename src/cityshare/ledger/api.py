@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Path, Query
 
 from cityshare.api.deps import LedgerWriterDep, OperatorDep, PlatformDep, PrincipalDep
 from cityshare.api.errors import ApiError
+from cityshare.api.responses import ItemResult, error_responses
 from cityshare.identity.access import ReadRefused
 from cityshare.identity.access_api import read_refused
 from cityshare.identity.policy import Purpose
@@ -20,12 +21,10 @@ from cityshare.ledger.schemas import (
     BatchResponse,
     ExpiredOut,
     InvariantsOut,
-    ItemResult,
     LedgerName,
     StatementOut,
     TransferIn,
     TransferOut,
-    error_responses,
 )
 
 router = APIRouter(

@@ -20,10 +20,10 @@ from starlette.concurrency import run_in_threadpool
 from cityshare.api.body_limit import read_at_most
 from cityshare.api.deps import PlatformDep, PrincipalDep
 from cityshare.api.errors import ApiError
+from cityshare.api.responses import error_responses, json_error_responses
 from cityshare.identity.access import ReadRefused
 from cityshare.identity.access_api import read_refused
 from cityshare.ledger.model import MAX_INT
-from cityshare.ledger.schemas import error_responses, json_error_responses
 from cityshare.tlog import commands
 from cityshare.tlog import handlers as audit_log
 
