@@ -42,6 +42,10 @@ seq, kind), which at city scale (10^9 postings) would collide with a probability
 Should the ledger still refuse an interval's credits (a transfer planted in the store), that
 interval stays recorded uncredited, with an ERROR alarm and an `audit verify` problem, and
 every other interval is credited (`_Batch._post`).
+
+The module is the command handlers (ingest, attested, sweep), then `_Batch`, the write path of
+one batch kept whole because it is the hot loop (dedupe, store, chain, post, log: in that order,
+one method each), then the interval rows and wallet credits it builds; about 540 lines.
 """
 
 from __future__ import annotations

@@ -45,6 +45,11 @@ so a deployment can create its workers' sessions before devices start publishing
 This module is the paho side (the broker's address, the client, its callbacks and loop, and
 publishing); the batching (screening, one `IngestReadings` per batch, dead letters, retries,
 acknowledgements after the commit) is `energy.mqtt_batching`, which knows no paho.
+
+Sections: addresses and topics; the worker (`MqttWorker`: paho's callbacks on its network thread,
+and the loop that hands batches to `mqtt_batching.BatchProcessor`, which owns batching, retries
+and dead letters); publishing, as a device does. A little over 500 lines: the worker's callbacks
+and its loop share its state, and read best together.
 """
 
 from __future__ import annotations
