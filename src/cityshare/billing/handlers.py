@@ -14,7 +14,7 @@ and choice is kept and logged.
 in batches of one transaction each:
 
 1. bills every `ok` interval with imported energy of a resident's meter at the price list in
-   force at its start of the provider chosen then (`domain.billing.charge`: whole paise, the
+   force at its start of the provider chosen then (`billing.model.charge`: whole paise, the
    remainder carried per resident and provider in the bill). An interval with no price in
    force (no default provider, or one without a price list yet) is recorded with provider 0
    and amount 0: price lists never apply retroactively, so that answer is final;
@@ -246,7 +246,7 @@ class _Batch:
     def _post(self, transfers: list[Transfer], last_ts: int) -> dict[int, int]:
         """Post the payments; returns the bills (bill id: resident) whose payment the ledger
         refused. Their ids are minted from the bill ids (`payment_transfer_id`), which no client
-        can name (`domain.ids`), so a refusal is a platform fault (a transfer planted in the
+        can name (`ledger.ids`), so a refusal is a platform fault (a transfer planted in the
         store, a bug): an alarm, never a wedge. Those bills are logged at ERROR and left in
         arrears (`audit verify` then reports them, their payment id being taken); every other
         payment is posted, and billing goes on for everyone else.

@@ -150,7 +150,7 @@ def _clear_top_up_id(uow: BillingUnitOfWork, top_up_id: int) -> int:
     """The first top-up id from `top_up_id` whose transfer id is free.
 
     Top-up ids are handed out in order and their transfer ids minted from them, which no client
-    can name now (`domain.ids`); a transfer already there (a client's from before ids from 2^61
+    can name now (`ledger.ids`); a transfer already there (a client's from before ids from 2^61
     were reserved, or planted in the store) would make the ledger refuse the top-up, and as the
     next top-up takes the same id again, every later one for every resident. So, as community
     payouts do, a taken id is an alarm (logged at ERROR with the ids) and the top-up is

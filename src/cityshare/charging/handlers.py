@@ -4,7 +4,7 @@ The OCPP door (`cityshare.charging.ocpp`) authenticates chargers and asks here w
 may charge, records each transaction's start and stop, and hands the meter values it turns
 into readings to the energy capability as the same `IngestReadings` every door uses; the
 energy capability credits the vehicle's owner. What a charging-station operator sees of a
-vehicle is a pseudonym keyed to that operator (`domain.devices.counterparty_pseudonym`).
+vehicle is a pseudonym keyed to that operator (`identity.devices.counterparty_pseudonym`).
 
 Every fact written here is a leaf of the audit log in the same transaction (`records.py`: its
 codecs re-encode the stored rows for `cityshare audit verify`); a charger's password hash is
@@ -194,7 +194,7 @@ def plan_readings(cmd: commands.PlanChargingReadings, uow: ChargingUnitOfWork) -
     that are not stored yet. A sample time planned before keeps the seq and registers it was
     given (whichever process planned it: a resend, or one message seen on two connections, maps
     to the same reading); newer ones are planned after the chain's newest
-    (`domain.charging.plan`) and recorded. All of it under the ledger's write lock, so two
+    (`charging.model.plan`) and recorded. All of it under the ledger's write lock, so two
     processes never give one seq to two samples. The caller hands them to the energy
     capability, which drops any stored meanwhile as duplicates. Refused (`charger_revoked`)
     once the charger is no longer admitted (see the module docstring)."""

@@ -32,7 +32,7 @@ charger_secrets = Table(
 )
 
 
-#: A vehicle's id token (OCPP idTag / IdToken) by its keyed hash (domain.charging).
+#: A vehicle's id token (OCPP idTag / IdToken) by its keyed hash (charging.model).
 vehicle_id_tokens = Table(
     "vehicle_id_tokens",
     metadata,
@@ -66,7 +66,7 @@ charging_sessions = Table(
     Column("tx_key", String(100), nullable=False),
     Column("connector_id", Integer, nullable=False),
     Column("token_hash", String(64), nullable=False),
-    #: accepted, unknown or blocked (domain.charging.SessionStatus).
+    #: accepted, unknown or blocked (charging.model.SessionStatus).
     Column("status", String(16), nullable=False),
     Column("vehicle_id", String(40), nullable=True),
     Column("owner_id", BigInteger, nullable=True),
@@ -91,7 +91,7 @@ charging_session_stops = Table(
 )
 
 
-#: The readings the central system planned for each session's chain (domain.charging.plan):
+#: The readings the central system planned for each session's chain (charging.model.plan):
 #: a sample time's seq and registers, recorded under the ledger's write lock before the
 #: reading is handed to the energy capability, so every process (and every resend) maps the
 #: same sample to the same (chain, seq) reading. Derived bookkeeping: the readings themselves

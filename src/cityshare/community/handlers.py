@@ -19,7 +19,7 @@ ledger lock:
   asset's export avoided belong to its owners as much as the points do. ENERGY is the record
   of the asset's net export and stays with the asset;
 - the holders are those at the period end (share events at or before it), and each ledger's
-  amount is split with `domain.community.split_pro_rata`, so the payouts add up to it exactly;
+  amount is split with `community.model.split_pro_rata`, so the payouts add up to it exactly;
 - the payouts are posted as one linked chain (LINKED on all but the last, and atomic): every
   holder is paid or none is; the distribution row and one payout row per holder are logged in
   the same commit. An empty wallet or no holders writes nothing (the earnings wait).
@@ -28,7 +28,7 @@ Transfer ids: `COMMUNITY_TRANSFER_BASE | payout_id << 1 | (ledger is CARBON)`, `
 distribution id. A distribution exists at most once per (asset, period end) (a unique index),
 and its payout ids are fixed when it is written, so a rerun for the same period finds it and
 pays nothing twice. The base lies in the platform's own id range (above 2^62; clients are
-refused any id from 2^61 up, `domain.ids`; one found taken anyway is skipped with an alarm)
+refused any id from 2^61 up, `ledger.ids`; one found taken anyway is skipped with an alarm)
 and above every id energy's intervals can reach (2^62 | id << 2 stays below it for interval
 ids under 3 * 2^58).
 
@@ -293,7 +293,7 @@ def _clear_payout_ids(uow: CommunityUnitOfWork, first: int, n: int) -> int:
     """The first of `n` payout ids from `first` whose transfer ids are all free.
 
     Payout ids are handed out in order and their transfer ids minted from them, which no client
-    can name (`domain.ids`); a transfer already there (planted in the store, a bug) would make
+    can name (`ledger.ids`); a transfer already there (planted in the store, a bug) would make
     the ledger refuse the chain, and as the ids are taken again by the next distribution, every
     asset's payouts after it. So a taken id is an alarm (logged at ERROR with the ids) and the
     payouts are numbered after it instead, never a wedge.

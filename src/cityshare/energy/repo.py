@@ -403,7 +403,7 @@ class EnergyRepository(DriverRepository):
     def awaiting_review(
         self, owner_id: int | None, after_id: int, limit: int
     ) -> list[tuple[int, str, int, int, int, str, int, int]]:
-        """Anomalous intervals no later `ok` interval covers (see `domain.energy`), by id:
+        """Anomalous intervals no later `ok` interval covers (see `energy.chain`), by id:
         (id, device, owner, seq, prev_seq, status, start_ts, end_ts). An anomalous interval
         joined at the top is covered when the next interval that moved the top is `ok` and
         measured from at or before its start; at the bottom, mirrored."""

@@ -24,7 +24,7 @@ tariffs = Table(
     #: SHA-256 (hex) of `body`: a tariff is stored once however often it is loaded.
     Column("digest", String(64), nullable=False, unique=True),
     Column("name", String(100), nullable=False),
-    #: The tariff as canonical JSON (domain.energy.Tariff.canonical_json).
+    #: The tariff as canonical JSON (energy.tariff.Tariff.canonical_json).
     Column("body", Text, nullable=False),
     Column("added_at", BigInteger, nullable=False),
 )

@@ -6,10 +6,10 @@ An assertion is a compact JWS (a JWT) signed with the issuer's Ed25519 key (`alg
     claims  {"iss": issuer key name, "aud": sector, "sub": sector pseudonym, "vid": 16 digits,
              "attrs": {"ward": ..., "age_band": ...}, "iat": ..., "exp": ..., "jti": ...}
 
-The keys are signed-note keys (`trust.note`), so the issuer is trusted on the platform by the
+The keys are signed-note keys (`tlog.note`), so the issuer is trusted on the platform by the
 same one-line verifier key (`<name>+<key id>+<base64 key>`) as a log or witness key, and `kid`
 is that key id. Verification is deliberately strict: it checks the header and every claim
-against the rules in `domain.identity` and refuses anything else (an unknown header field or
+against the rules in `identity.model` and refuses anything else (an unknown header field or
 claim included), because a lax parser is how extra personal data or a confused algorithm slips
 in. Every failure is an `AssertionInvalid`; garbage never raises anything else.
 """

@@ -8,7 +8,7 @@
   owned by residents holding shares.
 
 Residents and organisations are both *parties*: they share one id space, so every party
-owns devices and holds one wallet per ledger the same way (`domain.residents`). Residents are
+owns devices and holds one wallet per ledger the same way (`identity.residents`). Residents are
 numbered from 1 and organisations from `ORG_ID_BASE`, so a number alone says which it is.
 """
 

@@ -20,7 +20,7 @@ relationship with that the purpose needs (`PURPOSE_RELATIONSHIPS`):
 A charging operator is related to no resident through its chargers: a vehicle that charged
 there opens none of its owner's data (profile, home meters awaiting review, wallets). The
 operator's relationship is with its own sessions, which it reads with the vehicle as the
-operator's own pseudonym (`services.charging.operator_sessions`), so that no organisation can
+operator's own pseudonym (`charging.handlers.operator_sessions`), so that no organisation can
 track a vehicle, or its owner, across the city (DESIGN §3).
 
 A ledger read by such staff reaches the organisation's own accounts and its related residents'

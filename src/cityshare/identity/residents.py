@@ -17,7 +17,7 @@ WALLET_BASE = WALLET_ACCOUNTS.first
 WALLET_CODE = 10
 #: Every resident holds one wallet per ledger; none but the energy record may go below zero.
 WALLET_LEDGERS: tuple[Ledger, ...] = (Ledger.CREDIT, Ledger.ENERGY, Ledger.CARBON, Ledger.INR)
-#: Parties (residents and organisations, see `domain.organisations`) share one id space:
+#: Parties (residents and organisations, see `identity.organisations`) share one id space:
 #: residents are numbered from 1, organisations from ORG_ID_BASE.
 ORG_ID_BASE = 1 << 57
 MAX_RESIDENT_ID = ORG_ID_BASE - 1

@@ -46,7 +46,7 @@ enrolments = Table(
 )
 
 
-#: Parties besides residents (domain.organisations): operators, providers, community assets.
+#: Parties besides residents (identity.organisations): operators, providers, community assets.
 #: Their ids start at ORG_ID_BASE; they own devices and wallets as residents do.
 organisations = Table(
     "organisations",

@@ -4,7 +4,7 @@ Aadhaar) so demos and tests have someone to vouch for residents.
 It is the only component that ever handles a national id. A resident asks it for an enrolment
 assertion for one sector (the platform's is "cityshare"); the assertion carries the sector
 pseudonym, the resident's current virtual id (VID) and at most the allowed attributes, and
-lives a few minutes (`trust.assertion`). Every valid national id counts as a resident, as every
+lives a few minutes (`identity.assertion`). Every valid national id counts as a resident, as every
 Aadhaar number does; the issuer remembers a person only by a keyed hash of the id.
 
 VIDs, as with Aadhaar: a person has at most one active VID. The first enrolment creates it and

@@ -161,7 +161,7 @@ def statement(
         console.print(f"more: --after {result.next_after}")
 
 
-#: The platform's named accounts (901-904, `domain.ids`: no client may open or move them;
+#: The platform's named accounts (901-904, `ledger.ids`: no client may open or move them;
 #: clients may open any other id below 2^61), each opened by the capability that posts to it,
 #: on first use.
 SYSTEM_ACCOUNTS = (*energy.PLATFORM_ACCOUNTS, billing.SETTLEMENT_ACCOUNT)

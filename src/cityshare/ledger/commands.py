@@ -20,8 +20,8 @@ class CreateAccounts(Command):
 
 @dataclass(frozen=True, slots=True)
 class CreateTransfers(Command):
-    """A client posts transfers, with ids of its own: 1 … 2^61-1 (`domain.ids`); the platform's
-    capabilities post theirs with `services.ledger.post_transfers` instead."""
+    """A client posts transfers, with ids of its own: 1 … 2^61-1 (`ledger.ids`); the platform's
+    capabilities post theirs with `ledger.handlers.post_transfers` instead."""
 
     transfers: Sequence[Transfer]
     #: All or nothing: if any transfer fails, none is written (HTTP's default). When False each

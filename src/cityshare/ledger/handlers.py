@@ -37,7 +37,7 @@ _RESOLVING = int(TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDIN
 def create_accounts(
     cmd: commands.CreateAccounts, uow: LedgerUnitOfWork
 ) -> list[CreateAccountResult]:
-    """A client's accounts: ids the platform opens itself (`domain.ids`) answer `reserved_id`."""
+    """A client's accounts: ids the platform opens itself (`ledger.ids`) answer `reserved_id`."""
     with uow:
         last = uow.ledger.lock_ledger()
         results = open_accounts(
@@ -102,7 +102,7 @@ _ACCOUNT_OK = frozenset({CreateAccountResult.CREATED, CreateAccountResult.EXISTS
 
 
 def create_transfers(cmd: commands.CreateTransfers, uow: LedgerUnitOfWork) -> BatchOutcome:
-    """A client's transfers: an id or pending id from 2^61 up (`domain.ids`) answers
+    """A client's transfers: an id or pending id from 2^61 up (`ledger.ids`) answers
     `reserved_id`, so no client can take an id the platform mints for its own postings; so does
     a transfer debiting or crediting one of the platform's named accounts (901-904), which only
     the platform's own postings move (an INR top-up has its record, energy its interval)."""

@@ -143,10 +143,10 @@ def apply_transfers(
     `linked_event_failed` (the failing one answers its own reason).
 
     `max_id` is the largest id (and pending id) the caller may name: a client's batch passes
-    `domain.ids.MAX_CLIENT_ID`, and a larger id answers `reserved_id`, so a client can neither
+    `ledger.ids.MAX_CLIENT_ID`, and a larger id answers `reserved_id`, so a client can neither
     take an id the platform will mint nor resolve a transfer the platform made.
     `reserved_accounts` are accounts the caller may not debit or credit (a client's batch
-    passes `domain.ids.NAMED_PLATFORM_ACCOUNTS`): a transfer naming one, or resolving a hold
+    passes `ledger.ids.NAMED_PLATFORM_ACCOUNTS`): a transfer naming one, or resolving a hold
     on one, answers `reserved_id`, so only the platform's own postings move them.
     """
     n = len(transfers)

@@ -85,7 +85,7 @@ class CreateAccountResult(enum.StrEnum):
     EXISTS = "exists"
     EXISTS_WITH_DIFFERENT_FIELDS = "exists_with_different_fields"
     ID_OUT_OF_RANGE = "id_out_of_range"
-    #: A client asked for an id only the platform may open (see `domain.ids`).
+    #: A client asked for an id only the platform may open (see `ledger.ids`).
     RESERVED_ID = "reserved_id"
     LEDGER_NOT_FOUND = "ledger_not_found"
     CODE_OUT_OF_RANGE = "code_out_of_range"
@@ -100,7 +100,7 @@ class CreateTransferResult(enum.StrEnum):
     LINKED_EVENT_FAILED = "linked_event_failed"
     LINKED_EVENT_CHAIN_OPEN = "linked_event_chain_open"
     ID_OUT_OF_RANGE = "id_out_of_range"
-    #: A client named an id (or pending id) only the platform may mint (see `domain.ids`).
+    #: A client named an id (or pending id) only the platform may mint (see `ledger.ids`).
     RESERVED_ID = "reserved_id"
     RESERVED_FLAG = "reserved_flag"
     FLAGS_ARE_MUTUALLY_EXCLUSIVE = "flags_are_mutually_exclusive"

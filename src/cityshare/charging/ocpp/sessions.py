@@ -1,11 +1,11 @@
 """Reading OCPP meter values and timestamps (pure, no I/O).
 
-Samples (`domain.charging.Sample`) are what a charger's `meterValue` items say of the two
+Samples (`charging.model.Sample`) are what a charger's `meterValue` items say of the two
 registers a session's chain carries: `Energy.Active.Export.Register` (the vehicle
 discharging: V2G) and `Energy.Active.Import.Register` (the measurand OCPP assumes when none
 is named). Values are cut down to whole Wh (kWh and 2.0.1 multipliers are converted exactly;
 phase values are ignored, the registers are totals). How samples become readings of the
-chain is `domain.charging.plan`.
+chain is `charging.model.plan`.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ depends_on = None
 
 def upgrade() -> None:
     # Chains with readings from before this revision carry on from their newest stored
-    # reading (services.charging.plan_readings), so nothing needs to be copied here.
+    # reading (charging.handlers.plan_readings), so nothing needs to be copied here.
     op.create_table(
         "charging_chain_seqs",
         sa.Column("chain_id", sa.String(40), primary_key=True),
