@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from cityshare.cli.common import JSON_OPTION, console, print_json
+from cityshare.cli.common import JSON_OPTION, console, err_console, print_json
+from cityshare.energy.mqtt_cli import broker_address
 
 
 def ingest_bench(
@@ -60,8 +62,6 @@ def ingest_bench(
     from cityshare.bench import ingest as scenario
 
     if via != "direct":
-        from cityshare.energy.mqtt_cli import bench_via_mqtt
-
         direct_only = {
             "--pipeline": pipeline, "--keep": keep is not None, "--audit": audit,
             "--replay": replay,
@@ -139,3 +139,69 @@ def ingest_bench(
     if "kept" in result:
         kept = result["kept"]
         console.print(f"kept {kept['database_url']} (log key in {kept['log_key']})")
+
+
+def bench_via_mqtt(
+    via: str,
+    devices: int,
+    intervals: int,
+    batch: int,
+    workers: int,
+    direct_only: list[str],
+    database_url: str | None,
+    broker: str | None,
+    mqtt_workers: int,
+    as_json: bool,
+) -> None:
+    """`cityshare bench ingest --via mqtt` (the options are `bench ingest`'s)."""
+    from cityshare.bench import ingest_mqtt as scenario
+
+    if via != "mqtt":
+        err_console.print(f"[red]error:[/] --via is direct or mqtt, not {via!r}")
+        raise typer.Exit(2)
+    if direct_only:
+        err_console.print(f"[red]error:[/] {', '.join(direct_only)}: for --via direct only")
+        raise typer.Exit(2)
+    if broker is not None:
+        broker_address(broker)
+
+    def measure(progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+        try:
+            return scenario.run(
+                devices=devices,
+                intervals=intervals,
+                batch=batch,
+                database_url=database_url,
+                broker_url=broker,
+                mqtt_workers=mqtt_workers,
+                workers=workers,
+                progress=progress,
+            )
+        except scenario.BenchError as exc:
+            err_console.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(1) from exc
+
+    if as_json:
+        print_json(measure())
+        return
+    with Progress(
+        TextColumn("readings"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task("readings", total=devices * intervals)
+        result = measure(lambda n: bar.advance(task, n))
+    console.print(
+        f"[bold]{result['readings_per_s']:,.0f} readings/s[/] over MQTT, first publish to last "
+        f"commit ({result['n']:,} readings from {result['devices']:,} meters in "
+        f"{result['seconds']} s; {result['mqtt_workers']} worker(s), batches of up to "
+        f"{result['batch']}, {result['database']}, {result['broker']})"
+    )
+    console.print(
+        f"publishing alone took {result['publish_seconds']} s; "
+        f"{result['intervals_credited']:,} intervals credited, {result['log_leaves']:,} log "
+        f"leaves, {result['duplicates']} duplicates, invariants "
+        f"{'ok' if result['invariants_ok'] else 'BROKEN'}"
+    )

@@ -5,14 +5,13 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import typer
 
-from cityshare.cli.common import DB_OPTION, console, err_console, print_json, settings_with
+from cityshare.cli.common import DB_OPTION, console, err_console, settings_with
 from cityshare.energy import mqtt
 from cityshare.energy.mqtt_batching import reading_message
 from cityshare.energy.readings import ReadingError
@@ -40,7 +39,8 @@ CA_OPTION = typer.Option(
 )
 
 
-def _broker(url: str) -> mqtt.Broker:
+def broker_address(url: str) -> mqtt.Broker:
+    """The broker `--broker` names; a bad URL is a usage error (exit 2)."""
     try:
         return mqtt.parse_broker(url)
     except mqtt.MqttError as exc:
@@ -125,7 +125,7 @@ def mqtt_worker(
     from cityshare.bootstrap import bootstrap
     from cityshare.kernel.logging import configure_logging
 
-    address = _broker(broker)
+    address = broker_address(broker)
     try:
         mqtt.check_group(group)
     except mqtt.MqttError as exc:
@@ -203,7 +203,7 @@ def publish(
     (exit status 1); the others are published all the same. Signatures are not checked here:
     the workers do that.
     """
-    address = _broker(broker)
+    address = broker_address(broker)
     try:
         text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -235,77 +235,3 @@ def publish(
     console.print(f"published {sent} reading{'s' if sent != 1 else ''} to {address.url}")
     if bad:
         raise typer.Exit(1)
-
-
-def bench_via_mqtt(
-    via: str,
-    devices: int,
-    intervals: int,
-    batch: int,
-    workers: int,
-    direct_only: list[str],
-    database_url: str | None,
-    broker: str | None,
-    mqtt_workers: int,
-    as_json: bool,
-) -> None:
-    """`cityshare bench ingest --via mqtt` (the options are `bench ingest`'s)."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    from cityshare.bench import ingest_mqtt as scenario
-
-    if via != "mqtt":
-        err_console.print(f"[red]error:[/] --via is direct or mqtt, not {via!r}")
-        raise typer.Exit(2)
-    if direct_only:
-        err_console.print(f"[red]error:[/] {', '.join(direct_only)}: for --via direct only")
-        raise typer.Exit(2)
-    if broker is not None:
-        _broker(broker)
-
-    def measure(progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-        try:
-            return scenario.run(
-                devices=devices,
-                intervals=intervals,
-                batch=batch,
-                database_url=database_url,
-                broker_url=broker,
-                mqtt_workers=mqtt_workers,
-                workers=workers,
-                progress=progress,
-            )
-        except scenario.BenchError as exc:
-            err_console.print(f"[red]error:[/] {exc}")
-            raise typer.Exit(1) from exc
-
-    if as_json:
-        print_json(measure())
-        return
-    with Progress(
-        TextColumn("readings"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    ) as bar:
-        task = bar.add_task("readings", total=devices * intervals)
-        result = measure(lambda n: bar.advance(task, n))
-    console.print(
-        f"[bold]{result['readings_per_s']:,.0f} readings/s[/] over MQTT, first publish to last "
-        f"commit ({result['n']:,} readings from {result['devices']:,} meters in "
-        f"{result['seconds']} s; {result['mqtt_workers']} worker(s), batches of up to "
-        f"{result['batch']}, {result['database']}, {result['broker']})"
-    )
-    console.print(
-        f"publishing alone took {result['publish_seconds']} s; "
-        f"{result['intervals_credited']:,} intervals credited, {result['log_leaves']:,} log "
-        f"leaves, {result['duplicates']} duplicates, invariants "
-        f"{'ok' if result['invariants_ok'] else 'BROKEN'}"
-    )
