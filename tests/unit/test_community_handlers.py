@@ -5,9 +5,7 @@ store does the same."""
 
 from __future__ import annotations
 
-import copy
 import random
-from types import TracebackType
 from typing import Any
 
 import pytest
@@ -20,21 +18,12 @@ from cityshare.community.repo import ISSUE, TRANSFER
 from cityshare.identity.model import OrganisationRow, new_vid
 from cityshare.identity.organisations import OrgKind
 from cityshare.identity.residents import ORG_ID_BASE
-from cityshare.kernel.clock import ManualClock
+from fakes import FakeUnitOfWork
 
 ASSET = ORG_ID_BASE + 1
 UTILITY = ORG_ID_BASE + 2
 MISSING = ORG_ID_BASE + 3
 ASHA, BALA, CHITRA = 1, 2, 3
-
-
-class FakeLedger:
-    def __init__(self) -> None:
-        self.locks = 0
-
-    def lock_ledger(self) -> int:
-        self.locks += 1
-        return 0
 
 
 class FakeIdentity:
@@ -49,51 +38,17 @@ class FakeIdentity:
         return self.vids.get(vid)
 
 
-class FakeLog:
-    def __init__(self) -> None:
-        self.leaves: list[bytes] = []
-
-    def append(self, leaves: list[bytes]) -> None:
-        self.leaves += leaves
-
-
-class FakeUnitOfWork:
-    """What the share handlers use of a unit of work; leaving the block without `commit`
-    puts the community repository and the log back as they were (a rollback)."""
-
-    def __init__(self, vids: dict[str, int]) -> None:
-        self.ledger = FakeLedger()
-        self.identity = FakeIdentity(
-            [
-                OrganisationRow(ASSET, OrgKind.COMMUNITY.value, "Solar Park", None, 0),
-                OrganisationRow(UTILITY, OrgKind.PROVIDER.value, "Utility", None, 0),
-            ],
-            vids,
-        )
-        self.community = FakeCommunityRepository()
-        self.log = FakeLog()
-        self.clock = ManualClock()
-        self.commits = 0
-        self._saved: tuple[Any, ...] | None = None
-
-    def __enter__(self) -> FakeUnitOfWork:
-        state = (self.community.events, self.community.share_holdings, self.log.leaves)
-        self._saved = copy.deepcopy(state)
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._saved is not None:  # not committed: roll back
-            self.community.events, self.community.share_holdings, self.log.leaves = self._saved
-        self._saved = None
-
-    def commit(self) -> None:
-        self.commits += 1
-        self._saved = None
+def community_uow(vids: dict[str, int]) -> FakeUnitOfWork:
+    """What the share handlers use of a unit of work (`tests/fakes.py`): identity's answers
+    about the two organisations and the residents' VIDs, and the in-memory share repository."""
+    identity = FakeIdentity(
+        [
+            OrganisationRow(ASSET, OrgKind.COMMUNITY.value, "Solar Park", None, 0),
+            OrganisationRow(UTILITY, OrgKind.PROVIDER.value, "Utility", None, 0),
+        ],
+        vids,
+    )
+    return FakeUnitOfWork(identity=identity, community=FakeCommunityRepository())
 
 
 rng = random.Random(10)
@@ -103,7 +58,7 @@ UNKNOWN_VID = new_vid(rng)
 
 @pytest.fixture
 def uow() -> FakeUnitOfWork:
-    return FakeUnitOfWork({vid: r for r, vid in VID.items()})
+    return community_uow({vid: r for r, vid in VID.items()})
 
 
 def issue(uow: Any, *grants: tuple[int, int], asset: int = ASSET) -> list[ShareEventRow]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Protocol
 
 from cityshare.billing.repo import BillingRepository
-from cityshare.identity.repo import IdentityRepository
+from cityshare.identity.model import IdentityStore
 from cityshare.kernel.uow import UnitOfWork
-from cityshare.ledger.repo import LedgerRepository
+from cityshare.ledger.ports import LedgerStore
 
 
 class BillingUnitOfWork(UnitOfWork, Protocol):
     billing: BillingRepository
-    identity: IdentityRepository
-    ledger: LedgerRepository
+    identity: IdentityStore
+    ledger: LedgerStore

@@ -7,12 +7,22 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cityshare.charging import checks, commands, handlers, records
+from cityshare.charging.model import ChargingStore
 from cityshare.charging.repo import ChargingRepository
 from cityshare.kernel.capability import Capability, CommandHandler
 
 if TYPE_CHECKING:
     import typer
     from fastapi import APIRouter
+    from sqlalchemy import Connection
+
+    from cityshare.kernel.seal import Sealer
+
+
+def _open_charging(conn: Connection, sealer: Sealer | None) -> ChargingStore:
+    """Charging's store on a transaction; typed as the protocol its handlers see, so mypy
+    checks here that `ChargingRepository` satisfies `ChargingStore`."""
+    return ChargingRepository(conn, sealer)
 
 
 def _handlers(platform: Any) -> Mapping[type, CommandHandler]:
@@ -43,7 +53,7 @@ def _cli() -> Sequence[tuple[str, typer.Typer]]:
 
 CAPABILITY = Capability(
     "charging",
-    repositories={"charging": lambda conn, sealer: ChargingRepository(conn, sealer)},
+    repositories={"charging": _open_charging},
     handlers=_handlers,
     records=records.RECORDS,
     # The samples it planned, checked against the readings stored for them and the plan's

@@ -34,9 +34,10 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from cityshare.identity.devices import DeviceKind
 
@@ -271,3 +272,79 @@ class ChainTotals:
     export_wh: int = 0
     carbon_g: int = 0
     credit_milli: int = 0
+
+
+# -- the repository protocol -----------------------------------------------------------------
+
+
+class ChargingStore(Protocol):
+    """What handlers, queries and the OCPP door may ask of charging's store, in the rows above:
+    `charging/uow.py` types `uow.charging` with it, so a handler can be tested on an in-memory
+    fake (`charging/fake.py`); `charging.repo.ChargingRepository` is the store that satisfies it
+    (mypy checks that where `charging/capability.py` registers it).
+
+    Rows are immutable facts; the live state (a charger's password, a vehicle's tokens) is the
+    latest fact. The `next_*_id` methods assume the caller holds the ledger's write lock."""
+
+    # -- charger passwords -----------------------------------------------------------------
+
+    def next_secret_id(self) -> int: ...
+
+    def insert_secret(self, row: ChargerSecretRow) -> None: ...
+
+    def current_secret(self, device_id: str) -> ChargerSecretRow | None:
+        """The charger's newest password row; None if it has none, or if that row's seal
+        fails: the charger is then locked out until a new password is set."""
+        ...
+
+    # -- id tokens -------------------------------------------------------------------------
+
+    def next_token_id(self) -> int: ...
+
+    def live_token(self, token_hash: str) -> IdTokenRow | None:
+        """The live registration of a token (at most one: registration refuses a second)."""
+        ...
+
+    def tokens_of(self, device_id: str) -> list[IdTokenRow]: ...
+
+    def token(self, token_id: int) -> IdTokenRow | None: ...
+
+    def insert_token(self, row: IdTokenRow) -> None: ...
+
+    def remove_token(self, token_id: int, at: int) -> None: ...
+
+    # -- sessions --------------------------------------------------------------------------
+
+    def next_session_id(self) -> int: ...
+
+    def insert_session(self, row: SessionRow) -> None: ...
+
+    def session(self, session_id: int) -> SessionRow | None: ...
+
+    def session_by_tx(self, charger_id: str, tx_key: str) -> SessionRow | None: ...
+
+    def insert_stop(self, row: StopRow) -> None: ...
+
+    def stop(self, session_id: int) -> StopRow | None: ...
+
+    def sessions(
+        self, *, operator_id: int | None = None, owner_id: int | None = None, after: int = 0,
+        limit: int = 100,
+    ) -> list[tuple[SessionRow, StopRow | None, ChainTotals]]:
+        """Sessions of an operator or of a vehicle owner after id `after`, by id, each with its
+        stop and what its chain credited."""
+        ...
+
+    # -- the readings planned for each session's chain -------------------------------------
+
+    def newest_planned(self, chain_id: str) -> Planned | None:
+        """The chain's planned reading with the highest seq."""
+        ...
+
+    def planned_at(self, chain_id: str, timestamps: Collection[int]) -> list[Planned]:
+        """The chain's planned readings of these sample times, by seq."""
+        ...
+
+    def insert_planned(self, chain_id: str, rows: Sequence[Planned]) -> None:
+        """Record planned readings (a seq or sample time planned twice is refused)."""
+        ...

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from cityshare.charging.repo import ChargingRepository
+from cityshare.charging.model import ChargingStore
 from cityshare.energy.repo import EnergyRepository
-from cityshare.identity.repo import IdentityRepository
+from cityshare.identity.model import IdentityStore
 from cityshare.kernel.uow import UnitOfWork
-from cityshare.ledger.repo import LedgerRepository
+from cityshare.ledger.ports import LedgerStore
 
 
 class ChargingUnitOfWork(UnitOfWork, Protocol):
-    charging: ChargingRepository
+    charging: ChargingStore
     energy: EnergyRepository
-    identity: IdentityRepository
-    ledger: LedgerRepository
+    identity: IdentityStore
+    ledger: LedgerStore

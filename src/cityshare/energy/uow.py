@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Protocol
 
 from cityshare.energy.repo import EnergyRepository
-from cityshare.identity.repo import IdentityRepository
+from cityshare.identity.model import IdentityStore
 from cityshare.kernel.uow import UnitOfWork
-from cityshare.ledger.repo import LedgerRepository
+from cityshare.ledger.ports import LedgerStore
 
 
 class EnergyUnitOfWork(UnitOfWork, Protocol):
     energy: EnergyRepository
-    identity: IdentityRepository
-    ledger: LedgerRepository
+    identity: IdentityStore
+    ledger: LedgerStore

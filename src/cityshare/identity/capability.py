@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cityshare.identity import commands, handlers, records
+from cityshare.identity.model import IdentityStore
 from cityshare.identity.repo import IdentityRepository
 from cityshare.kernel import keys
 from cityshare.kernel.capability import Capability, CommandHandler
@@ -14,6 +15,15 @@ from cityshare.kernel.capability import Capability, CommandHandler
 if TYPE_CHECKING:
     import typer
     from fastapi import APIRouter
+    from sqlalchemy import Connection
+
+    from cityshare.kernel.seal import Sealer
+
+
+def _open_identity(conn: Connection, _: Sealer | None) -> IdentityStore:
+    """Identity's store on a transaction; typed as the protocol its handlers see, so mypy
+    checks here that `IdentityRepository` satisfies `IdentityStore`."""
+    return IdentityRepository(conn)
 
 
 def _handlers(platform: Any) -> Mapping[type, CommandHandler]:
@@ -46,7 +56,7 @@ def _cli() -> Sequence[tuple[str, typer.Typer]]:
 
 CAPABILITY = Capability(
     "identity",
-    repositories={"identity": lambda conn, _: IdentityRepository(conn)},
+    repositories={"identity": _open_identity},
     handlers=_handlers,
     records=records.RECORDS,
     routers=_routers,

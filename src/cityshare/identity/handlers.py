@@ -25,7 +25,6 @@ from cityshare.identity.model import (
 from cityshare.identity.organisations import NAME_RE as ORG_NAME_RE
 from cityshare.identity.organisations import ORG_ID_BASE, OrgKind, is_organisation
 from cityshare.identity.residents import WALLET_LEDGERS, wallet_account_id, wallet_accounts
-from cityshare.identity.tables import access_records, device_keys, enrolments, residents
 from cityshare.identity.uow import IdentityUnitOfWork
 from cityshare.ledger.handlers import open_accounts
 from cityshare.ledger.model import AccountState, CreateAccountResult
@@ -79,7 +78,7 @@ def enrol_resident(
         created = resident is None
         if resident is None:
             resident = ResidentRow(
-                repo.next_id(residents), assertion.pseudonym, assertion.issuer, now_ns
+                repo.next_resident_id(), assertion.pseudonym, assertion.issuer, now_ns
             )
             repo.insert_resident(resident)
             leaves.append(records.RESIDENT.of(resident))
@@ -87,7 +86,7 @@ def enrol_resident(
         if holder is not None and holder != resident.id:
             raise IdentityError("vid_in_use", "this virtual id belongs to another resident")
         enrolment = EnrolmentRow(
-            repo.next_id(enrolments),
+            repo.next_enrolment_id(),
             resident.id,
             assertion.vid,
             dict(assertion.attrs),
@@ -170,7 +169,7 @@ def register_device(cmd: commands.RegisterDevice, uow: IdentityUnitOfWork) -> De
             raise IdentityError("key_in_use", "this public key is already registered")
         now = uow.clock.now_ns()
         device = DeviceRow(new_device_id(), cmd.owner_id, kind, cmd.label, now)
-        key = DeviceKeyRow(repo.next_id(device_keys), device.id, cmd.public_key, now)
+        key = DeviceKeyRow(repo.next_device_key_id(), device.id, cmd.public_key, now)
         repo.insert_device(device)
         repo.insert_key(key)
         uow.log.append([records.DEVICE.of(device), records.DEVICE_KEY.of(key)])
@@ -201,7 +200,7 @@ def rotate_device_key(cmd: commands.RotateDeviceKey, uow: IdentityUnitOfWork) ->
             raise IdentityError("key_in_use", "this public key is already registered")
         _revoke_live_keys(uow, cmd.device_id, "rotated")
         key = DeviceKeyRow(
-            repo.next_id(device_keys), cmd.device_id, cmd.public_key, uow.clock.now_ns()
+            repo.next_device_key_id(), cmd.device_id, cmd.public_key, uow.clock.now_ns()
         )
         repo.insert_key(key)
         uow.log.append([records.DEVICE_KEY.of(key)])
@@ -214,7 +213,7 @@ def record_access(cmd: commands.RecordAccess, uow: IdentityUnitOfWork) -> list[A
         return []
     with uow:
         uow.ledger.lock_ledger()
-        first = uow.identity.next_id(access_records)
+        first = uow.identity.next_access_id()
         now = uow.clock.now_ns()
         rows = [
             AccessRow(first + i, r.resident_id, r.principal, r.role, r.purpose, r.what[:200], now)

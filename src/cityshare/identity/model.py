@@ -15,8 +15,9 @@ import hashlib
 import hmac
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 # Verhoeff's scheme over the dihedral group D5: it catches every single-digit error and every
 # swap of two adjacent digits, the two mistakes people make most when copying a number.
@@ -240,3 +241,79 @@ class AccessRow:
     purpose: str
     what: str
     at: int
+
+
+# -- the repository protocol -----------------------------------------------------------------
+
+
+class IdentityStore(Protocol):
+    """What handlers, queries and other capabilities may ask of identity's store, in the rows
+    above: each `<cap>/uow.py` types `uow.identity` with it, so a handler can be tested on an
+    in-memory fake (`identity/fake.py`); `identity.repo.IdentityRepository` is the store that
+    satisfies it (mypy checks that where `identity/capability.py` registers it).
+
+    Every row is an immutable fact; "current" state (a resident's VID, a device's live keys)
+    is a query over the facts. The `next_*_id` methods assume the caller holds the ledger's
+    write lock."""
+
+    # -- residents and enrolments ----------------------------------------------------------
+
+    def next_resident_id(self) -> int: ...
+
+    def resident_by_pseudonym(self, pseudonym: str) -> ResidentRow | None: ...
+
+    def resident(self, resident_id: int) -> ResidentRow | None: ...
+
+    def insert_resident(self, row: ResidentRow) -> None: ...
+
+    def jti_used(self, jti: str) -> bool: ...
+
+    def next_enrolment_id(self) -> int: ...
+
+    def insert_enrolment(self, row: EnrolmentRow) -> None: ...
+
+    def latest_enrolment(self, resident_id: int) -> EnrolmentRow | None: ...
+
+    def resident_by_vid(self, vid: str) -> int | None:
+        """The resident whose *current* VID this is (a replaced VID resolves to no one)."""
+        ...
+
+    # -- organisations ---------------------------------------------------------------------
+
+    def next_organisation_id(self, base: int) -> int: ...
+
+    def insert_organisation(self, row: OrganisationRow) -> None: ...
+
+    def organisation(self, org_id: int) -> OrganisationRow | None: ...
+
+    def organisation_named(self, name: str) -> OrganisationRow | None: ...
+
+    def organisations(self, kind: str | None = None) -> list[OrganisationRow]: ...
+
+    # -- devices ---------------------------------------------------------------------------
+
+    def insert_device(self, row: DeviceRow) -> None: ...
+
+    def device(self, device_id: str) -> DeviceRow | None: ...
+
+    def devices_of(self, owner_id: int) -> list[DeviceRow]: ...
+
+    def next_device_key_id(self) -> int: ...
+
+    def insert_key(self, row: DeviceKeyRow) -> None: ...
+
+    def key_exists(self, public_key: bytes) -> bool: ...
+
+    def keys_of(self, device_ids: Sequence[str]) -> list[DeviceKeyRow]:
+        """The devices' keys, by id, each with its revocation if it has one."""
+        ...
+
+    def revoke_key(self, key_id: int, reason: str, at: int) -> None: ...
+
+    # -- access records --------------------------------------------------------------------
+
+    def next_access_id(self) -> int: ...
+
+    def insert_access(self, rows: Sequence[AccessRow]) -> None: ...
+
+    def access_of(self, resident_id: int, *, after: int, limit: int) -> list[AccessRow]: ...

@@ -44,6 +44,18 @@ class IdentityRepository:
         current = self.conn.execute(select(func.max(table.c.id))).scalar()
         return int(current or 0) + 1
 
+    def next_resident_id(self) -> int:
+        return self.next_id(residents)
+
+    def next_enrolment_id(self) -> int:
+        return self.next_id(enrolments)
+
+    def next_device_key_id(self) -> int:
+        return self.next_id(device_keys)
+
+    def next_access_id(self) -> int:
+        return self.next_id(access_records)
+
     # -- residents and enrolments ----------------------------------------------------------
 
     def resident_by_pseudonym(self, pseudonym: str) -> ResidentRow | None:

@@ -10,14 +10,14 @@ from typing import Protocol
 from cityshare.billing.repo import BillingRepository
 from cityshare.community.repo import CommunityRepository
 from cityshare.energy.repo import EnergyRepository
-from cityshare.identity.repo import IdentityRepository
+from cityshare.identity.model import IdentityStore
 from cityshare.kernel.uow import UnitOfWork
-from cityshare.ledger.repo import LedgerRepository
+from cityshare.ledger.ports import LedgerStore
 
 
 class IdentityUnitOfWork(UnitOfWork, Protocol):
     billing: BillingRepository
     community: CommunityRepository
     energy: EnergyRepository
-    identity: IdentityRepository
-    ledger: LedgerRepository
+    identity: IdentityStore
+    ledger: LedgerStore

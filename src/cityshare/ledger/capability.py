@@ -7,12 +7,22 @@ from typing import TYPE_CHECKING, Any
 
 from cityshare.kernel.capability import Capability, CommandHandler, Job
 from cityshare.ledger import commands, handlers
+from cityshare.ledger.ports import LedgerStore
 from cityshare.ledger.repo import LedgerRepository
 from cityshare.ledger.uow import LedgerUnitOfWork
 
 if TYPE_CHECKING:
     import typer
     from fastapi import APIRouter
+    from sqlalchemy import Connection
+
+    from cityshare.kernel.seal import Sealer
+
+
+def _open_ledger(conn: Connection, _: Sealer | None) -> LedgerStore:
+    """Ledger's store on a transaction; typed as the protocol its handlers see, so mypy
+    checks here that `LedgerRepository` satisfies `LedgerStore`."""
+    return LedgerRepository(conn)
 
 
 def _handlers(_: Any) -> Mapping[type, CommandHandler]:
@@ -42,7 +52,7 @@ def _lock_writers(uow: LedgerUnitOfWork) -> None:
 
 CAPABILITY = Capability(
     "ledger",
-    repositories={"ledger": lambda conn, _: LedgerRepository(conn)},
+    repositories={"ledger": _open_ledger},
     handlers=_handlers,
     routers=_routers,
     cli=_cli,

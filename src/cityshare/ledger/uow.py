@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Protocol
 
 from cityshare.kernel.uow import UnitOfWork
-from cityshare.ledger.repo import LedgerRepository
+from cityshare.ledger.ports import LedgerStore
 
 
 class LedgerUnitOfWork(UnitOfWork, Protocol):
-    ledger: LedgerRepository
+    ledger: LedgerStore
