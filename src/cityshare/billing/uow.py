@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from cityshare.billing.repo import BillingRepository
+from cityshare.billing.model import BillingStore
 from cityshare.identity.repo import IdentityRepository
 from cityshare.kernel.uow import UnitOfWork
 from cityshare.ledger.repo import LedgerRepository
 
 
 class BillingUnitOfWork(UnitOfWork, Protocol):
-    billing: BillingRepository
+    billing: BillingStore
     identity: IdentityRepository
     ledger: LedgerRepository

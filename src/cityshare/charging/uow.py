@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from cityshare.charging.repo import ChargingRepository
-from cityshare.energy.repo import EnergyRepository
+from cityshare.energy.model import EnergyStore
 from cityshare.identity.repo import IdentityRepository
 from cityshare.kernel.uow import UnitOfWork
 from cityshare.ledger.repo import LedgerRepository
@@ -13,6 +13,6 @@ from cityshare.ledger.repo import LedgerRepository
 
 class ChargingUnitOfWork(UnitOfWork, Protocol):
     charging: ChargingRepository
-    energy: EnergyRepository
+    energy: EnergyStore
     identity: IdentityRepository
     ledger: LedgerRepository

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from cityshare.energy.repo import EnergyRepository
+from cityshare.energy.model import EnergyStore
 from cityshare.identity.repo import IdentityRepository
 from cityshare.kernel.uow import UnitOfWork
 from cityshare.ledger.repo import LedgerRepository
 
 
 class EnergyUnitOfWork(UnitOfWork, Protocol):
-    energy: EnergyRepository
+    energy: EnergyStore
     identity: IdentityRepository
     ledger: LedgerRepository
