@@ -13,8 +13,13 @@ import pytest
 from cityshare.community import checks, handlers, records
 from cityshare.community.commands import IssueShares, ShareGrant, TransferShares
 from cityshare.community.fake import FakeCommunityRepository
-from cityshare.community.model import MAX_TOTAL_SHARES, CommunityError, ShareEventRow
-from cityshare.community.repo import ISSUE, TRANSFER
+from cityshare.community.model import (
+    ISSUE,
+    MAX_TOTAL_SHARES,
+    TRANSFER,
+    CommunityError,
+    ShareEventRow,
+)
 from cityshare.identity.model import OrganisationRow, new_vid
 from cityshare.identity.organisations import OrgKind
 from cityshare.identity.residents import ORG_ID_BASE

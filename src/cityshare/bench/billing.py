@@ -30,7 +30,6 @@ from cityshare.billing import commands as billing_commands
 from cityshare.billing import handlers as billing
 from cityshare.billing import records as billing_records
 from cityshare.billing.model import ChoiceRow
-from cityshare.billing.tables import provider_choices
 from cityshare.bootstrap import Platform, bootstrap, unit_of_work
 from cityshare.energy import commands as energy_commands
 from cityshare.identity import commands as identity_commands
@@ -145,7 +144,7 @@ def _choose(platform: Platform, resident_ids: list[int], provider: int) -> None:
     with uow:
         uow.ledger.lock_ledger()
         now = platform.clock.now_ns()
-        first = uow.billing.next_id(provider_choices)
+        first = uow.billing.next_choice_id()
         rows = [
             ChoiceRow(first + i, rid, provider, now // 1_000_000_000, now)
             for i, rid in enumerate(resident_ids)

@@ -7,12 +7,22 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cityshare.billing import checks, commands, handlers, records, top_ups
+from cityshare.billing.model import BillingStore
 from cityshare.billing.openapi import price_list_schema
 from cityshare.billing.repo import BillingRepository
 from cityshare.kernel.capability import Capability, CommandHandler, Job
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
+    from sqlalchemy import Connection
+
+    from cityshare.kernel.seal import Sealer
+
+
+def _open_billing(conn: Connection, sealer: Sealer | None) -> BillingStore:
+    """Billing's store on a transaction; typed as the protocol its handlers see, so mypy checks
+    here that `BillingRepository` satisfies `BillingStore`."""
+    return BillingRepository(conn)
 
 
 def _handlers(platform: Any) -> Mapping[type, CommandHandler]:
@@ -38,7 +48,7 @@ def _openapi(platform: Any, spec: dict[str, Any]) -> None:
 
 CAPABILITY = Capability(
     "billing",
-    repositories={"billing": lambda conn, _: BillingRepository(conn)},
+    repositories={"billing": _open_billing},
     handlers=_handlers,
     records=records.RECORDS,
     checks=[checks.derived_problems],

@@ -44,6 +44,7 @@ from cityshare.billing.model import (
     NORMAL,
     BillingCode,
     BillingError,
+    BillRow,
     ChoiceRow,
     Choices,
     Due,
@@ -60,8 +61,6 @@ from cityshare.billing.model import (
     window_price,
 )
 from cityshare.billing.queries import default_provider, price_versions, seller
-from cityshare.billing.repo import BillRow
-from cityshare.billing.tables import billing_runs, price_lists, provider_choices
 from cityshare.billing.uow import BillingUnitOfWork
 from cityshare.energy.model import OK
 from cityshare.energy.tariff import Tariff
@@ -94,7 +93,7 @@ def set_price_list(
         seller(uow, cmd.provider_id)
         repo = uow.billing
         row = PriceListRow(
-            repo.next_id(price_lists), cmd.provider_id, effective, prices_json(prices),
+            repo.next_price_list_id(), cmd.provider_id, effective, prices_json(prices),
             cmd.set_by[:200], now_ns,
         )  # fmt: skip
         repo.insert_price_list(row)
@@ -118,9 +117,7 @@ def choose_provider(cmd: commands.ChooseProvider, uow: BillingUnitOfWork) -> Cho
                 "no_price_list", "this provider has no price list in force yet: choose another"
             )
         repo = uow.billing
-        row = ChoiceRow(
-            repo.next_id(provider_choices), cmd.resident_id, cmd.provider_id, now_s, now_ns
-        )
+        row = ChoiceRow(repo.next_choice_id(), cmd.resident_id, cmd.provider_id, now_s, now_ns)
         repo.insert_choice(row)
         uow.log.append([records.PROVIDER_CHOICE.of(row)])
         uow.commit()
@@ -207,7 +204,7 @@ class _Batch:
         bills: list[BillRow] = []
         run: RunRow | None = None
         if heads:
-            run_id = repo.next_id(billing_runs)
+            run_id = repo.next_run_id()
             bills = self._bills(billable, run_id)
             billed = sum(b[8] for b in bills)
             run = RunRow(run_id, heads[-1][0], len(bills), billed, self.now)

@@ -15,7 +15,7 @@ from json.encoder import encode_basestring_ascii as json_string
 
 from sqlalchemy import Table
 
-from cityshare.billing.repo import BillRow
+from cityshare.billing.model import BillRow
 from cityshare.billing.tables import (
     billing_runs,
     energy_bills,

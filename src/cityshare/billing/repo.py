@@ -14,7 +14,16 @@ from typing import Any
 
 from sqlalchemy import Table, and_, case, func, or_, select
 
-from cityshare.billing.model import ChoiceRow, Due, PriceListRow, RunRow, TopUpRow, WalletMoves
+from cityshare.billing.model import (
+    BillRow,
+    ChoiceRow,
+    Due,
+    IntervalHead,
+    PriceListRow,
+    RunRow,
+    TopUpRow,
+    WalletMoves,
+)
 from cityshare.billing.tables import (
     billing_runs,
     energy_arrears,
@@ -31,11 +40,6 @@ from cityshare.ledger.tables import transfers
 #: The table's columns in order: the INSERT and COPY below, `BillRow` and the logged fields
 #: (`records.ENERGY_BILL`) all follow this one list.
 BILL_COLUMNS = ", ".join(energy_bills.c.keys())
-#: (id, resident_id, provider_id, price_list_id, tod, start_ts, import_wh, paise_per_kwh,
-#: amount, carry, run_id, at)
-BillRow = tuple[int, int, int, int, str, int, int, int, int, int, int, int]
-#: (id, owner_id, status, start_ts, tod, import_wh, at) of a meter interval.
-IntervalHead = tuple[int, int, str, int, str, int, int]
 
 _MOVES_BALANCE = int(TransferFlags.PENDING | TransferFlags.VOID_PENDING_TRANSFER)
 
@@ -51,8 +55,20 @@ class BillingRepository(DriverRepository):
         finally:
             cur.close()
 
-    def next_id(self, table: Table) -> int:
+    def _next_id(self, table: Table) -> int:
         return int(self.conn.execute(select(func.max(table.c.id))).scalar() or 0) + 1
+
+    def next_price_list_id(self) -> int:
+        return self._next_id(price_lists)
+
+    def next_choice_id(self) -> int:
+        return self._next_id(provider_choices)
+
+    def next_top_up_id(self) -> int:
+        return self._next_id(top_ups)
+
+    def next_run_id(self) -> int:
+        return self._next_id(billing_runs)
 
     # -- price lists and choices ----------------------------------------------------------
 

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 from cityshare.billing import commands, records
 from cityshare.billing.model import BillingCode, BillingError, TopUpRow
-from cityshare.billing.tables import top_ups
 from cityshare.billing.uow import BillingUnitOfWork
 from cityshare.identity.organisations import is_organisation
 from cityshare.identity.residents import wallet_account_id
@@ -123,7 +122,7 @@ def top_up_wallet(cmd: commands.TopUpWallet, uow: BillingUnitOfWork) -> TopUpOut
                 f"account {INR_SETTLEMENT} is not the platform's INR settlement account (it was "
                 "opened with other fields); no top-up can be made until an operator repairs it",
             )
-        top_up_id = _clear_top_up_id(uow, repo.next_id(top_ups))
+        top_up_id = _clear_top_up_id(uow, repo.next_top_up_id())
         wallet = wallet_account_id(cmd.resident_id, Ledger.INR)
         transfer = Transfer(
             top_up_transfer_id(top_up_id), INR_SETTLEMENT, wallet, cmd.amount, Ledger.INR,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from cityshare.billing.repo import BillingRepository
+from cityshare.billing.model import BillingStore
 from cityshare.identity.model import IdentityStore
 from cityshare.kernel.uow import UnitOfWork
 from cityshare.ledger.ports import LedgerStore
 
 
 class BillingUnitOfWork(UnitOfWork, Protocol):
-    billing: BillingRepository
+    billing: BillingStore
     identity: IdentityStore
     ledger: LedgerStore

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from cityshare.charging.model import ChargingStore
-from cityshare.energy.repo import EnergyRepository
+from cityshare.energy.model import EnergyStore
 from cityshare.identity.model import IdentityStore
 from cityshare.kernel.uow import UnitOfWork
 from cityshare.ledger.ports import LedgerStore
@@ -13,6 +13,6 @@ from cityshare.ledger.ports import LedgerStore
 
 class ChargingUnitOfWork(UnitOfWork, Protocol):
     charging: ChargingStore
-    energy: EnergyRepository
+    energy: EnergyStore
     identity: IdentityStore
     ledger: LedgerStore

@@ -7,12 +7,22 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cityshare.community import checks, commands, handlers, records
+from cityshare.community.model import CommunityStore
 from cityshare.community.repo import CommunityRepository
 from cityshare.kernel.capability import Capability, CommandHandler, Job
 
 if TYPE_CHECKING:
     import typer
     from fastapi import APIRouter
+    from sqlalchemy import Connection
+
+    from cityshare.kernel.seal import Sealer
+
+
+def _open_community(conn: Connection, sealer: Sealer | None) -> CommunityStore:
+    """Community's store on a transaction; typed as the protocol its handlers see, so mypy checks
+    here that `CommunityRepository` satisfies `CommunityStore`."""
+    return CommunityRepository(conn)
 
 
 def _handlers(platform: Any) -> Mapping[type, CommandHandler]:
@@ -43,7 +53,7 @@ def _cli() -> Sequence[tuple[str, typer.Typer]]:
 
 CAPABILITY = Capability(
     "community",
-    repositories={"community": lambda conn, _: CommunityRepository(conn)},
+    repositories={"community": _open_community},
     handlers=_handlers,
     records=records.RECORDS,
     # The holdings derived from the share events.

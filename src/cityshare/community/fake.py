@@ -2,7 +2,8 @@
 a database (`tests/unit/test_community_handlers.py`); the real-database tests stay the proof
 that `CommunityRepository` behaves the same.
 
-It holds the share side of `CommunityRepository` (events and the holdings derived from them),
+It holds the share side of `CommunityRepository` (`model.ShareStore`: events and the holdings
+derived from them),
 with the same answers and the same refusal (a holding never goes below zero); a handler that
 reaches for anything else (distributions, payouts) fails loudly with AttributeError.
 """
@@ -11,11 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from cityshare.community.model import ShareEventRow
-from cityshare.community.repo import TRANSFER
+from cityshare.community.model import TRANSFER, ShareEventRow, ShareStore
 
 
-class FakeCommunityRepository:
+class FakeCommunityRepository(ShareStore):
+    """`ShareStore` in memory (mypy checks the methods' signatures against the protocol)."""
+
     def __init__(self) -> None:
         self.events: list[ShareEventRow] = []
         #: (asset, resident) -> shares; a holding that reaches 0 is removed, as in the table.

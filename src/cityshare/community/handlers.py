@@ -46,7 +46,9 @@ from dataclasses import dataclass, field
 
 from cityshare.community import commands, records
 from cityshare.community.model import (
+    ISSUE,
     MAX_TOTAL_SHARES,
+    TRANSFER,
     CommunityError,
     DistributionRow,
     PayoutRow,
@@ -57,7 +59,6 @@ from cityshare.community.model import (
     split_pro_rata,
 )
 from cityshare.community.queries import community_asset
-from cityshare.community.repo import ISSUE, TRANSFER
 from cityshare.community.uow import CommunityUnitOfWork
 from cityshare.identity.model import is_valid_vid
 from cityshare.identity.organisations import OrgKind

@@ -5,6 +5,10 @@ Pure functions, no I/O. Amounts and share counts are integers; a split always ad
 amount exactly (the largest-remainder method: everyone gets the floor of their exact share,
 then the units left over go one each to the largest fractional remainders, ties to the lower
 resident id), so not one milli-point or gram is ever lost or created.
+
+`CommunityStore` is the repository community's handlers, queries and checks (and identity's
+reads) reach through a unit of work: `community.repo.CommunityRepository` on a database; its
+share side, `ShareStore`, is also `community.fake`'s in-memory one in the handler tests.
 """
 
 from __future__ import annotations
@@ -12,14 +16,19 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 #: Shares of one asset, all holders together. Keeps `amount * shares` and every stored count
 #: far inside 64 bits (amounts are at most 2^63 - 1; Python's ints do the products exactly).
 MAX_TOTAL_SHARES = 10**12
 
 NANOSECONDS = 1_000_000_000
+
+#: The kinds of share event (`ShareEventRow.kind`).
+ISSUE = "issue"
+TRANSFER = "transfer"
 
 
 class SettlementPeriod(enum.StrEnum):
@@ -150,3 +159,34 @@ class PayoutRow:
     shares: int
     credit_milli: int
     carbon_g: int
+
+
+class ShareStore(Protocol):
+    """The share side of community's repository: share events and the holdings derived from
+    them (`community.repo.CommunityRepository` on a database, `community.fake` in memory)."""
+
+    def next_event_id(self) -> int: ...
+    def insert_events(self, rows: Sequence[ShareEventRow]) -> None: ...
+    def holding(self, asset_id: int, resident_id: int) -> int: ...
+    def add_to_holding(self, asset_id: int, resident_id: int, delta: int) -> None: ...
+    def total_shares(self, asset_id: int) -> int: ...
+    def holdings(self, asset_id: int) -> dict[int, int]: ...
+    def holdings_of(self, resident_id: int) -> dict[int, int]: ...
+    def holders_among(self, asset_id: int, resident_ids: Collection[int]) -> set[int]: ...
+    def replayed_holdings(self) -> dict[tuple[int, int], int]: ...
+    def stored_holdings(self) -> dict[tuple[int, int], int]: ...
+
+
+class CommunityStore(ShareStore, Protocol):
+    """Community's repository as its users call it: the share side and the distributions."""
+
+    def holdings_at(self, asset_id: int, at_ns: int) -> dict[int, int]: ...
+    def next_distribution_ids(self) -> tuple[int, int]: ...
+    def distribution(self, asset_id: int, period_end: int) -> DistributionRow | None: ...
+    def last_period_end(self, asset_id: int) -> int | None: ...
+    def distributions(self, asset_id: int, *, limit: int) -> list[DistributionRow]: ...
+    def insert_distribution(self, row: DistributionRow) -> None: ...
+    def insert_payouts(self, rows: Sequence[PayoutRow]) -> None: ...
+    def payouts(self, distribution_id: int) -> list[PayoutRow]: ...
+    def payouts_to(self, resident_id: int, *, limit: int) -> list[tuple[PayoutRow, int]]: ...
+    def distribution_sums(self) -> list[tuple[int, int, int, int, int, int, int]]: ...

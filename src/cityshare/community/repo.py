@@ -11,7 +11,12 @@ from typing import Any
 
 from sqlalchemy import and_, case, func, literal, select, union_all
 
-from cityshare.community.model import DistributionRow, PayoutRow, ShareEventRow
+from cityshare.community.model import (
+    TRANSFER,
+    DistributionRow,
+    PayoutRow,
+    ShareEventRow,
+)
 from cityshare.community.tables import (
     community_distributions,
     community_payouts,
@@ -19,10 +24,6 @@ from cityshare.community.tables import (
     share_holdings,
 )
 from cityshare.kernel.driver import DriverRepository
-
-ISSUE = "issue"
-TRANSFER = "transfer"
-
 
 #: The table's columns in order (`PayoutRow`'s fields and the logged ones follow them).
 PAYOUT_COLUMNS = ", ".join(community_payouts.c.keys())

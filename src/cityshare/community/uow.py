@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from cityshare.community.repo import CommunityRepository
+from cityshare.community.model import CommunityStore
 from cityshare.identity.model import IdentityStore
 from cityshare.kernel.uow import UnitOfWork
 from cityshare.ledger.ports import LedgerStore
 
 
 class CommunityUnitOfWork(UnitOfWork, Protocol):
-    community: CommunityRepository
+    community: CommunityStore
     identity: IdentityStore
     ledger: LedgerStore

@@ -7,12 +7,22 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cityshare.energy import checks, commands, handlers, records
+from cityshare.energy.model import EnergyStore
 from cityshare.energy.repo import EnergyRepository
 from cityshare.kernel.capability import Capability, CommandHandler, Job, LoggedRecord
 
 if TYPE_CHECKING:
     import typer
     from fastapi import APIRouter
+    from sqlalchemy import Connection
+
+    from cityshare.kernel.seal import Sealer
+
+
+def _open_energy(conn: Connection, sealer: Sealer | None) -> EnergyStore:
+    """Energy's store on a transaction; typed as the protocol its handlers see, so mypy checks
+    here that `EnergyRepository` satisfies `EnergyStore`."""
+    return EnergyRepository(conn)
 
 
 def _handlers(platform: Any) -> Mapping[type, CommandHandler]:
@@ -45,7 +55,7 @@ def _cli() -> Sequence[tuple[str, typer.Typer]]:
 
 CAPABILITY = Capability(
     "energy",
-    repositories={"energy": lambda conn, _: EnergyRepository(conn)},
+    repositories={"energy": _open_energy},
     handlers=_handlers,
     records=[
         LoggedRecord(records.TARIFF.type, "tariffs", records.TARIFF.of_mapping),

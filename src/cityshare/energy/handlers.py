@@ -71,13 +71,14 @@ from cityshare.energy.model import (
     PLATFORM_ACCOUNTS,
     DeviceKeys,
     EnergyCode,
+    IntervalRow,
     IntervalSums,
+    ReadingRow,
     TariffRow,
     Verdict,
     transfer_id,
 )
 from cityshare.energy.records import INTERVALS, READINGS, TARIFF
-from cityshare.energy.repo import IntervalRow, ReadingRow
 from cityshare.energy.tariff import Tariff, tariff_from_json
 from cityshare.energy.uow import EnergyUnitOfWork
 from cityshare.energy.verify import Checked, ReadingVerifier, Verified, check_attested

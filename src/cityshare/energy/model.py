@@ -2,13 +2,17 @@
 interval, and the platform's named accounts and transfer ids of the credits ingestion posts.
 
 The rules themselves are `energy.chain` (how readings become credited intervals) and
-`energy.tariff` (what an interval earns).
+`energy.tariff` (what an interval earns). `EnergyStore` is the repository energy's handlers,
+queries and checks (and charging's) reach through a unit of work: `energy.repo.EnergyRepository`
+on a database, any object with the same methods in a test.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cityshare.ledger.ids import (
     CARBON_ISSUANCE,
@@ -18,6 +22,9 @@ from cityshare.ledger.ids import (
     PLATFORM_ACCOUNT_CODE,
 )
 from cityshare.ledger.model import Ledger, NewAccount
+
+if TYPE_CHECKING:  # `energy.chain` imports this module
+    from cityshare.energy.chain import ChainState, Reading
 
 #: Device kinds whose readings carry energy registers.
 METERED_KINDS = frozenset({"meter", "charger"})
@@ -117,3 +124,60 @@ class Verdict(enum.StrEnum):
     ANOMALY = "anomaly"
     #: Not stored (its reason says why).
     REJECTED = "rejected"
+
+
+#: A `meter_readings` row as ingestion writes it: (id, device_id, seq, ts, import_wh,
+#: export_wh, received_at, source, jws).
+ReadingRow = tuple[int, str, int, int, int, int, int, str, str]
+#: A `meter_intervals` row as ingestion writes it, in `repo.INTERVAL_COLUMNS`' order.
+IntervalRow = tuple[
+    int, str, int, int, str, int, int, str, int, int, int, int, int, int,
+    int, int, int, int, int, int, int, int, int, int, int, int,
+]  # fmt: skip
+
+
+class EnergyStore(Protocol):
+    """Energy's repository as its users call it (`energy.repo.EnergyRepository` implements it
+    on one open connection inside one transaction; the method docstrings are there)."""
+
+    # -- ingestion: devices, readings, chains -----------------------------------------------
+    def device_keys(self, device_ids: Collection[str]) -> dict[str, DeviceKeys]: ...
+    def revoked_among(self, key_ids: Collection[int]) -> set[int]: ...
+    def existing_readings(
+        self, keys: Collection[tuple[str, int]]
+    ) -> dict[tuple[str, int], Reading]: ...
+    def stored_tokens(self, keys: Collection[tuple[str, int]]) -> dict[tuple[str, int], str]: ...
+    def chain_states(self, device_ids: Collection[str]) -> dict[str, ChainState]: ...
+    def waiting_readings(
+        self, bounds: Sequence[tuple[str, int, int]]
+    ) -> dict[str, list[Reading]]: ...
+    def next_ids(self) -> tuple[int, int]: ...
+    def insert_readings(self, rows: Sequence[ReadingRow]) -> None: ...
+    def insert_intervals(self, rows: Sequence[IntervalRow]) -> None: ...
+    def overdue_waiting(self, received_before: int, limit: int) -> list[DeviceKeys]: ...
+    def set_waiting(
+        self, since: Mapping[str, tuple[int, DeviceKeys]], cleared: Collection[str]
+    ) -> None: ...
+
+    # -- tariffs ----------------------------------------------------------------------------
+    def tariff_by_digest(self, digest: str) -> TariffRow | None: ...
+    def tariff(self, tariff_id: int) -> TariffRow | None: ...
+    def insert_tariff(self, row: TariffRow) -> None: ...
+    def next_tariff_id(self) -> int: ...
+
+    # -- checks of derived state ------------------------------------------------------------
+    def waiting_mismatches(self, limit: int) -> list[tuple[str, int | None, int | None]]: ...
+    def uncredited_intervals(self, base: int, limit: int) -> list[tuple[int, str]]: ...
+    def waiting_parties(self) -> list[tuple[DeviceKeys, tuple[Any, ...]]]: ...
+
+    # -- reads: charging, statements, review ------------------------------------------------
+    def latest_readings(
+        self, device_ids: Iterable[str]
+    ) -> dict[str, tuple[int, int, int, int]]: ...
+    def owner_totals(self, owner_id: int) -> IntervalSums: ...
+    def owner_intervals(
+        self, owner_id: int, since_ts: int
+    ) -> list[tuple[int, int, int, int, int]]: ...
+    def awaiting_review(
+        self, owner_id: int | None, after_id: int, limit: int
+    ) -> list[tuple[int, str, int, int, int, str, int, int]]: ...

@@ -87,7 +87,7 @@ class _RecordTemplate:
         return out
 
 
-#: Leaves of `meter_readings` rows (`repo.ReadingRow`s) and `meter_intervals` rows
-#: (`repo.IntervalRow`s), as ingestion writes them.
+#: Leaves of `meter_readings` rows (`model.ReadingRow`s) and `meter_intervals` rows
+#: (`model.IntervalRow`s), as ingestion writes them.
 READINGS = _RecordTemplate(METER_READING, frozenset({"device_id", "source", "jws"}))
 INTERVALS = _RecordTemplate(METER_INTERVAL, frozenset({"device_id", "status", "tod"}))

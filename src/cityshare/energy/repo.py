@@ -17,7 +17,14 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select
 
 from cityshare.energy.chain import ChainState, Reading
-from cityshare.energy.model import DeviceKey, DeviceKeys, IntervalSums, TariffRow
+from cityshare.energy.model import (
+    DeviceKey,
+    DeviceKeys,
+    IntervalRow,
+    IntervalSums,
+    ReadingRow,
+    TariffRow,
+)
 from cityshare.energy.tables import meter_intervals, meter_readings, meter_waiting, tariffs
 from cityshare.kernel.driver import DriverRepository
 
@@ -41,15 +48,10 @@ WAITING_SINCE = (
     "WHERE r.seq > i.top_seq OR r.seq < i.base_seq GROUP BY r.device_id"
 )
 
-ReadingRow = tuple[int, str, int, int, int, int, int, str, str]
 #: PostgreSQL types of the columns above, for binary COPY (varchar takes text's wire format).
 _READING_TYPES = ["int8", "text", *["int8"] * 5, "text", "text"]
 _INTERVAL_TYPES = [
     "int8", "text", "int8", "int8", "text", "int8", "int8", "text", *["int8"] * 18,
-]  # fmt: skip
-IntervalRow = tuple[
-    int, str, int, int, str, int, int, str, int, int, int, int, int, int,
-    int, int, int, int, int, int, int, int, int, int, int, int,
 ]  # fmt: skip
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from cityshare.energy.repo import EnergyRepository
+from cityshare.energy.model import EnergyStore
 from cityshare.identity.model import IdentityStore
 from cityshare.kernel.uow import UnitOfWork
 from cityshare.ledger.ports import LedgerStore
 
 
 class EnergyUnitOfWork(UnitOfWork, Protocol):
-    energy: EnergyRepository
+    energy: EnergyStore
     identity: IdentityStore
     ledger: LedgerStore

@@ -7,17 +7,17 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from cityshare.billing.repo import BillingRepository
-from cityshare.community.repo import CommunityRepository
-from cityshare.energy.repo import EnergyRepository
+from cityshare.billing.model import BillingStore
+from cityshare.community.model import CommunityStore
+from cityshare.energy.model import EnergyStore
 from cityshare.identity.model import IdentityStore
 from cityshare.kernel.uow import UnitOfWork
 from cityshare.ledger.ports import LedgerStore
 
 
 class IdentityUnitOfWork(UnitOfWork, Protocol):
-    billing: BillingRepository
-    community: CommunityRepository
-    energy: EnergyRepository
+    billing: BillingStore
+    community: CommunityStore
+    energy: EnergyStore
     identity: IdentityStore
     ledger: LedgerStore
