@@ -51,7 +51,8 @@ def test_the_worker_expires_holds_without_serve_and_stops_on_sigterm(
         deadline = time.monotonic() + 60
         while account(platform, 10).debits_pending:
             assert proc.poll() is None, log_file.read_text()
-            assert time.monotonic() < deadline, log_file.read_text()
+            if time.monotonic() > deadline:  # a give-up bound for a hung worker, not a speed check
+                pytest.fail(f"the worker never released the hold:\n{log_file.read_text()}")
             time.sleep(0.2)
         assert account(platform, 10).debits_posted == 0  # released, not posted
         proc.send_signal(signal.SIGTERM)
